@@ -1,0 +1,214 @@
+/**
+ * The host ↔ runner protocol: JSON lines over the container's stdin and stdout.
+ *
+ * This module is shared: the host imports it, and the in-container runner is bundled with it,
+ * so both sides validate the very same schemas. It must stay free of Node-only and
+ * Electron imports beyond what a plain bundle can carry.
+ *
+ * Every frame is untrusted on arrival. {@link FrameDecoder} turns a byte stream into
+ * validated frames and reports garbage or oversized lines as errors without throwing.
+ */
+import { z } from 'zod';
+
+/** Bumped when a frame changes shape incompatibly. The runner reports it in `ready`. */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * The longest line either side accepts. A line past this is dropped whole and reported.
+ * @default 4 MiB
+ */
+export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+
+const id = z.string().min(1).max(128);
+const text = z.string().max(1_000_000);
+
+/** One Anthropic content block. Passed through opaquely; only its `type` is checked here. */
+export const ContentBlockSchema = z.looseObject({ type: z.string().min(1).max(64) });
+export type ContentBlock = z.infer<typeof ContentBlockSchema>;
+
+export const MessageParamSchema = z.object({
+  role: z.enum(['user', 'assistant']),
+  content: z.union([text, z.array(ContentBlockSchema).max(1000)]),
+});
+export type MessageParam = z.infer<typeof MessageParamSchema>;
+
+export const ToolDefinitionSchema = z.object({
+  name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/),
+  description: z.string().max(10_000),
+  input_schema: z.looseObject({ type: z.literal('object') }),
+});
+export type ToolDefinition = z.infer<typeof ToolDefinitionSchema>;
+
+export const UsageSchema = z.object({
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  cacheReadTokens: z.number().int().nonnegative(),
+  cacheWriteTokens: z.number().int().nonnegative(),
+});
+export type Usage = z.infer<typeof UsageSchema>;
+
+export const GroupFactsSchema = z.object({
+  jid: z.string().min(1).max(256),
+  name: z.string().min(1).max(256),
+  folder: z.string().min(1).max(64),
+});
+
+// ── host → runner ──────────────────────────────────────────────────────────
+
+export const StartFrameSchema = z.object({
+  type: z.literal('start'),
+  runId: id,
+  group: GroupFactsSchema,
+  prompt: text.min(1),
+  isMain: z.boolean(),
+  assistantName: z.string().min(1).max(64),
+  /** The transcript to resume, or null for a fresh conversation. */
+  sessionRef: z.string().max(128).nullable(),
+});
+
+export const HostToRunnerSchema = z.discriminatedUnion('type', [
+  StartFrameSchema,
+  z.object({ type: z.literal('message'), text: text.min(1) }),
+  z.object({
+    type: z.literal('model.result'),
+    requestId: id,
+    content: z.array(ContentBlockSchema).max(1000),
+    stopReason: z.string().max(64).nullable(),
+    usage: UsageSchema,
+  }),
+  z.object({
+    type: z.literal('model.error'),
+    requestId: id,
+    message: z.string().max(10_000),
+    retryable: z.boolean(),
+  }),
+  z.object({
+    type: z.literal('tool.result'),
+    callId: id,
+    ok: z.boolean(),
+    result: text,
+  }),
+  z.object({ type: z.literal('shutdown') }),
+]);
+export type HostToRunner = z.infer<typeof HostToRunnerSchema>;
+export type StartFrame = z.infer<typeof StartFrameSchema>;
+
+// ── runner → host ──────────────────────────────────────────────────────────
+
+/** Names of the calls the runner may make to the host. Authorization happens on the host. */
+export const HOST_CALLS = ['send_message'] as const;
+export type HostCallName = (typeof HOST_CALLS)[number];
+
+export const RunnerToHostSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('ready'), protocol: z.number().int() }),
+  z.object({
+    type: z.literal('model.request'),
+    requestId: id,
+    system: text,
+    messages: z.array(MessageParamSchema).min(1).max(10_000),
+    tools: z.array(ToolDefinitionSchema).max(64),
+    maxTokens: z.number().int().positive().max(128_000),
+  }),
+  z.object({
+    type: z.literal('host.call'),
+    callId: id,
+    // The name is checked by the host's tool table, so that an unknown call gets a
+    // tool.result error the model can read instead of killing the run.
+    name: z.string().min(1).max(64),
+    args: z.unknown(),
+  }),
+  z.object({ type: z.literal('output'), text }),
+  z.object({ type: z.literal('done'), usage: UsageSchema, sessionRef: z.string().max(128).nullable() }),
+  z.object({ type: z.literal('error'), message: z.string().max(10_000) }),
+]);
+export type RunnerToHost = z.infer<typeof RunnerToHostSchema>;
+
+/** Arguments of each host call, parsed on the host before authorization. */
+export const HostCallArgsSchemas = {
+  send_message: z.object({
+    text: z.string().min(1).max(65_536),
+    /** Defaults to the group's own chat. Only the main group may name another. */
+    chatJid: z.string().min(1).max(256).optional(),
+  }),
+} satisfies Record<HostCallName, z.ZodType>;
+
+// ── framing ────────────────────────────────────────────────────────────────
+
+/** Serialises one frame as a single JSON line. */
+export function encodeFrame(frame: HostToRunner | RunnerToHost): string {
+  return `${JSON.stringify(frame)}\n`;
+}
+
+export type DecodeResult<T> = { ok: true; frame: T } | { ok: false; error: string };
+
+/**
+ * Splits a text stream into lines and validates each as a frame.
+ *
+ * Never throws on bad input: a line that is not JSON, fails the schema, or grows past
+ * `maxBytes` yields `{ ok: false }` and decoding carries on at the next line.
+ */
+export class FrameDecoder<T> {
+  private buffer = '';
+  private discarding = false;
+
+  constructor(
+    private readonly schema: z.ZodType<T>,
+    private readonly maxBytes: number = MAX_FRAME_BYTES,
+  ) {}
+
+  /** Feeds decoded text (callers set the stream encoding to utf8) and returns complete frames. */
+  push(chunk: string): DecodeResult<T>[] {
+    const results: DecodeResult<T>[] = [];
+    let rest = chunk;
+    for (;;) {
+      const newline = rest.indexOf('\n');
+      if (newline === -1) {
+        if (!this.discarding) {
+          this.buffer += rest;
+          if (this.buffer.length > this.maxBytes) {
+            results.push({ ok: false, error: `frame larger than ${this.maxBytes} bytes dropped` });
+            this.buffer = '';
+            this.discarding = true;
+          }
+        }
+        return results;
+      }
+      const piece = rest.slice(0, newline);
+      rest = rest.slice(newline + 1);
+      if (this.discarding) {
+        // The tail of an oversized line: drop it and resume at the next line.
+        this.discarding = false;
+        continue;
+      }
+      const line = this.buffer + piece;
+      this.buffer = '';
+      if (line.length > this.maxBytes) {
+        results.push({ ok: false, error: `frame larger than ${this.maxBytes} bytes dropped` });
+        continue;
+      }
+      if (line.trim() === '') continue;
+      results.push(this.parseLine(line));
+    }
+  }
+
+  private parseLine(line: string): DecodeResult<T> {
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      return { ok: false, error: `not JSON: ${preview(line)}` };
+    }
+    const parsed = this.schema.safeParse(value);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue?.path.length ? issue.path.join('.') : 'frame';
+      return { ok: false, error: `invalid frame (${where}: ${issue?.message ?? 'bad shape'}): ${preview(line)}` };
+    }
+    return { ok: true, frame: parsed.data };
+  }
+}
+
+function preview(line: string): string {
+  const short = line.length > 120 ? `${line.slice(0, 120)}…` : line;
+  return JSON.stringify(short);
+}

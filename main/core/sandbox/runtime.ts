@@ -1,0 +1,85 @@
+/**
+ * The container runtime interface. One implementation per external system:
+ * `docker.ts` (dockerode) and, later, `apple-container.ts` (the `container` CLI).
+ * Swapping runtimes means choosing a different implementation of this interface.
+ */
+import type { Readable, Writable } from 'node:stream';
+
+/** A host directory made visible inside the container. */
+export interface Mount {
+  hostPath: string;
+  containerPath: string;
+  readOnly: boolean;
+}
+
+/** Resource ceilings for one agent container. */
+export interface ContainerLimits {
+  /** @default 1 GiB */
+  memoryBytes: number;
+  /** CPU share in units of 1e-9 CPUs. @default 1 CPU */
+  nanoCpus: number;
+  /** @default 256 */
+  pids: number;
+}
+
+export const DEFAULT_LIMITS: ContainerLimits = {
+  memoryBytes: 1024 * 1024 * 1024,
+  nanoCpus: 1_000_000_000,
+  pids: 256,
+};
+
+/** Everything needed to start one agent container. */
+export interface ContainerSpec {
+  /** Unique, Docker-safe name, e.g. `clawbar-family-1732441234567`. */
+  name: string;
+  image: string;
+  mounts: Mount[];
+  /** Plain settings only. Never secrets: the model key stays on the host. */
+  env: Record<string, string>;
+  /** Extra labels; the runtime always adds its own "ours" label. */
+  labels: Record<string, string>;
+  limits: ContainerLimits;
+  /** False means `--network none`. @default false */
+  network: boolean;
+  /** `uid:gid` to run as; the image's non-root user when omitted. */
+  user?: string;
+}
+
+/** A started container, with its stdio already attached. */
+export interface RunningContainer {
+  readonly id: string;
+  readonly name: string;
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** Resolves when the container exits, with its exit code. */
+  wait(): Promise<{ exitCode: number }>;
+  /** Stops the container now (SIGKILL). Safe to call twice or after exit. */
+  kill(): Promise<void>;
+}
+
+export type RuntimeState =
+  | { ok: true; version: string }
+  | { ok: false; reason: string; fix: string };
+
+export interface ImageState {
+  image: string;
+  present: boolean;
+  id?: string;
+  createdAt?: string;
+}
+
+export interface ContainerRuntime {
+  readonly kind: 'docker' | 'apple';
+  /** Whether the engine answers, with a fix for the user when it does not. */
+  check(): Promise<RuntimeState>;
+  inspectImage(image: string): Promise<ImageState>;
+  start(spec: ContainerSpec): Promise<RunningContainer>;
+  /** Containers carrying our label, running or not. */
+  listOurs(): Promise<Array<{ id: string; name: string; state: string; labels: Record<string, string> }>>;
+  /** Removes containers left behind by a previous process (after a crash). Returns how many. */
+  removeOrphans(): Promise<number>;
+}
+
+/** The label every Clawbar container carries, so orphans can be found and cleaned. */
+export const OURS_LABEL = 'dev.clawbar.managed';
