@@ -1,0 +1,84 @@
+/**
+ * Opening the SQLite database and bringing its schema up to date.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { MIGRATIONS, type Migration } from './migrations/index.js';
+
+export type Db = Database.Database;
+
+/** The database was written by a newer Clawbar; opening it could corrupt it. */
+export class DatabaseFromTheFutureError extends Error {
+  constructor(
+    readonly dbVersion: number,
+    readonly appVersion: number,
+    file: string,
+  ) {
+    super(
+      `${file} has schema version ${dbVersion}, but this Clawbar only knows up to ${appVersion}. ` +
+        'It was written by a newer Clawbar: upgrade Clawbar, or point CLAWBAR_HOME elsewhere.',
+    );
+    this.name = 'DatabaseFromTheFutureError';
+  }
+}
+
+export class MigrationError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MigrationError';
+  }
+}
+
+/**
+ * Opens (creating if needed) the database file in WAL mode and migrates it.
+ * Pass `':memory:'` for a throwaway database in tests.
+ */
+export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS): Db {
+  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('foreign_keys = ON');
+    // The CLI and `serve` may touch the file at once; wait rather than fail on a lock.
+    db.pragma('busy_timeout = 5000');
+    db.pragma('synchronous = NORMAL');
+    migrate(db, migrations, file);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
+}
+
+/** Applies every migration newer than the file's `user_version`, each in one transaction. */
+export function migrate(db: Db, migrations: readonly Migration[], file = 'the database'): void {
+  checkMigrationList(migrations);
+  const latest = migrations.length;
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > latest) throw new DatabaseFromTheFutureError(current, latest, file);
+  for (const migration of migrations.slice(current)) {
+    const apply = db.transaction(() => {
+      db.exec(migration.up);
+      db.pragma(`user_version = ${migration.version}`);
+    });
+    try {
+      apply();
+    } catch (err) {
+      throw new MigrationError(`migration ${migration.version} (${migration.name}) failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+}
+
+/** Versions must run 1, 2, 3… with no gap or repeat; a mistake here is a bug, caught at open. */
+export function checkMigrationList(migrations: readonly Migration[]): void {
+  migrations.forEach((migration, index) => {
+    if (migration.version !== index + 1) {
+      throw new MigrationError(
+        `migration list is out of order: position ${index + 1} holds version ${migration.version} (${migration.name})`,
+      );
+    }
+  });
+}

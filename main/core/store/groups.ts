@@ -1,0 +1,90 @@
+/** Registered groups: the chats the assistant answers in. */
+import type { Db } from './database.js';
+import type { Group, NewGroup } from './types.js';
+
+interface GroupRow {
+  jid: string;
+  folder: string;
+  name: string;
+  trigger: string;
+  requires_trigger: number;
+  is_main: number;
+  paused: number;
+  network_allowed: number;
+  created_at: number;
+}
+
+function toGroup(row: GroupRow): Group {
+  return {
+    jid: row.jid,
+    folder: row.folder,
+    name: row.name,
+    trigger: row.trigger,
+    requiresTrigger: row.requires_trigger === 1,
+    isMain: row.is_main === 1,
+    paused: row.paused === 1,
+    networkAllowed: row.network_allowed === 1,
+    createdAt: row.created_at,
+  };
+}
+
+export function groupQueries(db: Db) {
+  const upsertChat = db.prepare(`
+    INSERT INTO chats (jid, name, channel, is_group, last_activity) VALUES (?, ?, ?, 1, NULL)
+    ON CONFLICT (jid) DO NOTHING`);
+  const insert = db.prepare(`
+    INSERT INTO groups (jid, folder, name, trigger, requires_trigger, is_main, created_at)
+    VALUES (@jid, @folder, @name, @trigger, @requiresTrigger, @isMain, @createdAt)`);
+  const startCursor = db.prepare(`
+    INSERT INTO cursors (group_jid, last_seq)
+    VALUES (?, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_jid = ?))`);
+  const byJid = db.prepare(`SELECT * FROM groups WHERE jid = ?`);
+  const byRef = db.prepare(`SELECT * FROM groups WHERE jid = ?1 OR folder = ?1 OR name = ?1 COLLATE NOCASE`);
+  const list = db.prepare(`SELECT * FROM groups ORDER BY is_main DESC, name`);
+  const folders = db.prepare(`SELECT folder FROM groups`);
+  const remove = db.prepare(`DELETE FROM groups WHERE jid = ?`);
+  const setPaused = db.prepare(`UPDATE groups SET paused = ? WHERE jid = ?`);
+
+  return {
+    /**
+     * Registers a group and starts its cursor at the chat's latest message, so that
+     * history from before registration is not answered.
+     */
+    addGroup: db.transaction((group: NewGroup, now: number): Group => {
+      upsertChat.run(group.jid, group.name, group.channel);
+      insert.run({
+        jid: group.jid,
+        folder: group.folder,
+        name: group.name,
+        trigger: group.trigger,
+        requiresTrigger: group.requiresTrigger ? 1 : 0,
+        isMain: group.isMain ? 1 : 0,
+        createdAt: now,
+      });
+      startCursor.run(group.jid, group.jid);
+      return toGroup(byJid.get(group.jid) as GroupRow);
+    }),
+    getGroup(jid: string): Group | undefined {
+      const row = byJid.get(jid) as GroupRow | undefined;
+      return row && toGroup(row);
+    },
+    /** Finds a group by jid, folder or name (name case-insensitive). */
+    findGroup(ref: string): Group | undefined {
+      const row = byRef.get(ref) as GroupRow | undefined;
+      return row && toGroup(row);
+    },
+    listGroups(): Group[] {
+      return (list.all() as GroupRow[]).map(toGroup);
+    },
+    groupFolders(): Set<string> {
+      return new Set((folders.all() as Array<{ folder: string }>).map((r) => r.folder));
+    },
+    /** Unregisters a group. Its chat history and its folder on disk are kept. */
+    removeGroup(jid: string): boolean {
+      return remove.run(jid).changes === 1;
+    },
+    setPaused(jid: string, paused: boolean): boolean {
+      return setPaused.run(paused ? 1 : 0, jid).changes === 1;
+    },
+  };
+}

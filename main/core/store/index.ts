@@ -1,0 +1,39 @@
+/**
+ * The store: every SQL statement in Clawbar lives below this folder, as named, prepared
+ * queries grouped by table family.
+ */
+import { openDatabase, type Db } from './database.js';
+import { groupQueries } from './groups.js';
+import { messageQueries } from './messages.js';
+import { runStateQueries } from './run-state.js';
+
+export type Store = ReturnType<typeof messageQueries> &
+  ReturnType<typeof groupQueries> &
+  ReturnType<typeof runStateQueries> & {
+    readonly db: Db;
+    close(): void;
+  };
+
+function storeOver(db: Db): Store {
+  return {
+    db,
+    ...messageQueries(db),
+    ...groupQueries(db),
+    ...runStateQueries(db),
+    close: () => db.close(),
+  };
+}
+
+/** Opens the database file (WAL, migrated) and prepares every query once. */
+export function openStore(file: string): Store {
+  return storeOver(openDatabase(file));
+}
+
+/** A fresh in-memory store, for tests. */
+export function openMemoryStore(): Store {
+  return storeOver(openDatabase(':memory:'));
+}
+
+export * from './types.js';
+export { DatabaseFromTheFutureError, MigrationError } from './database.js';
+export type { TurnCommit } from './run-state.js';

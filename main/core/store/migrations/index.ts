@@ -1,0 +1,15 @@
+/**
+ * The ordered list of schema migrations. Append only: never edit or reorder a migration
+ * that has shipped. Each runs in its own transaction and sets `PRAGMA user_version`.
+ */
+import { migration001 } from './001-initial.js';
+
+export interface Migration {
+  /** Equals its position in {@link MIGRATIONS}, starting at 1. */
+  version: number;
+  name: string;
+  /** SQL run inside the migration's transaction. */
+  up: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [migration001];

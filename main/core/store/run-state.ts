@@ -1,0 +1,147 @@
+/**
+ * The state a run moves forward: cursors, sessions, the outbox and token usage.
+ * {@link runStateQueries.commitTurn} is the one place a turn's results become durable.
+ */
+import type { Db } from './database.js';
+import type { OutboxItem, OutboxState, TokenUsage } from './types.js';
+
+interface OutboxRow {
+  id: number;
+  chat_jid: string;
+  text: string;
+  turn_id: string | null;
+  state: OutboxState;
+  attempts: number;
+  last_error: string | null;
+  created_at: number;
+}
+
+function toOutbox(row: OutboxRow): OutboxItem {
+  return {
+    id: row.id,
+    chatJid: row.chat_jid,
+    text: row.text,
+    turnId: row.turn_id,
+    state: row.state,
+    attempts: row.attempts,
+    lastError: row.last_error,
+    createdAt: row.created_at,
+  };
+}
+
+export interface TurnCommit {
+  groupJid: string;
+  /** The last message seq the turn's prompt covered. The cursor never moves backwards. */
+  throughSeq: number;
+  turnId: string;
+  /** Replies to queue for delivery, already formatted. */
+  replies: Array<{ chatJid: string; text: string }>;
+  sessionRef: string | null;
+  usage: TokenUsage;
+  now: number;
+}
+
+export function runStateQueries(db: Db) {
+  const getCursor = db.prepare(`SELECT last_seq FROM cursors WHERE group_jid = ?`);
+  const advanceCursor = db.prepare(`
+    INSERT INTO cursors (group_jid, last_seq) VALUES (?1, ?2)
+    ON CONFLICT (group_jid) DO UPDATE SET last_seq = MAX(last_seq, ?2)`);
+  const getSession = db.prepare(`SELECT session_ref FROM sessions WHERE group_jid = ?`);
+  const setSession = db.prepare(`
+    INSERT INTO sessions (group_jid, session_ref, updated_at) VALUES (?1, ?2, ?3)
+    ON CONFLICT (group_jid) DO UPDATE SET session_ref = ?2, updated_at = ?3`);
+  const enqueue = db.prepare(`
+    INSERT INTO outbox (chat_jid, text, turn_id, state, created_at) VALUES (?, ?, ?, 'queued', ?)`);
+  const outboxById = db.prepare(`SELECT * FROM outbox WHERE id = ?`);
+  const queued = db.prepare(`SELECT * FROM outbox WHERE state = 'queued' ORDER BY id`);
+  const markSent = db.prepare(`UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ? WHERE id = ?`);
+  const markAttempt = db.prepare(`
+    UPDATE outbox SET attempts = attempts + 1, last_error = ?,
+      state = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE state END
+    WHERE id = ?`);
+  const insertBotMessage = db.prepare(`
+    INSERT INTO messages (chat_jid, id, sender, sender_name, text, timestamp, from_me, from_bot, turn_id)
+    VALUES (@chatJid, @id, @sender, @senderName, @text, @timestamp, 1, 1, @turnId)
+    ON CONFLICT (chat_jid, id) DO NOTHING`);
+  const addUsage = db.prepare(`
+    INSERT INTO usage (group_jid, day, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+    VALUES (@groupJid, @day, @inputTokens, @outputTokens, @cacheReadTokens, @cacheWriteTokens)
+    ON CONFLICT (group_jid, day) DO UPDATE SET
+      input_tokens = input_tokens + excluded.input_tokens,
+      output_tokens = output_tokens + excluded.output_tokens,
+      cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+      cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens`);
+  const usageOf = db.prepare(`SELECT * FROM usage WHERE group_jid = ? AND day = ?`);
+  const getSetting = db.prepare(`SELECT value FROM settings WHERE key = ?`);
+  const setSetting = db.prepare(`
+    INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2`);
+
+  const enqueueOutbound = (chatJid: string, text: string, turnId: string | null, now: number): OutboxItem =>
+    toOutbox(outboxById.get(enqueue.run(chatJid, text, turnId, now).lastInsertRowid) as OutboxRow);
+
+  return {
+    cursorOf(groupJid: string): number {
+      return (getCursor.get(groupJid) as { last_seq: number } | undefined)?.last_seq ?? 0;
+    },
+    sessionOf(groupJid: string): string | null {
+      return (getSession.get(groupJid) as { session_ref: string | null } | undefined)?.session_ref ?? null;
+    },
+    /** Queues one outgoing message (e.g. from the agent's send_message tool). */
+    enqueueOutbound,
+    queuedOutbox(): OutboxItem[] {
+      return (queued.all() as OutboxRow[]).map(toOutbox);
+    },
+    /**
+     * Makes a turn durable in one transaction: its replies enter the outbox, the cursor
+     * moves past the messages it answered, and the session and usage are recorded.
+     * A crash before this commits re-runs the turn; a crash after it sends nothing twice.
+     */
+    commitTurn: db.transaction((turn: TurnCommit): OutboxItem[] => {
+      const items = turn.replies.map((r) => enqueueOutbound(r.chatJid, r.text, turn.turnId, turn.now));
+      advanceCursor.run(turn.groupJid, turn.throughSeq);
+      setSession.run(turn.groupJid, turn.sessionRef, turn.now);
+      addUsage.run({ groupJid: turn.groupJid, day: new Date(turn.now).toISOString().slice(0, 10), ...turn.usage });
+      return items;
+    }),
+    /**
+     * Records a delivered outbox item as a message of the chat and marks it sent, in one
+     * transaction, so the history shows each reply exactly once.
+     */
+    markDelivered: db.transaction(
+      (item: OutboxItem, delivered: { id: string; sender: string; senderName: string; timestamp: number }): void => {
+        insertBotMessage.run({
+          chatJid: item.chatJid,
+          id: delivered.id,
+          sender: delivered.sender,
+          senderName: delivered.senderName,
+          text: item.text,
+          timestamp: delivered.timestamp,
+          turnId: item.turnId,
+        });
+        markSent.run(delivered.timestamp, item.id);
+      },
+    ),
+    /** Counts a failed delivery; after `maxAttempts` the item is marked failed and kept for inspection. */
+    markDeliveryFailed(id: number, error: string, maxAttempts: number): void {
+      markAttempt.run(error, maxAttempts, id);
+    },
+    addUsage(groupJid: string, day: string, usage: TokenUsage): void {
+      addUsage.run({ groupJid, day, ...usage });
+    },
+    usageOf(groupJid: string, day: string): TokenUsage {
+      const row = usageOf.get(groupJid, day) as Record<string, number> | undefined;
+      return {
+        inputTokens: row?.input_tokens ?? 0,
+        outputTokens: row?.output_tokens ?? 0,
+        cacheReadTokens: row?.cache_read_tokens ?? 0,
+        cacheWriteTokens: row?.cache_write_tokens ?? 0,
+      };
+    },
+    getSetting(key: string): string | undefined {
+      return (getSetting.get(key) as { value: string } | undefined)?.value;
+    },
+    setSetting(key: string, value: string): void {
+      setSetting.run(key, value);
+    },
+  };
+}

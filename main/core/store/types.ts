@@ -1,0 +1,76 @@
+/** Row types the store hands out. Everything inside the core works with these, never raw rows. */
+
+export type ChannelName = 'local' | 'whatsapp';
+
+export interface Chat {
+  jid: string;
+  name: string;
+  channel: ChannelName;
+  isGroup: boolean;
+  lastActivity: number | null;
+}
+
+export interface NewMessage {
+  chatJid: string;
+  /** The channel's message id; unique per chat. */
+  id: string;
+  sender: string;
+  senderName: string;
+  text: string;
+  /** Milliseconds since the epoch. */
+  timestamp: number;
+  fromMe?: boolean;
+  fromBot?: boolean;
+  quotedId?: string | null;
+  mediaRef?: string | null;
+  /** For the assistant's own messages: the turn that sent it. */
+  turnId?: string | null;
+}
+
+export interface StoredMessage extends Required<NewMessage> {
+  /** Insertion order across all chats; cursors point at it. */
+  seq: number;
+}
+
+export interface Group {
+  jid: string;
+  folder: string;
+  name: string;
+  /** e.g. `@Andy`; matched at the start of a message, case-insensitive. */
+  trigger: string;
+  requiresTrigger: boolean;
+  isMain: boolean;
+  paused: boolean;
+  networkAllowed: boolean;
+  createdAt: number;
+}
+
+export interface NewGroup {
+  jid: string;
+  folder: string;
+  name: string;
+  trigger: string;
+  requiresTrigger: boolean;
+  isMain: boolean;
+  channel: ChannelName;
+}
+
+export type OutboxState = 'queued' | 'sent' | 'failed';
+
+export interface OutboxItem {
+  id: number;
+  chatJid: string;
+  text: string;
+  turnId: string | null;
+  state: OutboxState;
+  attempts: number;
+  lastError: string | null;
+  createdAt: number;
+}
+
+export interface TokenUsage {
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+}

@@ -1,0 +1,279 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { GroupQueue, type GroupRun, type RunOutcome } from '../../main/core/queue/group-queue.js';
+import { silentLogger } from '../../main/core/logger.js';
+
+/** A run the test finishes by hand. */
+class ScriptedRun implements GroupRun {
+  idle = false;
+  offered = 0;
+  acceptOffers = true;
+  stopRequested = false;
+  killed = false;
+  private settle!: (outcome: RunOutcome) => void;
+  readonly finished = new Promise<RunOutcome>((resolve) => (this.settle = resolve));
+
+  constructor(readonly groupJid: string) {}
+  offerMessages(): boolean {
+    this.offered += 1;
+    return this.acceptOffers;
+  }
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+  async kill(): Promise<void> {
+    this.killed = true;
+    this.settle({ ok: true });
+  }
+  succeed(): void {
+    this.settle({ ok: true });
+  }
+  fail(message = 'container crashed'): void {
+    this.settle({ ok: false, error: new Error(message) });
+  }
+}
+
+function harness(maxConcurrency = 3) {
+  const started: ScriptedRun[] = [];
+  const paused = new Set<string>();
+  const gaveUp: Array<{ groupJid: string; attempts: number }> = [];
+  let liveRuns = 0;
+  let peakRuns = 0;
+  const queue = new GroupQueue({
+    maxConcurrency,
+    log: silentLogger(),
+    isPaused: (jid) => paused.has(jid),
+    onGiveUp: (groupJid, _err, attempts) => gaveUp.push({ groupJid, attempts }),
+    startRun: (jid) => {
+      const run = new ScriptedRun(jid);
+      started.push(run);
+      liveRuns += 1;
+      peakRuns = Math.max(peakRuns, liveRuns);
+      void run.finished.then(() => (liveRuns -= 1));
+      return run;
+    },
+  });
+  const runsOf = (jid: string) => started.filter((r) => r.groupJid === jid);
+  const last = (jid: string) => runsOf(jid).at(-1) as ScriptedRun;
+  return { queue, started, paused, gaveUp, runsOf, last, peak: () => peakRuns };
+}
+
+/** Lets promise callbacks (run.finished handlers) run. */
+const settle = () => vi.advanceTimersByTimeAsync(0);
+
+describe('GroupQueue', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('runs one container at a time per group', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    h.last('a').acceptOffers = false; // busy with a task, say
+    h.queue.enqueueMessage('a');
+    h.queue.enqueueMessage('a');
+    expect(h.runsOf('a')).toHaveLength(1);
+    h.last('a').succeed();
+    await settle();
+    expect(h.runsOf('a')).toHaveLength(2); // the waiting messages got one new run
+  });
+
+  it('never runs more than maxConcurrency groups at once', async () => {
+    const h = harness(2);
+    for (const jid of ['a', 'b', 'c', 'd', 'e']) h.queue.enqueueMessage(jid);
+    expect(h.started).toHaveLength(2);
+    expect(h.queue.snapshot().waiting).toEqual(['c', 'd', 'e']);
+    while (h.started.some((r) => !r.stopRequested && !r.killed)) {
+      const live = h.started.filter((r) => !r.stopRequested);
+      for (const run of live) {
+        run.stopRequested = true;
+        run.succeed();
+      }
+      await settle();
+    }
+    expect(h.started.map((r) => r.groupJid).sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(h.peak()).toBe(2);
+  });
+
+  it('starts waiting groups in arrival order', async () => {
+    const h = harness(1);
+    for (const jid of ['a', 'b', 'c', 'd']) h.queue.enqueueMessage(jid);
+    const order = [];
+    for (let i = 0; i < 4; i++) {
+      const run = h.started[i] as ScriptedRun;
+      order.push(run.groupJid);
+      run.succeed();
+      await settle();
+    }
+    expect(order).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('sends a busy group to the back of the line so others are not starved', async () => {
+    const h = harness(1);
+    h.queue.enqueueMessage('a');
+    h.last('a').acceptOffers = false;
+    h.queue.enqueueMessage('b');
+    h.queue.enqueueMessage('a'); // a has more work while b waits
+    h.last('a').succeed();
+    await settle();
+    expect(h.started.map((r) => r.groupJid)).toEqual(['a', 'b']);
+    h.last('b').succeed();
+    await settle();
+    expect(h.started.map((r) => r.groupJid)).toEqual(['a', 'b', 'a']);
+  });
+
+  it('hands a follow-up to the live run instead of starting another', () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    h.last('a').idle = true;
+    h.queue.enqueueMessage('a');
+    expect(h.last('a').offered).toBe(1);
+    expect(h.started).toHaveLength(1);
+  });
+
+  it('asks an idle warm container to stop when another group needs its slot', () => {
+    const h = harness(1);
+    h.queue.enqueueMessage('a');
+    h.last('a').idle = true;
+    h.queue.enqueueMessage('b');
+    expect(h.last('a').stopRequested).toBe(true);
+    expect(h.runsOf('b')).toHaveLength(0);
+  });
+
+  it('retries a failed run with exponential backoff: 5 s, 10 s, 20 s, 40 s, 80 s', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    const delays = [5_000, 10_000, 20_000, 40_000, 80_000];
+    for (const delay of delays) {
+      const before = h.runsOf('a').length;
+      h.last('a').fail();
+      await settle();
+      await vi.advanceTimersByTimeAsync(delay - 1);
+      expect(h.runsOf('a')).toHaveLength(before);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(h.runsOf('a')).toHaveLength(before + 1);
+    }
+    expect(h.gaveUp).toEqual([]);
+  });
+
+  it('gives up after five retries and tells the orchestrator once', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    for (let attempt = 0; attempt < 6; attempt++) {
+      h.last('a').fail();
+      await settle();
+      await vi.advanceTimersByTimeAsync(200_000);
+    }
+    expect(h.runsOf('a')).toHaveLength(6);
+    expect(h.gaveUp).toEqual([{ groupJid: 'a', attempts: 6 }]);
+    // A later message starts afresh, with a full set of retries.
+    h.queue.enqueueMessage('a');
+    expect(h.runsOf('a')).toHaveLength(7);
+  });
+
+  it('resets the failure count after a success', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    h.last('a').fail();
+    await settle();
+    await vi.advanceTimersByTimeAsync(5_000);
+    h.last('a').succeed();
+    await settle();
+    h.queue.enqueueMessage('a');
+    h.last('a').fail();
+    await settle();
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(h.runsOf('a')).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.runsOf('a')).toHaveLength(4); // first-retry delay again, not the second's
+  });
+
+  it('holds messages of a paused group and dispatches them on resume', () => {
+    const h = harness();
+    h.paused.add('a');
+    h.queue.enqueueMessage('a');
+    h.queue.enqueueMessage('a');
+    expect(h.started).toHaveLength(0);
+    h.paused.delete('a');
+    h.queue.resume('a');
+    expect(h.runsOf('a')).toHaveLength(1);
+  });
+
+  it('lets a run under way finish when its group is paused, but releases an idle one', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    h.paused.add('a');
+    h.queue.pause('a');
+    expect(h.last('a').stopRequested).toBe(false);
+    h.queue.enqueueMessage('a');
+    expect(h.last('a').offered).toBe(0); // not injected into the paused group's container
+    h.last('a').idle = true;
+    h.queue.pause('a');
+    expect(h.last('a').stopRequested).toBe(true);
+    h.last('a').succeed();
+    await settle();
+    expect(h.runsOf('a')).toHaveLength(1);
+  });
+
+  it('skips a paused group in the waiting line without losing its place for later', async () => {
+    const h = harness(1);
+    h.queue.enqueueMessage('a');
+    h.queue.enqueueMessage('b');
+    h.queue.enqueueMessage('c');
+    h.paused.add('b');
+    h.last('a').succeed();
+    await settle();
+    expect(h.started.map((r) => r.groupJid)).toEqual(['a', 'c']);
+    h.paused.delete('b');
+    h.queue.resume('b');
+    h.last('c').succeed();
+    await settle();
+    expect(h.started.map((r) => r.groupJid)).toEqual(['a', 'c', 'b']);
+  });
+
+  it('shuts down cleanly: asks runs to stop, then kills stragglers after the grace period', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    h.queue.enqueueMessage('b');
+    const done = h.queue.shutdown(1_000);
+    expect(h.last('a').stopRequested && h.last('b').stopRequested).toBe(true);
+    h.last('a').succeed();
+    await vi.advanceTimersByTimeAsync(1_000);
+    await done;
+    expect(h.last('a').killed).toBe(false);
+    expect(h.last('b').killed).toBe(true);
+    h.queue.enqueueMessage('c');
+    expect(h.runsOf('c')).toHaveLength(0);
+  });
+
+  it('cancels pending retries on shutdown', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    h.last('a').fail();
+    await settle();
+    await h.queue.shutdown(10);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(h.runsOf('a')).toHaveLength(1);
+  });
+
+  it('treats a run that throws at start like a failed run and retries it', async () => {
+    let calls = 0;
+    const queue = new GroupQueue({
+      maxConcurrency: 1,
+      log: silentLogger(),
+      isPaused: () => false,
+      onGiveUp: () => undefined,
+      startRun: () => {
+        calls += 1;
+        throw new Error('docker is down');
+      },
+    });
+    queue.enqueueMessage('a');
+    await settle();
+    expect(queue.snapshot().retrying).toEqual(['a']);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(calls).toBe(2);
+  });
+
+  it('rejects a nonsensical concurrency cap', () => {
+    expect(() => harness(0)).toThrow(/maxConcurrency/);
+  });
+});
