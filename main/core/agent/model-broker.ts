@@ -1,0 +1,511 @@
+/**
+ * The model broker: the host makes every model call on the agents' behalf.
+ *
+ * Containers have no network and never see the API key. A runner sends a `model.request`
+ * frame (system, messages, tools, max tokens); the host passes it to
+ * {@link ModelBroker.complete}, which calls Anthropic through the real SDK and returns the
+ * content, stop reason and usage for the `model.result` frame, or throws a {@link ModelError}
+ * for `model.error`.
+ *
+ * Everything that costs money is the broker's choice, never the container's: the model comes
+ * from config, the output ceiling is clamped, and prompt-cache breakpoints are set here (any the
+ * container put in its blocks are dropped).
+ */
+import Anthropic, {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+  type ClientOptions,
+} from '@anthropic-ai/sdk';
+import type { Logger } from '../logger.js';
+import type { ContentBlock, MessageParam, ToolDefinition, Usage } from './protocol.js';
+
+/**
+ * The most output tokens one call may ask for, whatever the runner requests. It bounds the cost
+ * of a single call; the runner's own limit (protocol: 128k) is wider.
+ */
+export const MAX_TOKENS_CEILING = 32_000;
+
+/** @default 10 minutes */
+export const DEFAULT_MODEL_TIMEOUT_MS = 10 * 60 * 1000;
+
+/** Where the API lives when no base URL is configured. */
+export const DEFAULT_ANTHROPIC_BASE_URL = 'https://api.anthropic.com';
+
+export interface ModelBrokerDeps {
+  /**
+   * The Anthropic API key. It stays on the host: it is never logged, never put in an error
+   * message, and never sent to a container. An empty key makes every call fail at once with
+   * a `no_key` {@link ModelError}.
+   */
+  apiKey: string;
+  /**
+   * The API's base URL. The environment is not read here (the config layer resolves
+   * `ANTHROPIC_BASE_URL`), so what the broker calls is exactly what it was given.
+   * @default 'https://api.anthropic.com'
+   */
+  baseURL?: string;
+  /** The model for every call. Requests cannot override it. */
+  model: string;
+  log: Logger;
+  /**
+   * The longest one {@link ModelBroker.complete} call may take, from sending the request to the
+   * last streamed token, the SDK's retries included. Past it the call fails as `timeout`.
+   * @default 600_000 (10 minutes)
+   */
+  timeoutMs?: number;
+  /**
+   * How many times the SDK retries a connection error, 408, 409, 429 or 5xx before giving up.
+   * @default 2
+   */
+  maxRetries?: number;
+  /**
+   * Mark the system prompt and the conversation so far as cacheable, so that each step of a
+   * tool loop re-reads the shared prefix from Anthropic's prompt cache instead of paying for it
+   * again in full.
+   * @default true
+   */
+  promptCaching?: boolean;
+}
+
+/** What a runner may ask for: the payload of a `model.request` frame. */
+export interface ModelRequest {
+  system: string;
+  messages: MessageParam[];
+  tools: ToolDefinition[];
+  /** Clamped to {@link MAX_TOKENS_CEILING}. */
+  maxTokens: number;
+}
+
+export interface CompleteOptions {
+  /** Aborting it cancels the call; it then fails as `aborted`. */
+  signal?: AbortSignal;
+  /** The group the call is for; only used in logs. */
+  group?: string;
+}
+
+/** The payload of a `model.result` frame. */
+export interface ModelResult {
+  content: ContentBlock[];
+  stopReason: string | null;
+  usage: Usage;
+}
+
+/** Why a model call failed. `retryable` on {@link ModelError} follows from it. */
+export type ModelErrorKind =
+  /** No API key is configured. */
+  | 'no_key'
+  /** 401: the key is wrong or revoked. */
+  | 'auth'
+  /** 402: billing. */
+  | 'billing'
+  /** 403: the key may not use this model or resource. */
+  | 'permission'
+  /** 404: unknown model or wrong base URL. */
+  | 'not_found'
+  /** Other 4xx: the request itself is bad (too long, malformed blocks…). */
+  | 'bad_request'
+  /** 429. */
+  | 'rate_limit'
+  /** 529, or an `overloaded_error` in the stream. */
+  | 'overloaded'
+  /** Other 5xx, 408, 409, or an `api_error` in the stream. */
+  | 'server'
+  /** The call ran past `timeoutMs`. */
+  | 'timeout'
+  /** The API could not be reached. */
+  | 'connection'
+  /** The stream broke off or made no sense. */
+  | 'stream'
+  /** The caller's signal aborted the call. */
+  | 'aborted';
+
+/**
+ * A failed model call, with a message fit to show a user. The message never contains the API
+ * key; the SDK's error is kept as `cause` for logs.
+ */
+export class ModelError extends Error {
+  override readonly name = 'ModelError';
+  readonly kind: ModelErrorKind;
+  /** True when the same request may succeed later (rate limits, overload, network, timeouts). */
+  readonly retryable: boolean;
+  /** The HTTP status, when the API answered with one. */
+  readonly status: number | null;
+
+  constructor(
+    message: string,
+    opts: { kind: ModelErrorKind; retryable: boolean; status?: number | null; cause?: unknown },
+  ) {
+    super(message, { cause: opts.cause });
+    this.kind = opts.kind;
+    this.retryable = opts.retryable;
+    this.status = opts.status ?? null;
+  }
+}
+
+/** Content block types that accept `cache_control` in a request. */
+const CACHEABLE_BLOCK_TYPES = new Set([
+  'text',
+  'image',
+  'document',
+  'tool_use',
+  'tool_result',
+  'search_result',
+]);
+
+/** Makes model calls for the agents with the host's key and the configured model. */
+export class ModelBroker {
+  private readonly client: Anthropic | null;
+  private readonly log: Logger;
+  private readonly model: string;
+  private readonly baseURL: string;
+  private readonly timeoutMs: number;
+  private readonly promptCaching: boolean;
+  private readonly redactKey: (text: string) => string;
+
+  constructor(deps: ModelBrokerDeps) {
+    this.log = deps.log.child({ mod: 'broker' });
+    this.model = deps.model;
+    this.baseURL = deps.baseURL ?? DEFAULT_ANTHROPIC_BASE_URL;
+    this.timeoutMs = deps.timeoutMs ?? DEFAULT_MODEL_TIMEOUT_MS;
+    this.promptCaching = deps.promptCaching ?? true;
+    const apiKey = deps.apiKey.trim();
+    // Belt and braces: the API or a proxy may echo a credential back in an error body.
+    this.redactKey = (text) => (apiKey ? text.split(apiKey).join('[redacted]') : text);
+    // No client without a key: the SDK would otherwise fall back to its own credential chain
+    // (environment, profile files) and the call would go out with credentials we did not choose.
+    this.client = apiKey
+      ? new Anthropic({
+          apiKey,
+          baseURL: this.baseURL,
+          timeout: this.timeoutMs,
+          maxRetries: deps.maxRetries ?? 2,
+          // The SDK logs to console by default; route it to pino, and only warnings and errors
+          // (its debug lines carry request bodies).
+          logger: sdkLogger(this.log),
+          logLevel: 'warn',
+          openTelemetry: false,
+        })
+      : null;
+  }
+
+  /**
+   * Runs one model call and returns the whole assistant message. Streams under the hood, so
+   * long answers do not hit the SDK's non-streaming limits.
+   * @throws {ModelError} on every failure, with `retryable` set.
+   */
+  async complete(req: ModelRequest, opts: CompleteOptions = {}): Promise<ModelResult> {
+    const { group } = opts;
+    if (!this.client) {
+      const error = new ModelError(
+        'No Anthropic API key is set. Set ANTHROPIC_API_KEY or add the key in Settings.',
+        { kind: 'no_key', retryable: false },
+      );
+      this.log.warn({ group, kind: error.kind }, 'model call refused: no API key');
+      throw error;
+    }
+    if (opts.signal?.aborted) throw abortedError();
+
+    const maxTokens = clampMaxTokens(req.maxTokens);
+    // Built field by field, so nothing but these reaches the API: the container cannot pick the
+    // model, the service tier, thinking budgets or anything else billed.
+    const body: Anthropic.MessageStreamParams = {
+      model: this.model,
+      max_tokens: maxTokens,
+      messages: this.toApiMessages(req.messages),
+      ...(req.system
+        ? { system: [this.withCacheMark({ type: 'text' as const, text: req.system })] }
+        : {}),
+      ...(req.tools.length > 0 ? { tools: req.tools.map(toApiTool) } : {}),
+    };
+
+    // One deadline over the whole call. The SDK's own timeout only covers the wait for response
+    // headers of each attempt, so a stream that stalls half-way would otherwise hang forever.
+    const deadline = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      deadline.abort();
+    }, this.timeoutMs);
+    const forwardAbort = (): void => deadline.abort();
+    opts.signal?.addEventListener('abort', forwardAbort, { once: true });
+
+    const started = Date.now();
+    this.log.debug(
+      { group, messages: req.messages.length, tools: req.tools.length, maxTokens },
+      'model call started',
+    );
+    try {
+      const stream = this.client.messages.stream(body, { signal: deadline.signal });
+      const message = await stream.finalMessage();
+      const result: ModelResult = {
+        // Spread into plain objects: the SDK gives tool_use blocks a lazily parsed `input` getter
+        // and hidden fields; what crosses to the runner must be plain JSON data.
+        content: message.content.map((block) => ({ ...block })),
+        stopReason: message.stop_reason,
+        usage: {
+          inputTokens: message.usage.input_tokens,
+          outputTokens: message.usage.output_tokens,
+          cacheReadTokens: message.usage.cache_read_input_tokens ?? 0,
+          cacheWriteTokens: message.usage.cache_creation_input_tokens ?? 0,
+        },
+      };
+      this.log.info(
+        {
+          group,
+          requestId: stream.request_id ?? null,
+          stopReason: result.stopReason,
+          usage: result.usage,
+          ms: Date.now() - started,
+        },
+        'model call done',
+      );
+      return result;
+    } catch (err) {
+      const error = timedOut ? this.timeoutError(err) : this.toModelError(err);
+      const fields = {
+        group,
+        kind: error.kind,
+        status: error.status,
+        retryable: error.retryable,
+        ms: Date.now() - started,
+      };
+      if (error.kind === 'aborted') this.log.info(fields, 'model call cancelled');
+      else this.log.warn({ ...fields, err: error }, 'model call failed');
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', forwardAbort);
+    }
+  }
+
+  /**
+   * Copies the runner's messages for the API. The blocks pass through as they are (the API
+   * validates them), except that `cache_control` is the broker's to set: the container's is
+   * dropped, and one breakpoint goes on the last block so the next step reads this prefix back.
+   */
+  private toApiMessages(messages: MessageParam[]): Anthropic.MessageParam[] {
+    const copied = messages.map((message) => ({
+      role: message.role,
+      content:
+        typeof message.content === 'string'
+          ? message.content
+          : message.content.map(withoutCacheControl),
+    }));
+    const last = copied.at(-1);
+    if (this.promptCaching && last) {
+      if (typeof last.content === 'string') {
+        // An empty text block is a 400, so an empty string stays a string.
+        if (last.content) last.content = [this.withCacheMark({ type: 'text', text: last.content })];
+      } else {
+        const lastBlock = last.content.at(-1);
+        if (lastBlock && CACHEABLE_BLOCK_TYPES.has(lastBlock.type)) {
+          last.content[last.content.length - 1] = this.withCacheMark(lastBlock);
+        }
+      }
+    }
+    // The protocol checks only each block's `type`; the API checks the rest and answers 400.
+    return copied as Anthropic.MessageParam[];
+  }
+
+  private withCacheMark<T extends object>(block: T): T {
+    return this.promptCaching ? { ...block, cache_control: { type: 'ephemeral' } } : block;
+  }
+
+  private timeoutError(cause: unknown): ModelError {
+    return new ModelError(
+      `The Anthropic API did not finish within ${formatSeconds(this.timeoutMs)}.`,
+      { kind: 'timeout', retryable: true, cause },
+    );
+  }
+
+  private toModelError(err: unknown): ModelError {
+    if (err instanceof APIUserAbortError) return abortedError(err);
+    // Before APIConnectionError, which it extends.
+    if (err instanceof APIConnectionTimeoutError) return this.timeoutError(err);
+    if (err instanceof APIConnectionError) {
+      const reason = networkReason(err);
+      return new ModelError(
+        `Could not reach the Anthropic API at ${this.baseURL}${reason ? ` (${this.redactKey(reason)})` : ''}.`,
+        { kind: 'connection', retryable: true, cause: err },
+      );
+    }
+    if (err instanceof APIError) {
+      const detail = this.redactKey(truncate(err.apiMessage ?? err.message, 300));
+      return this.httpError(err.status, err.type, detail, err);
+    }
+    // What is left is whatever broke while reading the stream (the SDK wraps it in a plain
+    // AnthropicError), typically a connection dropped mid-answer. Nothing was handed to the
+    // runner yet, so the same request may simply be sent again.
+    const text = err instanceof Error ? err.message : String(err);
+    return new ModelError(
+      `The Anthropic API stream broke off: ${this.redactKey(truncate(text, 300))}`,
+      { kind: 'stream', retryable: true, cause: err },
+    );
+  }
+
+  /**
+   * Classifies an API error by status, or, for an `error` event inside a stream (which has no
+   * status of its own), by the error type in its body.
+   */
+  private httpError(
+    status: number | undefined,
+    type: string | null,
+    detail: string,
+    cause: unknown,
+  ): ModelError {
+    const kind = kindOf(status, type);
+    const code = status ?? type ?? 'error';
+    const make = (retryable: boolean, message: string): ModelError =>
+      new ModelError(message, { kind, retryable, status: status ?? null, cause });
+    switch (kind) {
+      case 'auth':
+        return make(
+          false,
+          `Anthropic API rejected the key (${code}: ${detail}). Check ANTHROPIC_API_KEY or the key in Settings.`,
+        );
+      case 'billing':
+        return make(
+          false,
+          `Anthropic API refused the call for billing reasons (${code}: ${detail}). Check the account's plan and credit.`,
+        );
+      case 'permission':
+        return make(
+          false,
+          `Anthropic API denied access (${code}: ${detail}). The key may not be allowed to use model "${this.model}".`,
+        );
+      case 'not_found':
+        return make(
+          false,
+          `Anthropic API answered not found (${code}: ${detail}). Check the model name "${this.model}" and the base URL ${this.baseURL}.`,
+        );
+      case 'bad_request':
+        return make(false, `Anthropic API rejected the request (${code}: ${detail}).`);
+      case 'rate_limit':
+        return make(
+          true,
+          `Anthropic API rate limit reached (${code}: ${detail}). Try again shortly.`,
+        );
+      case 'overloaded':
+        return make(true, `Anthropic API is overloaded (${code}: ${detail}). Try again shortly.`);
+      case 'server':
+        return make(true, `Anthropic API failed (${code}: ${detail}). Try again shortly.`);
+      default: {
+        const unreachable: never = kind;
+        return unreachable;
+      }
+    }
+  }
+}
+
+/** The kinds an answer from the API (an HTTP status or a stream `error` event) can have. */
+type ApiErrorKind = Exclude<
+  ModelErrorKind,
+  'no_key' | 'timeout' | 'connection' | 'stream' | 'aborted'
+>;
+
+function kindOf(status: number | undefined, type: string | null): ApiErrorKind {
+  if (status === undefined) {
+    switch (type) {
+      case 'overloaded_error':
+        return 'overloaded';
+      case 'rate_limit_error':
+        return 'rate_limit';
+      case 'api_error':
+      case 'timeout_error':
+        return 'server';
+      case 'authentication_error':
+        return 'auth';
+      case 'permission_error':
+        return 'permission';
+      case 'not_found_error':
+        return 'not_found';
+      case 'billing_error':
+        return 'billing';
+      default:
+        return 'bad_request';
+    }
+  }
+  if (status === 401) return 'auth';
+  if (status === 402) return 'billing';
+  if (status === 403) return 'permission';
+  if (status === 404) return 'not_found';
+  if (status === 429) return 'rate_limit';
+  if (status === 529) return 'overloaded';
+  // The SDK retries 408 and 409 too, so they are transient by its own reckoning.
+  if (status === 408 || status === 409 || status >= 500) return 'server';
+  return 'bad_request';
+}
+
+function abortedError(cause?: unknown): ModelError {
+  return new ModelError('The model call was cancelled.', {
+    kind: 'aborted',
+    retryable: false,
+    cause,
+  });
+}
+
+function clampMaxTokens(requested: number): number {
+  if (!Number.isFinite(requested)) return MAX_TOKENS_CEILING;
+  return Math.min(Math.max(1, Math.floor(requested)), MAX_TOKENS_CEILING);
+}
+
+function toApiTool(tool: ToolDefinition): Anthropic.Tool {
+  // Copied field by field: only a custom tool's name, description and schema may come from the
+  // container, never server tools or other billed options.
+  return { name: tool.name, description: tool.description, input_schema: tool.input_schema };
+}
+
+function withoutCacheControl(block: ContentBlock): ContentBlock {
+  const { cache_control: _dropped, ...rest } = block;
+  // tool_result blocks nest blocks of their own, which could carry a breakpoint too.
+  if (Array.isArray(rest.content)) {
+    rest.content = rest.content.map((inner: unknown) =>
+      isBlock(inner) ? withoutCacheControl(inner) : inner,
+    );
+  }
+  return rest;
+}
+
+function isBlock(value: unknown): value is ContentBlock {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { type?: unknown }).type === 'string'
+  );
+}
+
+/** The innermost network error code or message, e.g. `ECONNREFUSED`. */
+function networkReason(err: Error): string | null {
+  let reason: string | null = null;
+  let current: unknown = err.cause;
+  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
+    const code = (current as { code?: unknown }).code;
+    reason = typeof code === 'string' ? code : current.message;
+    current = current.cause;
+  }
+  return reason;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+function formatSeconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}
+
+/**
+ * The SDK's logger interface, backed by pino. Extra arguments are dropped: the SDK passes
+ * response bodies and raw stream chunks there, which may hold message contents.
+ */
+function sdkLogger(log: Logger): ClientOptions['logger'] {
+  const sdk = log.child({ sdk: true });
+  return {
+    error: (message: string) => sdk.error(message),
+    warn: (message: string) => sdk.warn(message),
+    info: (message: string) => sdk.info(message),
+    debug: (message: string) => sdk.debug(message),
+  };
+}
