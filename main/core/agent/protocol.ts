@@ -118,7 +118,17 @@ export const RunnerToHostSchema = z.discriminatedUnion('type', [
     args: z.unknown(),
   }),
   z.object({ type: z.literal('output'), text }),
-  z.object({ type: z.literal('done'), usage: UsageSchema, sessionRef: z.string().max(128).nullable() }),
+  z.object({
+    type: z.literal('done'),
+    usage: UsageSchema,
+    sessionRef: z.string().max(128).nullable(),
+    /**
+     * Whether the turn completed. `error` frames also carry warnings (a bad frame, a failed
+     * transcript save after a good answer), so only this field says the turn failed.
+     * Absent means ok, for runners built before it existed.
+     */
+    status: z.enum(['ok', 'failed']).optional(),
+  }),
   z.object({ type: z.literal('error'), message: z.string().max(10_000) }),
 ]);
 export type RunnerToHost = z.infer<typeof RunnerToHostSchema>;

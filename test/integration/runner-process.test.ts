@@ -1,0 +1,394 @@
+/**
+ * The bundled runner as a real child process, driven over stdio the way the host drives it,
+ * with a temp folder standing in for the container's /workspace mounts. Every line the runner
+ * writes to stdout must be a valid frame.
+ */
+import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  FrameDecoder,
+  PROTOCOL_VERSION,
+  RunnerToHostSchema,
+  encodeFrame,
+  type ContentBlock,
+  type HostToRunner,
+  type MessageParam,
+  type RunnerToHost,
+  type StartFrame,
+  type Usage,
+} from '../../main/core/agent/protocol.js';
+
+const repoRoot = path.resolve(import.meta.dirname, '../..');
+const bundle = path.join(repoRoot, 'sandbox-images/agent/dist/runner.mjs');
+
+/** How long to wait for any one frame before failing, so a broken runner fails fast. */
+const FRAME_TIMEOUT_MS = 10_000;
+
+type FrameOf<T extends RunnerToHost['type']> = Extract<RunnerToHost, { type: T }>;
+
+/** A runner child process and the frames it has written, read in order. */
+class RunnerUnderTest {
+  private readonly frames: RunnerToHost[] = [];
+  private readonly decodeErrors: string[] = [];
+  private wake: (() => void) | null = null;
+  private closed = false;
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  private constructor(readonly child: ChildProcessWithoutNullStreams) {
+    const decoder = new FrameDecoder(RunnerToHostSchema);
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      for (const result of decoder.push(chunk)) {
+        if (result.ok) this.frames.push(result.frame);
+        else this.decodeErrors.push(result.error);
+      }
+      this.wake?.();
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => (this.stderr += chunk));
+    // 'close', not 'exit': it comes after stdout has been read to the end, so no frame is missed.
+    this.exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+    void this.exited.then(() => {
+      this.closed = true;
+      this.wake?.();
+    });
+  }
+
+  static start(workspace: string): RunnerUnderTest {
+    const child = spawn(process.execPath, [bundle], {
+      env: { ...process.env, CLAWBAR_WORKSPACE: workspace },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    return new RunnerUnderTest(child);
+  }
+
+  send(frame: HostToRunner | string): void {
+    this.child.stdin.write(typeof frame === 'string' ? `${frame}\n` : encodeFrame(frame));
+  }
+
+  /** The next frame, which must be of type `type`. Fails after {@link FRAME_TIMEOUT_MS}. */
+  async next<T extends RunnerToHost['type']>(type: T): Promise<FrameOf<T>> {
+    const frame = await this.nextFrame();
+    if (frame.type !== type) {
+      throw new Error(`expected a ${type} frame, got ${JSON.stringify(frame).slice(0, 500)}\nstderr:\n${this.stderr}`);
+    }
+    return frame as FrameOf<T>;
+  }
+
+  private async nextFrame(): Promise<RunnerToHost> {
+    const deadline = Date.now() + FRAME_TIMEOUT_MS;
+    for (;;) {
+      expect(this.decodeErrors, 'runner wrote a line that is not a valid frame').toEqual([]);
+      const frame = this.frames.shift();
+      if (frame) return frame;
+      if (this.closed) {
+        throw new Error(`runner exited (${this.child.exitCode ?? this.child.signalCode}) while a frame was awaited\nstderr:\n${this.stderr}`);
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new Error(`no frame within ${FRAME_TIMEOUT_MS} ms\nstderr:\n${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, remaining);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+  }
+
+  /** Resolves with the exit code, failing if the runner does not exit in time. */
+  async exitCode(): Promise<number | null> {
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`runner did not exit\nstderr:\n${this.stderr}`)), FRAME_TIMEOUT_MS),
+    );
+    return (await Promise.race([this.exited, timeout])).code;
+  }
+
+  /** Frames written but not yet read; a test ends with none left over. */
+  unread(): RunnerToHost[] {
+    return [...this.frames];
+  }
+
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+const usage = (inputTokens: number, outputTokens: number, cacheReadTokens = 0, cacheWriteTokens = 0): Usage => ({
+  inputTokens,
+  outputTokens,
+  cacheReadTokens,
+  cacheWriteTokens,
+});
+
+const text = (value: string): ContentBlock => ({ type: 'text', text: value });
+const toolUse = (id: string, name: string, input: unknown): ContentBlock => ({ type: 'tool_use', id, name, input });
+
+let workspace: string;
+let runner: RunnerUnderTest;
+
+function startFrame(overrides: Partial<StartFrame> = {}): StartFrame {
+  return {
+    type: 'start',
+    runId: 'run-1',
+    group: { jid: 'family@g.us', name: 'Family', folder: 'family' },
+    prompt: 'Please make a file.',
+    isMain: false,
+    assistantName: 'Andy',
+    sessionRef: null,
+    ...overrides,
+  };
+}
+
+/** Starts the runner, checks `ready`, sends `start` and returns the first model request. */
+async function startTurn(overrides: Partial<StartFrame> = {}): Promise<FrameOf<'model.request'>> {
+  runner = RunnerUnderTest.start(workspace);
+  expect(await runner.next('ready')).toEqual({ type: 'ready', protocol: PROTOCOL_VERSION });
+  runner.send(startFrame(overrides));
+  return runner.next('model.request');
+}
+
+function reply(
+  request: FrameOf<'model.request'>,
+  content: ContentBlock[],
+  stopReason: string | null = 'end_turn',
+  tokens: Usage = usage(1, 1),
+): void {
+  runner.send({ type: 'model.result', requestId: request.requestId, content, stopReason, usage: tokens });
+}
+
+function readTranscript(): { version: number; messages: MessageParam[] } {
+  return JSON.parse(fs.readFileSync(path.join(workspace, 'session/transcript.json'), 'utf8')) as {
+    version: number;
+    messages: MessageParam[];
+  };
+}
+
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(repoRoot, 'scripts/build-runner.mjs')], { cwd: repoRoot, stdio: 'pipe' });
+  expect(fs.existsSync(bundle)).toBe(true);
+});
+
+beforeEach(() => {
+  workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-runner-'));
+  for (const folder of ['group', 'global', 'session']) fs.mkdirSync(path.join(workspace, folder));
+});
+
+afterEach(() => {
+  runner?.kill();
+  fs.rmSync(workspace, { recursive: true, force: true });
+});
+
+describe('runner process', () => {
+  it('runs a bash tool call, answers, sums usage, saves the transcript and takes a follow-up', async () => {
+    fs.writeFileSync(path.join(workspace, 'group/CLAUDE.md'), 'The family cat is called Miso.');
+    fs.writeFileSync(path.join(workspace, 'global/CLAUDE.md'), 'Everyone prefers metric units.');
+
+    const first = await startTurn();
+    expect(first.system).toContain('You are Andy');
+    expect(first.system).toContain('"Family"');
+    expect(first.system).toContain(path.join(workspace, 'group'));
+    expect(first.system).toContain('The family cat is called Miso.');
+    expect(first.system).toContain('Everyone prefers metric units.');
+    expect(first.system).toContain('<internal>');
+    expect(first.messages).toEqual([{ role: 'user', content: 'Please make a file.' }]);
+    expect(first.tools.map((tool) => tool.name)).toEqual(['bash', 'read', 'write', 'edit', 'list', 'grep', 'send_message']);
+    expect(first.maxTokens).toBe(8192);
+
+    reply(
+      first,
+      [text('Writing it now.'), toolUse('tu-1', 'bash', { command: 'echo hello > made-by-bash.txt && echo wrote it' })],
+      'tool_use',
+      usage(10, 5, 1, 2),
+    );
+    const second = await runner.next('model.request');
+    expect(second.requestId).not.toBe(first.requestId);
+    expect(second.messages).toHaveLength(3);
+    expect(second.messages[2]).toEqual({
+      role: 'user',
+      content: [{ type: 'tool_result', tool_use_id: 'tu-1', content: 'wrote it\n[exit code 0]' }],
+    });
+    expect(fs.readFileSync(path.join(workspace, 'group/made-by-bash.txt'), 'utf8')).toBe('hello\n');
+
+    reply(second, [text('Done: made-by-bash.txt is there. <internal>it says hello</internal>')], 'end_turn', usage(20, 7, 3, 4));
+    expect(await runner.next('output')).toEqual({ type: 'output', text: 'Done: made-by-bash.txt is there.' });
+    expect(await runner.next('done')).toEqual({ type: 'done', usage: usage(30, 12, 4, 6), sessionRef: 'transcript.json', status: 'ok' });
+
+    const saved = readTranscript();
+    expect(saved.version).toBe(1);
+    expect(saved.messages).toHaveLength(4);
+    expect(saved.messages[0]).toEqual({ role: 'user', content: 'Please make a file.' });
+
+    runner.send({ type: 'message', text: 'What did you write?' });
+    const followUp = await runner.next('model.request');
+    expect(followUp.messages).toHaveLength(5);
+    expect(followUp.messages.slice(0, 4)).toEqual(saved.messages);
+    expect(followUp.messages[4]).toEqual({ role: 'user', content: 'What did you write?' });
+    reply(followUp, [text('hello')], 'end_turn', usage(40, 2));
+    expect(await runner.next('output')).toEqual({ type: 'output', text: 'hello' });
+    expect(await runner.next('done')).toEqual({ type: 'done', usage: usage(40, 2), sessionRef: 'transcript.json', status: 'ok' });
+    expect(readTranscript().messages).toHaveLength(6);
+
+    runner.send({ type: 'shutdown' });
+    expect(await runner.exitCode()).toBe(0);
+    expect(runner.unread()).toEqual([]);
+  });
+
+  it('answers garbage on stdin with an error frame and keeps working', async () => {
+    runner = RunnerUnderTest.start(workspace);
+    await runner.next('ready');
+    runner.send('this is not json');
+    expect((await runner.next('error')).message).toContain('not JSON');
+    runner.send('{"type":"teleport"}');
+    expect((await runner.next('error')).message).toContain('invalid frame');
+    runner.send({ type: 'message', text: 'too early' });
+    expect((await runner.next('error')).message).toContain('came before start');
+
+    runner.send(startFrame({ prompt: 'still there?' }));
+    const request = await runner.next('model.request');
+    runner.send({ type: 'model.result', requestId: 'made-up', content: [], stopReason: 'end_turn', usage: usage(0, 0) });
+    expect((await runner.next('error')).message).toContain('unknown request made-up');
+    reply(request, [text('yes')]);
+    expect(await runner.next('output')).toEqual({ type: 'output', text: 'yes' });
+    await runner.next('done');
+
+    runner.child.stdin.end();
+    expect(await runner.exitCode()).toBe(0);
+  });
+
+  it('round-trips send_message through a host.call and reports a refusal as a tool error', async () => {
+    const request = await startTurn({ prompt: 'Tell them you started.' });
+    reply(
+      request,
+      [toolUse('tu-a', 'send_message', { text: 'Starting now' }), toolUse('tu-b', 'send_message', { text: 'Second note' })],
+      'tool_use',
+    );
+    const firstCall = await runner.next('host.call');
+    expect(firstCall).toMatchObject({ name: 'send_message', args: { text: 'Starting now' } });
+    runner.send({ type: 'tool.result', callId: firstCall.callId, ok: true, result: 'sent' });
+    const secondCall = await runner.next('host.call');
+    expect(secondCall.callId).not.toBe(firstCall.callId);
+    runner.send({ type: 'tool.result', callId: secondCall.callId, ok: false, result: 'rate limited' });
+
+    const next = await runner.next('model.request');
+    expect(next.messages.at(-1)).toEqual({
+      role: 'user',
+      content: [
+        { type: 'tool_result', tool_use_id: 'tu-a', content: 'sent' },
+        { type: 'tool_result', tool_use_id: 'tu-b', content: 'rate limited', is_error: true },
+      ],
+    });
+    reply(next, [text('<internal>already told them</internal>')]);
+    // A reply made only of internal notes sends no output.
+    expect(await runner.next('done')).toMatchObject({ type: 'done', sessionRef: 'transcript.json' });
+  });
+
+  it('ends the turn on model.error without keeping the failed prompt', async () => {
+    const request = await startTurn({ prompt: 'This one fails.' });
+    runner.send({ type: 'model.error', requestId: request.requestId, message: 'overloaded', retryable: true });
+    expect((await runner.next('error')).message).toContain('overloaded');
+    expect(await runner.next('done')).toEqual({ type: 'done', usage: usage(0, 0), sessionRef: null, status: 'failed' });
+    expect(fs.existsSync(path.join(workspace, 'session/transcript.json'))).toBe(false);
+
+    runner.send({ type: 'message', text: 'Try again.' });
+    const retry = await runner.next('model.request');
+    expect(retry.messages).toEqual([{ role: 'user', content: 'Try again.' }]);
+    reply(retry, [text('Worked.')]);
+    await runner.next('output');
+    expect((await runner.next('done')).sessionRef).toBe('transcript.json');
+  });
+
+  it('queues a message that arrives mid-turn and runs it after the turn', async () => {
+    const request = await startTurn({ prompt: 'First.' });
+    runner.send({ type: 'message', text: 'Second.' });
+    reply(request, [text('Answer one.')]);
+    expect((await runner.next('output')).text).toBe('Answer one.');
+    await runner.next('done');
+    const queued = await runner.next('model.request');
+    expect(queued.messages.map((message) => message.content)).toEqual(['First.', [text('Answer one.')], 'Second.']);
+  });
+
+  it('resumes the saved transcript when the host passes a session ref', async () => {
+    const earlier: MessageParam[] = [
+      { role: 'user', content: 'My name is Ada.' },
+      { role: 'assistant', content: [text('Nice to meet you, Ada.')] },
+    ];
+    fs.writeFileSync(path.join(workspace, 'session/transcript.json'), JSON.stringify({ version: 1, messages: earlier }));
+    const request = await startTurn({ prompt: 'What is my name?', sessionRef: 'transcript.json' });
+    expect(request.messages).toEqual([...earlier, { role: 'user', content: 'What is my name?' }]);
+  });
+
+  it('moves a corrupt transcript aside and starts a fresh conversation', async () => {
+    fs.writeFileSync(path.join(workspace, 'session/transcript.json'), '{"version":1,"messages":[');
+    const request = await startTurn({ prompt: 'Hello?', sessionRef: 'transcript.json' });
+    expect(request.messages).toEqual([{ role: 'user', content: 'Hello?' }]);
+    const files = fs.readdirSync(path.join(workspace, 'session'));
+    expect(files).toHaveLength(1);
+    expect(files[0]).toMatch(/^transcript\.corrupt-.+\.json$/);
+    expect(runner.stderr).toContain('moved it to');
+  });
+
+  it('stops a runaway tool loop after 50 model calls with an error, then done', async () => {
+    fs.writeFileSync(path.join(workspace, 'group/loop.txt'), 'again');
+    let request = await startTurn({ prompt: 'Loop forever.' });
+    for (let call = 1; call < 50; call++) {
+      reply(request, [toolUse(`tu-${call}`, 'read', { path: 'loop.txt' })], 'tool_use', usage(1, 2));
+      request = await runner.next('model.request');
+    }
+    reply(request, [toolUse('tu-50', 'read', { path: 'loop.txt' })], 'tool_use', usage(1, 2));
+    expect((await runner.next('error')).message).toContain('stopped after 50 model calls');
+    expect(await runner.next('done')).toEqual({ type: 'done', usage: usage(50, 100), sessionRef: null, status: 'failed' });
+
+    // The turn was dropped whole, so the next request starts clean.
+    runner.send({ type: 'message', text: 'Stop.' });
+    expect((await runner.next('model.request')).messages).toEqual([{ role: 'user', content: 'Stop.' }]);
+  });
+
+  it('answers a tool_use cut off by max_tokens without running it', async () => {
+    const request = await startTurn();
+    reply(request, [toolUse('tu-cut', 'bash', { command: 'touch should-not-exist' })], 'max_tokens');
+    const next = await runner.next('model.request');
+    expect(next.messages.at(-1)).toMatchObject({ role: 'user', content: [{ tool_use_id: 'tu-cut', is_error: true }] });
+    expect(fs.existsSync(path.join(workspace, 'group/should-not-exist'))).toBe(false);
+  });
+
+  it('cancels the running turn on shutdown and exits 0', async () => {
+    const request = await startTurn({ prompt: 'Sleep a while.' });
+    reply(request, [toolUse('tu-sleep', 'bash', { command: 'sleep 30' })], 'tool_use');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    runner.send({ type: 'shutdown' });
+    expect((await runner.next('error')).message).toContain('turn cancelled');
+    expect(await runner.next('done')).toMatchObject({ type: 'done', sessionRef: null });
+    expect(await runner.exitCode()).toBe(0);
+  });
+
+  it('treats SIGTERM as shutdown', async () => {
+    await startTurn();
+    runner.child.kill('SIGTERM');
+    expect((await runner.next('error')).message).toContain('SIGTERM');
+    await runner.next('done');
+    expect(await runner.exitCode()).toBe(0);
+  });
+
+  it('reports a transcript it cannot save, and still answers', async () => {
+    // A file where the session folder should be makes saving fail for any user, root included.
+    fs.rmSync(path.join(workspace, 'session'), { recursive: true });
+    fs.writeFileSync(path.join(workspace, 'session'), 'not a folder');
+    const request = await startTurn();
+    reply(request, [text('Here you go.')]);
+    expect((await runner.next('output')).text).toBe('Here you go.');
+    expect((await runner.next('error')).message).toContain('cannot save the transcript');
+    expect(await runner.next('done')).toMatchObject({ sessionRef: null });
+
+    // Shutdown retries the save; failing again, it only logs, since no turn is left to report on.
+    runner.send({ type: 'shutdown' });
+    expect(await runner.exitCode()).toBe(0);
+    expect(runner.unread()).toEqual([]);
+    expect(runner.stderr.match(/cannot save the transcript/g)).toHaveLength(2);
+  });
+});

@@ -1,0 +1,444 @@
+/**
+ * The in-container runner's tools, run against real temp folders and a real bash, plus the
+ * glob matcher and the transcript rules they rely on.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ToolDefinitionSchema, type MessageParam } from '../../main/core/agent/protocol.js';
+import { HeadTailBuffer } from '../../sandbox-images/agent/runner/bash.js';
+import { globToRegExp, splitLiteralPrefix } from '../../sandbox-images/agent/runner/glob.js';
+import { silentLog } from '../../sandbox-images/agent/runner/log.js';
+import {
+  TOOL_DEFINITIONS,
+  TOOL_LIMITS,
+  executeTool,
+  type HostCallReply,
+  type ToolContext,
+} from '../../sandbox-images/agent/runner/tools.js';
+import {
+  conversationProblem,
+  loadTranscript,
+  saveTranscript,
+  trimConversation,
+} from '../../sandbox-images/agent/runner/transcript.js';
+
+let root: string;
+let groupDir: string;
+let hostCalls: Array<{ name: string; args: unknown }>;
+let hostReply: HostCallReply;
+
+function context(overrides: Partial<ToolContext> = {}): ToolContext {
+  return {
+    groupDir,
+    callHost: async (name, args) => {
+      hostCalls.push({ name, args });
+      return hostReply;
+    },
+    ...overrides,
+  };
+}
+
+const run = (name: string, input: unknown, overrides: Partial<ToolContext> = {}) => executeTool(name, input, context(overrides));
+
+function writeGroupFile(relative: string, content: string | Buffer): string {
+  const file = path.join(groupDir, relative);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, content);
+  return file;
+}
+
+/** A process counts as gone when /proc has no entry for it or it is a zombie awaiting its reaper. */
+function processIsGone(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+beforeEach(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-tools-'));
+  groupDir = path.join(root, 'group');
+  fs.mkdirSync(groupDir);
+  hostCalls = [];
+  hostReply = { ok: true, result: 'delivered' };
+});
+
+afterEach(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('tool definitions', () => {
+  it('match the protocol schema the host validates model requests with', () => {
+    for (const definition of TOOL_DEFINITIONS) expect(ToolDefinitionSchema.parse(definition)).toEqual(definition);
+    expect(TOOL_DEFINITIONS.map((tool) => tool.name)).toEqual(['bash', 'read', 'write', 'edit', 'list', 'grep', 'send_message']);
+  });
+
+  it('describe their inputs as JSON schema without the zod dialect marker', () => {
+    const bash = TOOL_DEFINITIONS.find((tool) => tool.name === 'bash');
+    expect(bash?.input_schema).toMatchObject({ type: 'object', required: ['command'] });
+    expect(bash?.input_schema).not.toHaveProperty('$schema');
+  });
+
+  it('answer an unknown tool with an error naming the tools that exist', async () => {
+    const outcome = await run('rm_rf', {});
+    expect(outcome.isError).toBe(true);
+    expect(outcome.content).toContain('Unknown tool "rm_rf"');
+    expect(outcome.content).toContain('bash, read');
+  });
+});
+
+describe('bash tool', () => {
+  it('runs in the group folder and reports stdout, stderr and the exit code', async () => {
+    const outcome = await run('bash', { command: 'pwd; echo to-stderr >&2' });
+    expect(outcome).toEqual({ content: `${groupDir}\nto-stderr\n[exit code 0]`, isError: false });
+  });
+
+  it('reports a non-zero exit as an error result with its code', async () => {
+    const outcome = await run('bash', { command: 'echo failing; exit 3' });
+    expect(outcome.isError).toBe(true);
+    expect(outcome.content).toBe('failing\n[exit code 3]');
+  });
+
+  it('says when a command printed nothing', async () => {
+    expect((await run('bash', { command: 'true' })).content).toBe('(no output)\n[exit code 0]');
+  });
+
+  it('kills the whole process group on timeout', async () => {
+    const started = Date.now();
+    const outcome = await run('bash', { command: 'sleep 30 & echo $! > bg.pid; sleep 30', timeout_ms: 300 });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(outcome.isError).toBe(true);
+    expect(outcome.content).toContain('[timed out after 300 ms');
+    const backgroundPid = Number(fs.readFileSync(path.join(groupDir, 'bg.pid'), 'utf8'));
+    await expect.poll(() => processIsGone(backgroundPid), { timeout: 2_000 }).toBe(true);
+  });
+
+  it('keeps the head and tail of long output and says how much was left out', async () => {
+    const outcome = await run('bash', { command: "echo START; head -c 100000 /dev/zero | tr '\\0' x; echo; echo END" });
+    expect(outcome.isError).toBe(false);
+    expect(outcome.content.startsWith('START\n')).toBe(true);
+    expect(outcome.content).toMatch(/END\n\[exit code 0\]$/);
+    expect(outcome.content).toMatch(/\[… \d+ characters of output omitted …\]/);
+    expect(outcome.content.length).toBeLessThan(TOOL_LIMITS.bashMaxOutputChars + 200);
+  });
+
+  it('does not wait for a background job that keeps the output open', async () => {
+    const started = Date.now();
+    const outcome = await run('bash', { command: 'sleep 20 & echo $! > bg.pid; echo started' });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(outcome.content).toContain('started\n[exit code 0]');
+    expect(outcome.content).toContain('background process still holds the output open');
+    process.kill(Number(fs.readFileSync(path.join(groupDir, 'bg.pid'), 'utf8')), 'SIGKILL');
+  });
+
+  it('kills the command when the turn is cancelled', async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('shutdown')), 200);
+    const started = Date.now();
+    await expect(run('bash', { command: 'sleep 30' }, { signal: controller.signal })).rejects.toThrow('shutdown');
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('rejects a missing command, a timeout above the maximum and unknown fields', async () => {
+    const missing = await run('bash', {});
+    expect(missing).toMatchObject({ isError: true });
+    expect(missing.content).toMatch(/^Invalid input for bash: command: /);
+
+    const tooLong = await run('bash', { command: 'true', timeout_ms: 900_000 });
+    expect(tooLong.isError).toBe(true);
+    expect(tooLong.content).toContain('timeout_ms');
+
+    const extra = await run('bash', { command: 'true', cwd: '/' });
+    expect(extra.isError).toBe(true);
+    expect(extra.content).toContain('cwd');
+  });
+
+  it('explains a missing group folder instead of blaming bash', async () => {
+    const outcome = await run('bash', { command: 'true' }, { groupDir: path.join(root, 'nowhere') });
+    expect(outcome).toEqual({ content: `the group folder ${path.join(root, 'nowhere')} does not exist`, isError: true });
+  });
+});
+
+describe('HeadTailBuffer', () => {
+  it('keeps everything while under the limit', () => {
+    const buffer = new HeadTailBuffer(5, 5);
+    buffer.append('abc');
+    buffer.append('defgh');
+    expect(buffer.result()).toEqual({ text: 'abcdefgh', omittedChars: 0 });
+  });
+
+  it('keeps the first and last characters across many small chunks', () => {
+    const buffer = new HeadTailBuffer(3, 3);
+    for (const ch of 'abcdefghijklmnopqrstuvwxyz') buffer.append(ch);
+    expect(buffer.result()).toEqual({ text: 'abc\n\n[… 20 characters of output omitted …]\n\nxyz', omittedChars: 20 });
+  });
+});
+
+describe('read tool', () => {
+  it('returns the file with numbered lines, resolving relative paths in the group folder', async () => {
+    writeGroupFile('notes/todo.md', 'one\ntwo\nthree\n');
+    expect(await run('read', { path: 'notes/todo.md' })).toEqual({ content: '1\tone\n2\ttwo\n3\tthree', isError: false });
+  });
+
+  it('reads absolute paths too', async () => {
+    const file = writeGroupFile('a.txt', 'alpha');
+    expect((await run('read', { path: file })).content).toBe('1\talpha');
+  });
+
+  it('pages with offset and limit and says what is left', async () => {
+    writeGroupFile('long.txt', Array.from({ length: 10 }, (_, i) => `line ${i + 1}`).join('\n'));
+    const outcome = await run('read', { path: 'long.txt', offset: 4, limit: 2 });
+    expect(outcome.content).toBe('4\tline 4\n5\tline 5\n[lines 4-5 of 10; use offset and limit to read more]');
+  });
+
+  it('fails clearly for a missing file, a folder, a binary file and an offset past the end', async () => {
+    expect(await run('read', { path: 'missing.txt' })).toEqual({
+      content: `no such file or directory: ${path.join(groupDir, 'missing.txt')}`,
+      isError: true,
+    });
+    fs.mkdirSync(path.join(groupDir, 'folder'));
+    expect((await run('read', { path: 'folder' })).content).toContain('is a directory; use the list tool');
+    writeGroupFile('image.bin', Buffer.from([0x89, 0x50, 0x00, 0x01]));
+    expect((await run('read', { path: 'image.bin' })).content).toContain('looks like a binary file');
+    writeGroupFile('short.txt', 'a\nb\n');
+    const pastEnd = await run('read', { path: 'short.txt', offset: 5 });
+    expect(pastEnd).toMatchObject({ isError: true });
+    expect(pastEnd.content).toContain('offset 5 is past the end');
+  });
+
+  it('rejects an offset of zero', async () => {
+    writeGroupFile('a.txt', 'alpha');
+    const outcome = await run('read', { path: 'a.txt', offset: 0 });
+    expect(outcome.isError).toBe(true);
+    expect(outcome.content).toContain('offset');
+  });
+});
+
+describe('write tool', () => {
+  it('creates missing parent folders and reports the absolute path', async () => {
+    const outcome = await run('write', { path: 'deep/er/file.txt', content: 'héllo' });
+    const file = path.join(groupDir, 'deep/er/file.txt');
+    expect(outcome).toEqual({ content: `Wrote 6 bytes to ${file}.`, isError: false });
+    expect(fs.readFileSync(file, 'utf8')).toBe('héllo');
+  });
+
+  it('fails clearly when a parent is a file or the target is a folder', async () => {
+    writeGroupFile('plain.txt', 'x');
+    const underFile = await run('write', { path: 'plain.txt/child.txt', content: 'y' });
+    expect(underFile.isError).toBe(true);
+    expect(underFile.content).toContain(path.join(groupDir, 'plain.txt'));
+
+    fs.mkdirSync(path.join(groupDir, 'folder'));
+    expect(await run('write', { path: 'folder', content: 'y' })).toEqual({
+      content: `${path.join(groupDir, 'folder')} is a directory`,
+      isError: true,
+    });
+  });
+
+  it('rejects input without content', async () => {
+    const outcome = await run('write', { path: 'x.txt' });
+    expect(outcome.isError).toBe(true);
+    expect(outcome.content).toContain('content');
+    expect(fs.existsSync(path.join(groupDir, 'x.txt'))).toBe(false);
+  });
+});
+
+describe('edit tool', () => {
+  it('replaces a unique string exactly, taking $ patterns in new_string literally', async () => {
+    const file = writeGroupFile('code.js', 'const a = 1;\nconst b = 2;\n');
+    const outcome = await run('edit', { path: 'code.js', old_string: 'const b = 2;', new_string: "const b = '$&';" });
+    expect(outcome).toEqual({ content: `Replaced 1 occurrence in ${file}.`, isError: false });
+    expect(fs.readFileSync(file, 'utf8')).toBe("const a = 1;\nconst b = '$&';\n");
+  });
+
+  it('refuses a string that occurs more than once unless replace_all is set', async () => {
+    const file = writeGroupFile('list.txt', 'item\nitem\nother\n');
+    const refused = await run('edit', { path: 'list.txt', old_string: 'item', new_string: 'thing' });
+    expect(refused.isError).toBe(true);
+    expect(refused.content).toContain('occurs 2 times');
+    expect(fs.readFileSync(file, 'utf8')).toBe('item\nitem\nother\n');
+
+    const replaced = await run('edit', { path: 'list.txt', old_string: 'item', new_string: 'thing', replace_all: true });
+    expect(replaced).toEqual({ content: `Replaced 2 occurrences in ${file}.`, isError: false });
+    expect(fs.readFileSync(file, 'utf8')).toBe('thing\nthing\nother\n');
+  });
+
+  it('fails when the string is not found, unchanged, or the file is missing', async () => {
+    writeGroupFile('a.txt', 'alpha');
+    expect((await run('edit', { path: 'a.txt', old_string: 'beta', new_string: 'gamma' })).content).toContain(
+      'old_string was not found',
+    );
+    expect((await run('edit', { path: 'a.txt', old_string: 'alpha', new_string: 'alpha' })).content).toContain(
+      'nothing to change',
+    );
+    expect(await run('edit', { path: 'gone.txt', old_string: 'a', new_string: 'b' })).toEqual({
+      content: `no such file or directory: ${path.join(groupDir, 'gone.txt')}`,
+      isError: true,
+    });
+  });
+
+  it('rejects an empty old_string', async () => {
+    writeGroupFile('a.txt', 'alpha');
+    const outcome = await run('edit', { path: 'a.txt', old_string: '', new_string: 'x' });
+    expect(outcome.isError).toBe(true);
+    expect(outcome.content).toContain('old_string');
+  });
+});
+
+describe('list tool', () => {
+  beforeEach(() => {
+    writeGroupFile('README.md', '# hi');
+    writeGroupFile('notes/a.md', 'a');
+    writeGroupFile('notes/deep/b.md', 'b');
+    writeGroupFile('notes/c.txt', 'c');
+    writeGroupFile('node_modules/pkg/index.md', 'skip me');
+  });
+
+  it('lists the group folder with folders marked', async () => {
+    expect((await run('list', {})).content).toBe(`${groupDir} (3 entries):\nREADME.md\nnode_modules/\nnotes/`);
+  });
+
+  it('finds files at any depth with ** and skips node_modules', async () => {
+    expect((await run('list', { pattern: '**/*.md' })).content).toBe('README.md\nnotes/a.md\nnotes/deep/b.md');
+  });
+
+  it('matches * within one folder and {a,b} alternatives', async () => {
+    expect((await run('list', { pattern: '*.md' })).content).toBe('README.md');
+    expect((await run('list', { pattern: 'notes/*.{md,txt}' })).content).toBe('notes/a.md\nnotes/c.txt');
+    expect((await run('list', { path: 'notes', pattern: '?.md' })).content).toBe('notes/a.md');
+  });
+
+  it('searches node_modules when path points into it', async () => {
+    expect((await run('list', { path: 'node_modules', pattern: '**/*.md' })).content).toBe('node_modules/pkg/index.md');
+  });
+
+  it('says when nothing matches, and fails for a missing folder or an escaping pattern', async () => {
+    expect((await run('list', { pattern: '**/*.py' })).content).toBe(`No paths under ${groupDir} match **/*.py.`);
+    expect(await run('list', { path: 'nope' })).toEqual({
+      content: `no such file or directory: ${path.join(groupDir, 'nope')}`,
+      isError: true,
+    });
+    expect((await run('list', { pattern: '../*' })).isError).toBe(true);
+  });
+});
+
+describe('glob matching', () => {
+  it.each([
+    ['*.md', 'a.md', true],
+    ['*.md', 'dir/a.md', false],
+    ['**/*.md', 'a.md', true],
+    ['**/*.md', 'x/y/a.md', true],
+    ['src/**/index.ts', 'src/index.ts', true],
+    ['src/**/index.ts', 'src/a/b/index.ts', true],
+    ['src/**', 'src/a/b', true],
+    ['file?.txt', 'file1.txt', true],
+    ['file?.txt', 'file12.txt', false],
+    ['*.{js,ts}', 'a.ts', true],
+    ['*.{js,ts}', 'a.rs', false],
+    ['[id].tsx', '[id].tsx', true],
+    ['a.b', 'axb', false],
+  ])('%s matches %s: %s', (pattern, candidate, expected) => {
+    expect(globToRegExp(pattern).test(candidate)).toBe(expected);
+  });
+
+  it('splits off the leading plain folders so a walk can start there', () => {
+    expect(splitLiteralPrefix('src/lib/**/*.ts')).toEqual({ prefix: 'src/lib', rest: '**/*.ts' });
+    expect(splitLiteralPrefix('README.md')).toEqual({ prefix: '', rest: 'README.md' });
+  });
+});
+
+describe('grep tool', () => {
+  beforeEach(() => {
+    writeGroupFile('notes/a.md', 'Buy milk\nCall Bob\n');
+    writeGroupFile('notes/b.txt', 'milk again\n');
+    writeGroupFile('blob.bin', Buffer.concat([Buffer.from('milk'), Buffer.from([0, 1, 2])]));
+  });
+
+  it('returns matching lines as path:line and skips binary files', async () => {
+    expect((await run('grep', { pattern: 'milk' })).content).toBe('notes/a.md:1: Buy milk\nnotes/b.txt:1: milk again');
+  });
+
+  it('filters by glob and can ignore case', async () => {
+    expect((await run('grep', { pattern: 'MILK', glob: '*.md', ignore_case: true })).content).toBe('notes/a.md:1: Buy milk');
+    expect((await run('grep', { pattern: 'milk', glob: 'notes/*.txt' })).content).toBe('notes/b.txt:1: milk again');
+  });
+
+  it('searches a single file', async () => {
+    expect((await run('grep', { pattern: 'Bob', path: 'notes/a.md' })).content).toBe('notes/a.md:2: Call Bob');
+  });
+
+  it('stops at the match limit and says so', async () => {
+    writeGroupFile('many.txt', 'hit\n'.repeat(TOOL_LIMITS.grepMaxMatches + 50));
+    const lines = (await run('grep', { pattern: '^hit$', path: 'many.txt' })).content.split('\n');
+    expect(lines).toHaveLength(TOOL_LIMITS.grepMaxMatches + 1);
+    expect(lines.at(-1)).toContain(`[stopped after ${TOOL_LIMITS.grepMaxMatches} matches`);
+  });
+
+  it('reports no matches without an error, and an invalid regex with one', async () => {
+    expect(await run('grep', { pattern: 'zebra' })).toEqual({ content: `No matches for /zebra/ in ${groupDir}.`, isError: false });
+    const invalid = await run('grep', { pattern: '(' });
+    expect(invalid.isError).toBe(true);
+    expect(invalid.content).toContain('invalid regular expression');
+  });
+});
+
+describe('send_message tool', () => {
+  it('calls the host and returns its answer', async () => {
+    expect(await run('send_message', { text: 'on it' })).toEqual({ content: 'delivered', isError: false });
+    expect(hostCalls).toEqual([{ name: 'send_message', args: { text: 'on it' } }]);
+  });
+
+  it('turns a refusal from the host into an error result', async () => {
+    hostReply = { ok: false, result: 'not allowed' };
+    expect(await run('send_message', { text: 'hi' })).toEqual({ content: 'not allowed', isError: true });
+  });
+
+  it('rejects empty text without calling the host', async () => {
+    expect((await run('send_message', { text: '' })).isError).toBe(true);
+    expect(hostCalls).toEqual([]);
+  });
+});
+
+describe('transcript', () => {
+  const turn = (question: string, size = 0): MessageParam[] => [
+    { role: 'user', content: question },
+    { role: 'assistant', content: [{ type: 'tool_use', id: `t-${question}`, name: 'bash', input: { command: 'true' } }] },
+    { role: 'user', content: [{ type: 'tool_result', tool_use_id: `t-${question}`, content: 'x'.repeat(size) }] },
+    { role: 'assistant', content: [{ type: 'text', text: `answer to ${question}` }] },
+  ];
+
+  it('accepts complete turns and names what breaks a conversation', () => {
+    expect(conversationProblem([...turn('a'), ...turn('b')])).toBeNull();
+    expect(conversationProblem(turn('a').slice(0, 2))).toContain('tool call t-a is never answered');
+    expect(conversationProblem([...turn('a').slice(0, 2), ...turn('b')])).toContain('does not answer tool call t-a');
+    expect(conversationProblem(turn('a').slice(0, 3))).toContain('ends in the middle of a turn');
+    expect(conversationProblem(turn('a').slice(1))).toContain('does not start with a user message');
+  });
+
+  it('drops whole old turns to fit the budget and keeps the latest turn whatever its size', () => {
+    const conversation = [...turn('a', 1000), ...turn('b', 1000), ...turn('c', 5000)];
+    const trimmed = trimConversation(conversation, 3000);
+    expect(trimmed).toEqual(turn('c', 5000));
+    expect(conversationProblem(trimmed)).toBeNull();
+    expect(trimConversation(conversation, 1_000_000)).toEqual(conversation);
+  });
+
+  it('saves atomically and loads what it saved', () => {
+    const session = path.join(root, 'session');
+    saveTranscript(session, turn('a'));
+    expect(fs.readdirSync(session)).toEqual(['transcript.json']);
+    expect(loadTranscript(session, silentLog)).toEqual(turn('a'));
+  });
+
+  it('moves an invalid transcript aside and starts fresh', () => {
+    const session = path.join(root, 'session');
+    fs.mkdirSync(session);
+    fs.writeFileSync(path.join(session, 'transcript.json'), JSON.stringify({ version: 1, messages: turn('a').slice(0, 3) }));
+    expect(loadTranscript(session, silentLog, new Date('2026-01-02T03:04:05.678Z'))).toEqual([]);
+    expect(fs.readdirSync(session)).toEqual(['transcript.corrupt-2026-01-02T03-04-05-678Z.json']);
+  });
+});
