@@ -3,6 +3,7 @@
  * `docker.ts` (dockerode) and, later, `apple-container.ts` (the `container` CLI).
  * Swapping runtimes means choosing a different implementation of this interface.
  */
+import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 
 /** A host directory made visible inside the container. */
@@ -49,8 +50,14 @@ export interface ContainerSpec {
 export interface RunningContainer {
   readonly id: string;
   readonly name: string;
+  /**
+   * The container's stdin. `end()` delivers EOF to the process inside. Writes after the
+   * container has exited are dropped, not raised as errors: the exit is reported by `wait()`.
+   */
   readonly stdin: Writable;
+  /** The container's stdout; ends when the container's stdio closes. */
   readonly stdout: Readable;
+  /** The container's stderr, kept apart from stdout; ends with it. */
   readonly stderr: Readable;
   /** Resolves when the container exits, with its exit code. */
   wait(): Promise<{ exitCode: number }>;
@@ -83,3 +90,15 @@ export interface ContainerRuntime {
 
 /** The label every Clawbar container carries, so orphans can be found and cleaned. */
 export const OURS_LABEL = 'dev.clawbar.managed';
+
+/**
+ * The label naming the Clawbar instance (one per data root) that started a container. A runtime
+ * given a scope sees and cleans only its own containers, so two instances sharing one engine
+ * (two users, parallel test runs) never remove each other's running agents as "orphans".
+ */
+export const SCOPE_LABEL = 'dev.clawbar.scope';
+
+/** The {@link SCOPE_LABEL} value for a data root: a short, stable hash of its resolved path. */
+export function scopeForHome(home: string): string {
+  return createHash('sha256').update(home).digest('hex').slice(0, 16);
+}
