@@ -110,13 +110,6 @@ export class GroupQueue {
     if (run?.idle) run.requestStop();
   }
 
-  /** The group was resumed: whatever waited goes to the agent, as one batch. */
-  resume(groupJid: string): void {
-    const state = this.groups.get(groupJid);
-    if (state?.pending && !state.run && !state.waiting && !state.retryTimer) this.admit(groupJid);
-    else if (state?.pending && state.run) state.run.offerMessages();
-  }
-
   /** Forgets a removed group, stopping its run. */
   remove(groupJid: string): void {
     const state = this.groups.get(groupJid);

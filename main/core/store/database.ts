@@ -23,6 +23,9 @@ export class DatabaseFromTheFutureError extends Error {
   }
 }
 
+/** How long a connection waits for another process's lock before giving up. */
+const BUSY_TIMEOUT_MS = 5000;
+
 export class MigrationError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -38,10 +41,10 @@ export function openDatabase(file: string, migrations: readonly Migration[] = MI
   if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const db = new Database(file);
   try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('foreign_keys = ON');
     // The CLI and `serve` may touch the file at once; wait rather than fail on a lock.
-    db.pragma('busy_timeout = 5000');
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    switchToWal(db);
+    db.pragma('foreign_keys = ON');
     db.pragma('synchronous = NORMAL');
     migrate(db, migrations, file);
   } catch (err) {
@@ -51,20 +54,49 @@ export function openDatabase(file: string, migrations: readonly Migration[] = MI
   return db;
 }
 
+/**
+ * Puts the file in WAL mode. Converting the journal needs an exclusive lock, and SQLite does
+ * not run the busy handler for it: two processes opening a fresh file at once got
+ * "database is locked" whatever busy_timeout said. WAL is stored in the file, so once it is
+ * set there is nothing to do and no lock to take; until then, retry within the busy budget.
+ */
+function switchToWal(db: Db): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      if (db.pragma('journal_mode', { simple: true }) !== 'wal') db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+}
+
+function userVersion(db: Db): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
 /** Applies every migration newer than the file's `user_version`, each in one transaction. */
 export function migrate(db: Db, migrations: readonly Migration[], file = 'the database'): void {
   checkMigrationList(migrations);
   const latest = migrations.length;
-  const current = db.pragma('user_version', { simple: true }) as number;
+  const current = userVersion(db);
   if (current > latest) throw new DatabaseFromTheFutureError(current, latest, file);
   for (const migration of migrations.slice(current)) {
+    // The version is read again under the write lock (IMMEDIATE): another process opening the
+    // same fresh file may have applied this migration since the read above.
     const apply = db.transaction(() => {
+      const now = userVersion(db);
+      if (now > latest) throw new DatabaseFromTheFutureError(now, latest, file);
+      if (now >= migration.version) return;
       db.exec(migration.up);
       db.pragma(`user_version = ${migration.version}`);
     });
     try {
-      apply();
+      apply.immediate();
     } catch (err) {
+      if (err instanceof DatabaseFromTheFutureError) throw err;
       throw new MigrationError(`migration ${migration.version} (${migration.name}) failed: ${(err as Error).message}`, {
         cause: err,
       });

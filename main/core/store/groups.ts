@@ -39,7 +39,11 @@ export function groupQueries(db: Db) {
     INSERT INTO cursors (group_jid, last_seq)
     VALUES (?, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_jid = ?))`);
   const byJid = db.prepare(`SELECT * FROM groups WHERE jid = ?`);
-  const byRef = db.prepare(`SELECT * FROM groups WHERE jid = ?1 OR folder = ?1 OR name = ?1 COLLATE NOCASE`);
+  // One group's name may equal another's folder; the more exact match wins, not whichever row comes first.
+  const byRef = db.prepare(`
+    SELECT * FROM groups WHERE jid = @ref OR folder = @ref OR name = @ref COLLATE NOCASE
+    ORDER BY CASE WHEN jid = @ref THEN 0 WHEN folder = @ref THEN 1 ELSE 2 END
+    LIMIT 1`);
   const list = db.prepare(`SELECT * FROM groups ORDER BY is_main DESC, name`);
   const folders = db.prepare(`SELECT folder FROM groups`);
   const remove = db.prepare(`DELETE FROM groups WHERE jid = ?`);
@@ -68,9 +72,9 @@ export function groupQueries(db: Db) {
       const row = byJid.get(jid) as GroupRow | undefined;
       return row && toGroup(row);
     },
-    /** Finds a group by jid, folder or name (name case-insensitive). */
+    /** Finds a group by jid, folder or name (name case-insensitive), in that order of preference. */
     findGroup(ref: string): Group | undefined {
-      const row = byRef.get(ref) as GroupRow | undefined;
+      const row = byRef.get({ ref }) as GroupRow | undefined;
       return row && toGroup(row);
     },
     listGroups(): Group[] {

@@ -44,21 +44,23 @@ export interface TurnCommit {
 export function runStateQueries(db: Db) {
   const getCursor = db.prepare(`SELECT last_seq FROM cursors WHERE group_jid = ?`);
   const advanceCursor = db.prepare(`
-    INSERT INTO cursors (group_jid, last_seq) VALUES (?1, ?2)
-    ON CONFLICT (group_jid) DO UPDATE SET last_seq = MAX(last_seq, ?2)`);
+    INSERT INTO cursors (group_jid, last_seq) VALUES (@groupJid, @seq)
+    ON CONFLICT (group_jid) DO UPDATE SET last_seq = MAX(last_seq, @seq)`);
   const getSession = db.prepare(`SELECT session_ref FROM sessions WHERE group_jid = ?`);
   const setSession = db.prepare(`
-    INSERT INTO sessions (group_jid, session_ref, updated_at) VALUES (?1, ?2, ?3)
-    ON CONFLICT (group_jid) DO UPDATE SET session_ref = ?2, updated_at = ?3`);
+    INSERT INTO sessions (group_jid, session_ref, updated_at) VALUES (@groupJid, @ref, @now)
+    ON CONFLICT (group_jid) DO UPDATE SET session_ref = @ref, updated_at = @now`);
   const enqueue = db.prepare(`
     INSERT INTO outbox (chat_jid, text, turn_id, state, created_at) VALUES (?, ?, ?, 'queued', ?)`);
   const outboxById = db.prepare(`SELECT * FROM outbox WHERE id = ?`);
   const queued = db.prepare(`SELECT * FROM outbox WHERE state = 'queued' ORDER BY id`);
-  const markSent = db.prepare(`UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ? WHERE id = ?`);
+  const markSent = db.prepare(`
+    UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ? WHERE id = ? AND state <> 'sent'`);
+  // Only a queued item can fail: a late failure report must not turn a sent reply into a failed one.
   const markAttempt = db.prepare(`
     UPDATE outbox SET attempts = attempts + 1, last_error = ?,
       state = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE state END
-    WHERE id = ?`);
+    WHERE id = ? AND state = 'queued'`);
   const insertBotMessage = db.prepare(`
     INSERT INTO messages (chat_jid, id, sender, sender_name, text, timestamp, from_me, from_bot, turn_id)
     VALUES (@chatJid, @id, @sender, @senderName, @text, @timestamp, 1, 1, @turnId)
@@ -74,7 +76,7 @@ export function runStateQueries(db: Db) {
   const usageOf = db.prepare(`SELECT * FROM usage WHERE group_jid = ? AND day = ?`);
   const getSetting = db.prepare(`SELECT value FROM settings WHERE key = ?`);
   const setSetting = db.prepare(`
-    INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2`);
+    INSERT INTO settings (key, value) VALUES (@key, @value) ON CONFLICT (key) DO UPDATE SET value = @value`);
 
   const enqueueOutbound = (chatJid: string, text: string, turnId: string | null, now: number): OutboxItem =>
     toOutbox(outboxById.get(enqueue.run(chatJid, text, turnId, now).lastInsertRowid) as OutboxRow);
@@ -98,17 +100,20 @@ export function runStateQueries(db: Db) {
      */
     commitTurn: db.transaction((turn: TurnCommit): OutboxItem[] => {
       const items = turn.replies.map((r) => enqueueOutbound(r.chatJid, r.text, turn.turnId, turn.now));
-      advanceCursor.run(turn.groupJid, turn.throughSeq);
-      setSession.run(turn.groupJid, turn.sessionRef, turn.now);
+      advanceCursor.run({ groupJid: turn.groupJid, seq: turn.throughSeq });
+      setSession.run({ groupJid: turn.groupJid, ref: turn.sessionRef, now: turn.now });
       addUsage.run({ groupJid: turn.groupJid, day: new Date(turn.now).toISOString().slice(0, 10), ...turn.usage });
       return items;
     }),
     /**
      * Records a delivered outbox item as a message of the chat and marks it sent, in one
-     * transaction, so the history shows each reply exactly once.
+     * transaction, so the history shows each reply exactly once. Returns false, and records
+     * nothing, when the item was already sent: a second report (a retry racing its own
+     * success) carries a new channel message id, so (chat, id) alone would not catch it.
      */
     markDelivered: db.transaction(
-      (item: OutboxItem, delivered: { id: string; sender: string; senderName: string; timestamp: number }): void => {
+      (item: OutboxItem, delivered: { id: string; sender: string; senderName: string; timestamp: number }): boolean => {
+        if (markSent.run(delivered.timestamp, item.id).changes === 0) return false;
         insertBotMessage.run({
           chatJid: item.chatJid,
           id: delivered.id,
@@ -118,7 +123,7 @@ export function runStateQueries(db: Db) {
           timestamp: delivered.timestamp,
           turnId: item.turnId,
         });
-        markSent.run(delivered.timestamp, item.id);
+        return true;
       },
     ),
     /** Counts a failed delivery; after `maxAttempts` the item is marked failed and kept for inspection. */
@@ -141,7 +146,7 @@ export function runStateQueries(db: Db) {
       return (getSetting.get(key) as { value: string } | undefined)?.value;
     },
     setSetting(key: string, value: string): void {
-      setSetting.run(key, value);
+      setSetting.run({ key, value });
     },
   };
 }

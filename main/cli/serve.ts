@@ -1,0 +1,41 @@
+/** `clawbar serve`: the core in the foreground until SIGTERM or SIGINT. */
+import { bootCore } from '../core/boot.js';
+import { controlHandlers } from '../core/control/handlers.js';
+import { ControlServer } from '../core/control/server.js';
+
+export async function serveCommand(opts: { json: boolean }): Promise<number> {
+  const booted = bootCore();
+  const { core, config, log } = booted;
+  const control = new ControlServer(config.socketPath, controlHandlers({ core, serving: true }), log);
+  try {
+    await control.listen();
+  } catch (err) {
+    booted.store.close();
+    throw err;
+  }
+  await core.start();
+  if (!config.apiKey) log.warn('ANTHROPIC_API_KEY is not set: the agent cannot answer until it is');
+  const started = { serving: true, home: config.home, socket: config.socketPath, pid: process.pid };
+  process.stdout.write(
+    opts.json ? `${JSON.stringify(started)}\n` : `clawbar serving from ${config.home} (control socket ${config.socketPath}); Ctrl-C stops it\n`,
+  );
+
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      void (async () => {
+        await control.close();
+        await booted.close();
+        resolve(0);
+      })().catch((err: unknown) => {
+        log.error({ err }, 'unclean shutdown');
+        resolve(1);
+      });
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

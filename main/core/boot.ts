@@ -1,0 +1,75 @@
+/**
+ * Assembles the core from its parts, in order: data directory and database, configuration,
+ * logger, container runtime, model broker, orchestrator. `clawbar serve`, the Electron app
+ * and the CLI's offline path all start here.
+ */
+import path from 'node:path';
+import { ModelBroker } from './agent/model-broker.js';
+import { loadConfig, resolveHome, type ClawbarConfig } from './config.js';
+import { Core } from './core.js';
+import { createLogger, type Logger } from './logger.js';
+import { DockerRuntime } from './sandbox/docker.js';
+import type { ContainerRuntime } from './sandbox/runtime.js';
+import { scopeForHome } from './sandbox/runtime.js';
+import { openStore, type Store } from './store/index.js';
+
+export interface BootOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Dispatch messages to agents (serve, app) or only store them (CLI without serve). @default true */
+  dispatch?: boolean;
+  /** @default a pino logger writing to `$CLAWBAR_HOME/logs` and stderr */
+  log?: Logger;
+}
+
+export interface BootedCore {
+  core: Core;
+  store: Store;
+  config: ClawbarConfig;
+  log: Logger;
+  /** Shuts the core down and closes the database. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export function createRuntime(config: ClawbarConfig, log: Logger): ContainerRuntime {
+  switch (config.runtime) {
+    case 'docker':
+      return new DockerRuntime({ log, scope: scopeForHome(config.home) });
+    case 'apple':
+      throw new Error('the Apple Container runtime is not available yet; set CLAWBAR_RUNTIME=docker');
+    default: {
+      const unreachable: never = config.runtime;
+      throw new Error(`unknown runtime ${String(unreachable)}`);
+    }
+  }
+}
+
+export function bootCore(opts: BootOptions = {}): BootedCore {
+  const env = opts.env ?? process.env;
+  const home = resolveHome(env);
+  const store = openStore(path.join(home, 'clawbar.db'));
+  try {
+    const config = loadConfig(env, (key) => store.getSetting(key));
+    const log = opts.log ?? createLogger({ logDir: config.logsDir });
+    const runtime = createRuntime(config, log);
+    const broker = new ModelBroker({
+      apiKey: config.apiKey ?? '',
+      ...(config.baseURL ? { baseURL: config.baseURL } : {}),
+      model: config.model,
+      log,
+    });
+    const core = new Core({ config, store, runtime, broker, log, dispatch: opts.dispatch ?? true });
+    return {
+      core,
+      store,
+      config,
+      log,
+      async close(graceMs = 10_000) {
+        await core.shutdown(graceMs);
+        store.close();
+      },
+    };
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}

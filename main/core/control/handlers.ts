@@ -1,0 +1,99 @@
+/**
+ * What each control method does. The control server calls these for `serve`; the CLI calls
+ * the same handlers in-process when `serve` is not running (with dispatch off, so a message
+ * is stored and waits for the next `serve`).
+ */
+import type { Core } from '../core.js';
+import { CoreInputError } from '../errors.js';
+import type { Group, StoredMessage } from '../store/index.js';
+import type { ControlMethod, ControlParams } from './protocol.js';
+
+export interface GroupView {
+  name: string;
+  folder: string;
+  jid: string;
+  channel: 'local' | 'whatsapp';
+  trigger: string | null;
+  main: boolean;
+  paused: boolean;
+}
+
+export interface MessageView {
+  id: string;
+  seq: number;
+  from: string;
+  fromAssistant: boolean;
+  text: string;
+  time: string;
+}
+
+export function groupView(group: Group): GroupView {
+  return {
+    name: group.name,
+    folder: group.folder,
+    jid: group.jid,
+    channel: group.jid.startsWith('local:') ? 'local' : 'whatsapp',
+    trigger: group.isMain || !group.requiresTrigger ? null : group.trigger,
+    main: group.isMain,
+    paused: group.paused,
+  };
+}
+
+export function messageView(message: StoredMessage): MessageView {
+  return {
+    id: message.id,
+    seq: message.seq,
+    from: message.senderName,
+    fromAssistant: message.fromBot,
+    text: message.text,
+    time: new Date(message.timestamp).toISOString(),
+  };
+}
+
+export type ControlHandlers = {
+  [M in ControlMethod]: (params: ControlParams<M>) => Promise<unknown>;
+};
+
+export interface HandlerContext {
+  core: Core;
+  /** True inside `serve`: messages are dispatched to agents. */
+  serving: boolean;
+}
+
+/** @default 10 minutes */
+export const DEFAULT_WAIT_MS = 10 * 60_000;
+
+export function controlHandlers({ core, serving }: HandlerContext): ControlHandlers {
+  return {
+    status: async () => ({ serving, ...(await core.status()) }),
+    'groups.list': async () => core.groups.list().map(groupView),
+    'groups.add': async (p) =>
+      groupView(
+        core.addGroup({
+          name: p.name,
+          ...(p.jid !== undefined ? { jid: p.jid } : {}),
+          ...(p.main !== undefined ? { main: p.main } : {}),
+          ...(p.trigger !== undefined ? { trigger: p.trigger } : {}),
+          ...(p.requiresTrigger !== undefined ? { requiresTrigger: p.requiresTrigger } : {}),
+        }),
+      ),
+    'groups.remove': async (p) => groupView(core.removeGroup(p.group)),
+    'groups.pause': async (p) => groupView(core.pauseGroup(p.group)),
+    'groups.resume': async (p) => groupView(core.resumeGroup(p.group)),
+    send: async (p) => {
+      if (p.wait && !serving) {
+        throw new CoreInputError('--wait needs `clawbar serve` running; the message was not stored');
+      }
+      const posted = core.postLocal(p.group, p.from ?? 'you', p.text);
+      const base = { stored: messageView(posted.message), triggered: posted.triggered, dispatched: serving };
+      if (!p.wait || !posted.triggered) return { ...base, replies: [] };
+      if (posted.group.paused) return { ...base, replies: [], paused: true };
+      const reply = await core.waitForReply(posted.group.jid, posted.message.seq, p.timeoutMs ?? DEFAULT_WAIT_MS);
+      return { ...base, replies: reply.replies.map(messageView) };
+    },
+    messages: async (p) => {
+      const group = core.groups.resolve(p.group);
+      return core.messages(group.jid, p.limit ?? 50).map(messageView);
+    },
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * The control socket protocol: JSON lines over a unix socket in `$CLAWBAR_HOME`.
+ * A request is `{ id, method, params }`; the answer is `{ id, ok: true, result }` or
+ * `{ id, ok: false, error: { message, code } }`. Each method's params have a schema,
+ * parsed at the server before anything acts on them.
+ */
+import { z } from 'zod';
+
+/** The longest request line the server reads. @default 1 MiB */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+const groupRef = z.string().trim().min(1, 'a group is required').max(256);
+
+export const ControlMethods = {
+  status: z.object({}),
+  'groups.list': z.object({}),
+  'groups.add': z.object({
+    name: z.string().max(256),
+    jid: z.string().max(256).optional(),
+    main: z.boolean().optional(),
+    trigger: z.string().max(256).optional(),
+    requiresTrigger: z.boolean().optional(),
+  }),
+  'groups.remove': z.object({ group: groupRef }),
+  'groups.pause': z.object({ group: groupRef }),
+  'groups.resume': z.object({ group: groupRef }),
+  send: z.object({
+    group: groupRef,
+    from: z.string().max(256).optional(),
+    text: z.string().max(65_536, 'a message may be at most 65536 characters'),
+    wait: z.boolean().optional(),
+    /** How long `wait` waits. @default 600000 */
+    timeoutMs: z.number().int().positive().max(86_400_000).optional(),
+  }),
+  messages: z.object({
+    group: groupRef,
+    limit: z.number().int().min(1).max(10_000).optional(),
+  }),
+} as const;
+
+export type ControlMethod = keyof typeof ControlMethods;
+export type ControlParams<M extends ControlMethod> = z.infer<(typeof ControlMethods)[M]>;
+
+export const ControlRequestSchema = z.object({
+  id: z.number().int().nonnegative(),
+  method: z.string().max(64),
+  params: z.unknown().optional(),
+});
+
+export type ControlErrorCode = 'bad_request' | 'not_found' | 'failed' | 'unavailable';
+
+export type ControlResponse =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: { message: string; code: ControlErrorCode } };
+
+export function isControlMethod(name: string): name is ControlMethod {
+  return Object.hasOwn(ControlMethods, name);
+}

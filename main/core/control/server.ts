@@ -1,0 +1,173 @@
+/**
+ * The control socket server: a unix socket in `$CLAWBAR_HOME` (mode 0600, so only the
+ * user who runs Clawbar can drive it), speaking the JSON-lines protocol of `protocol.ts`.
+ * Every request is parsed before it reaches a handler; bad input gets an error answer and
+ * the connection stays usable.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import { ZodError } from 'zod';
+import { CoreInputError, UnknownGroupError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ControlHandlers } from './handlers.js';
+import {
+  ControlMethods,
+  ControlRequestSchema,
+  isControlMethod,
+  MAX_REQUEST_BYTES,
+  type ControlErrorCode,
+  type ControlMethod,
+  type ControlResponse,
+} from './protocol.js';
+
+export class ServeAlreadyRunningError extends Error {
+  constructor(socketPath: string) {
+    super(`clawbar serve is already running (its control socket ${socketPath} answers)`);
+    this.name = 'ServeAlreadyRunningError';
+  }
+}
+
+export class ControlServer {
+  private server: net.Server | null = null;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly socketPath: string,
+    private readonly handlers: ControlHandlers,
+    log: Logger,
+  ) {
+    this.log = log.child({ mod: 'control' });
+  }
+
+  async listen(): Promise<void> {
+    await this.clearStaleSocket();
+    const server = net.createServer((socket) => this.accept(socket));
+    // Create the socket file already private: no window in which others could connect.
+    const previousMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(previousMask);
+    }
+    fs.chmodSync(this.socketPath, 0o600);
+    this.server = server;
+    this.log.info({ socket: this.socketPath }, 'control socket listening');
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(this.socketPath, { force: true });
+  }
+
+  /** A socket file with nobody behind it is left by a crash; one that answers is a live serve. */
+  private async clearStaleSocket(): Promise<void> {
+    if (!fs.existsSync(this.socketPath)) return;
+    const alive = await new Promise<boolean>((resolve) => {
+      const probe = net.connect(this.socketPath);
+      probe.once('connect', () => {
+        probe.destroy();
+        resolve(true);
+      });
+      probe.once('error', () => resolve(false));
+    });
+    if (alive) throw new ServeAlreadyRunningError(this.socketPath);
+    fs.rmSync(this.socketPath, { force: true });
+  }
+
+  private accept(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', (err) => this.log.debug({ err }, 'control connection error'));
+    socket.setEncoding('utf8');
+    let buffer = '';
+    socket.on('data', (chunk: string) => {
+      buffer += chunk;
+      if (buffer.length > MAX_REQUEST_BYTES && !buffer.includes('\n')) {
+        this.reply(socket, { id: 0, ok: false, error: { code: 'bad_request', message: 'request too large' } });
+        socket.end();
+        buffer = '';
+        return;
+      }
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) !== -1) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        if (line.trim() !== '') void this.handleLine(socket, line);
+      }
+    });
+  }
+
+  private async handleLine(socket: net.Socket, line: string): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(line);
+    } catch {
+      this.reply(socket, { id: 0, ok: false, error: { code: 'bad_request', message: 'request is not JSON' } });
+      return;
+    }
+    const request = ControlRequestSchema.safeParse(raw);
+    if (!request.success) {
+      this.reply(socket, { id: 0, ok: false, error: { code: 'bad_request', message: 'request needs id, method, params' } });
+      return;
+    }
+    const { id, method } = request.data;
+    if (!isControlMethod(method)) {
+      this.reply(socket, { id, ok: false, error: { code: 'bad_request', message: `unknown method "${method}"` } });
+      return;
+    }
+    this.reply(socket, { id, ...(await invokeControl(this.handlers, method, request.data.params, this.log)) });
+  }
+
+  private reply(socket: net.Socket, response: ControlResponse): void {
+    if (!socket.destroyed) socket.write(`${JSON.stringify(response)}\n`);
+  }
+}
+
+/**
+ * Parses a method's params and runs its handler. Shared by the socket server and the CLI's
+ * in-process path, so both validate the same way. Never throws.
+ */
+export async function invokeControl(
+  handlers: ControlHandlers,
+  method: ControlMethod,
+  rawParams: unknown,
+  log?: Logger,
+): Promise<{ ok: true; result: unknown } | { ok: false; error: { code: ControlErrorCode; message: string } }> {
+  const params = ControlMethods[method].safeParse(rawParams ?? {});
+  if (!params.success) return { ok: false, error: { code: 'bad_request', message: describeZodError(params.error) } };
+  try {
+    // The handler table is keyed by method; the params were parsed with that method's schema.
+    const handler = handlers[method] as (p: unknown) => Promise<unknown>;
+    return { ok: true, result: await handler(params.data) };
+  } catch (err) {
+    const { code, message } = classify(err);
+    if (code === 'failed') log?.error({ method, err }, 'control request failed');
+    return { ok: false, error: { code, message } };
+  }
+}
+
+export function describeZodError(error: ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid parameters';
+  return issue.path.length ? `${issue.path.join('.')}: ${issue.message}` : issue.message;
+}
+
+/** Maps an error to what the client is told. Unexpected errors keep their message, not their stack. */
+export function classify(err: unknown): { code: ControlErrorCode; message: string } {
+  if (err instanceof UnknownGroupError) return { code: 'not_found', message: err.message };
+  if (err instanceof CoreInputError || (err instanceof Error && err.name === 'InvalidFolderNameError')) {
+    return { code: 'bad_request', message: err.message };
+  }
+  return { code: 'failed', message: err instanceof Error ? err.message : String(err) };
+}
