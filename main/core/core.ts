@@ -259,6 +259,7 @@ export class Core {
           hardTimeoutMs: config.hardTimeoutMs,
         },
         isPaused: (jid) => this.deps.store.getGroup(jid)?.paused ?? true,
+        onIdle: () => this.queue.runIdle(groupJid),
         now: this.now,
         log: this.deps.log,
       },

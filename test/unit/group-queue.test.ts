@@ -138,6 +138,24 @@ describe('GroupQueue', () => {
     expect(h.runsOf('b')).toHaveLength(0);
   });
 
+  it('lets a run that goes idle go at once when another group waits for its slot', () => {
+    const h = harness(1);
+    h.queue.enqueueMessage('a');
+    h.queue.enqueueMessage('b'); // a is busy: b waits, nothing to reclaim yet
+    expect(h.last('a').stopRequested).toBe(false);
+    h.last('a').idle = true;
+    h.queue.runIdle('a');
+    expect(h.last('a').stopRequested).toBe(true);
+  });
+
+  it('keeps an idle run warm when nobody waits', () => {
+    const h = harness(1);
+    h.queue.enqueueMessage('a');
+    h.last('a').idle = true;
+    h.queue.runIdle('a');
+    expect(h.last('a').stopRequested).toBe(false);
+  });
+
   it('retries a failed run with exponential backoff: 5 s, 10 s, 20 s, 40 s, 80 s', async () => {
     const h = harness();
     h.queue.enqueueMessage('a');
@@ -193,7 +211,7 @@ describe('GroupQueue', () => {
     h.queue.enqueueMessage('a');
     expect(h.started).toHaveLength(0);
     h.paused.delete('a');
-    h.queue.resume('a');
+    h.queue.enqueueMessage('a');
     expect(h.runsOf('a')).toHaveLength(1);
   });
 
@@ -223,7 +241,7 @@ describe('GroupQueue', () => {
     await settle();
     expect(h.started.map((r) => r.groupJid)).toEqual(['a', 'c']);
     h.paused.delete('b');
-    h.queue.resume('b');
+    h.queue.enqueueMessage('b');
     h.last('c').succeed();
     await settle();
     expect(h.started.map((r) => r.groupJid)).toEqual(['a', 'c', 'b']);

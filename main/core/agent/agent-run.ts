@@ -60,6 +60,8 @@ export interface AgentRunDeps {
   events: CoreEventBus;
   config: AgentRunConfig;
   isPaused(groupJid: string): boolean;
+  /** Called each time the run goes idle, warm, between turns. */
+  onIdle(): void;
   now(): number;
   log: Logger;
 }
@@ -354,6 +356,7 @@ export class AgentRun implements GroupRun {
       this.log.debug('idle timeout');
       this.beginShutdown();
     }, this.deps.config.idleTimeoutMs);
+    this.deps.onIdle();
   }
 
   // ── frames ─────────────────────────────────────────────────────────────

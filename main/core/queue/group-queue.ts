@@ -110,6 +110,15 @@ export class GroupQueue {
     if (run?.idle) run.requestStop();
   }
 
+  /**
+   * A run just finished a turn and went idle. If other groups wait for a slot, it is let go
+   * now rather than at its idle timeout, so a warm container never starves a waiting group.
+   */
+  runIdle(groupJid: string): void {
+    const run = this.groups.get(groupJid)?.run;
+    if (run?.idle && this.waiting.length > 0) run.requestStop();
+  }
+
   /** Forgets a removed group, stopping its run. */
   remove(groupJid: string): void {
     const state = this.groups.get(groupJid);

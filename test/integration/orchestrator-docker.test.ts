@@ -1,0 +1,213 @@
+/**
+ * The orchestrator in-process with real parts: real Docker containers, a real SQLite file,
+ * the real SDK against the fake API. Covers the global cap, what the container sees on the
+ * wire, and containers that misbehave.
+ */
+import Docker from 'dockerode';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ModelBroker } from '../../main/core/agent/model-broker.js';
+import { loadConfig, type ClawbarConfig } from '../../main/core/config.js';
+import { Core } from '../../main/core/core.js';
+import { silentLogger } from '../../main/core/logger.js';
+import { DockerRuntime } from '../../main/core/sandbox/docker.js';
+import { scopeForHome, type ContainerRuntime, type ContainerSpec } from '../../main/core/sandbox/runtime.js';
+import { openStore, type Store } from '../../main/core/store/index.js';
+import { startFakeAnthropic, textTurn, type FakeAnthropic, type TurnFactory } from '../fakes/anthropic-api.js';
+import { ensureAgentImage, requireBuild, tempHome, TEST_AGENT_IMAGE } from '../helpers/clawbar.js';
+import { buildTestImage, removeTestImage, requireDocker } from '../helpers/docker.js';
+
+const API_KEY = 'sk-ant-test-WIRECANARY-91c2';
+
+interface Harness {
+  core: Core;
+  store: Store;
+  config: ClawbarConfig;
+  /** Every byte written to or read from a container's stdio. */
+  wire: string[];
+  close(): Promise<void>;
+}
+
+const open: Harness[] = [];
+
+function harness(fake: FakeAnthropic, over: Partial<ClawbarConfig> & { image?: string } = {}): Harness {
+  const home = tempHome('clawbar-orch-');
+  const config = { ...loadConfig({ CLAWBAR_HOME: home, CLAWBAR_IMAGE: TEST_AGENT_IMAGE }, () => undefined), ...over };
+  const store = openStore(config.dbPath);
+  const log = silentLogger();
+  const docker = new DockerRuntime({ log, scope: scopeForHome(home) });
+  const wire: string[] = [];
+  // Tap the container's stdio, to check what crosses into the sandbox.
+  const runtime: ContainerRuntime = Object.assign(Object.create(docker) as DockerRuntime, {
+    async start(spec: ContainerSpec) {
+      const container = await docker.start(spec);
+      const write = container.stdin.write.bind(container.stdin);
+      container.stdin.write = ((chunk: unknown, ...rest: unknown[]) => {
+        wire.push(String(chunk));
+        return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+      }) as typeof container.stdin.write;
+      container.stdout.on('data', (d: Buffer | string) => wire.push(String(d)));
+      return container;
+    },
+  });
+  const broker = new ModelBroker({ apiKey: API_KEY, baseURL: fake.url, model: config.model, log, maxRetries: 0 });
+  const core = new Core({ config, store, runtime, broker, log, retry: { baseDelayMs: 200, maxRetries: 1 } });
+  const h: Harness = {
+    core,
+    store,
+    config,
+    wire,
+    async close() {
+      await core.shutdown(2_000);
+      store.close();
+    },
+  };
+  open.push(h);
+  return h;
+}
+
+requireDocker('orchestrator with real containers', () => {
+  let fake: FakeAnthropic;
+
+  beforeAll(async () => {
+    requireBuild();
+    await ensureAgentImage();
+    fake = await startFakeAnthropic({ apiKey: API_KEY });
+    return () => fake.close();
+  }, 180_000);
+
+  afterEach(async () => {
+    while (open.length) await open.pop()?.close();
+    fake.reset();
+  });
+
+  it('runs at most two groups at once with a cap of 2, and all five finish', async () => {
+    const h = harness(fake, { maxConcurrency: 2, idleTimeoutMs: 60_000 });
+    // Slow answers make the runs overlap, so the cap is what limits them.
+    scriptSlowAnswers(fake, 600);
+    await h.core.start();
+    let running = 0;
+    let peak = 0;
+    h.core.events.on('run:started', () => (peak = Math.max(peak, ++running)));
+    h.core.events.on('run:finished', () => running--);
+
+    const names = ['one', 'two', 'three', 'four', 'five'];
+    const waits = names.map((name) => {
+      h.core.addGroup({ name });
+      const posted = h.core.postLocal(name, 'Tester', `@Andy hello ${name}`);
+      return h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000);
+    });
+    const replies = await Promise.all(waits);
+    expect(replies.map((r) => r.replies.map((m) => m.text))).toEqual(names.map((n) => [`slow answer to ${n}`]));
+    expect(peak).toBe(2);
+  }, 120_000);
+
+  it('never sends the API key across the container boundary', async () => {
+    const h = harness(fake);
+    await h.core.start();
+    h.core.addGroup({ name: 'wire' });
+    fake.script([textTurn('hello from the model')]);
+    const posted = h.core.postLocal('wire', 'Tester', '@Andy hi');
+    await h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000);
+    const traffic = h.wire.join('');
+    expect(traffic).toContain('"type":"model.result"');
+    expect(traffic).toContain('hello from the model');
+    expect(traffic).not.toContain(API_KEY);
+    expect(traffic).not.toContain('WIRECANARY');
+  }, 60_000);
+
+  describe('misbehaving containers', () => {
+    const docker = new Docker();
+    const images: string[] = [];
+
+    afterEach(async () => {
+      while (images.length) await removeTestImage(docker, images.pop() as string);
+    });
+
+    it('survives garbage and oversized frames and still completes the turn', async () => {
+      const image = await buildTestImage(docker, 'garbage-runner', {
+        Dockerfile: 'FROM clawbar-base:offline\nCOPY runner.mjs /runner.mjs\nENTRYPOINT ["node", "/runner.mjs"]\n',
+        'runner.mjs': GARBAGE_RUNNER,
+      });
+      images.push(image);
+      const h = harness(fake, { image });
+      await h.core.start();
+      h.core.addGroup({ name: 'noisy' });
+      const posted = h.core.postLocal('noisy', 'Tester', '@Andy are you ok?');
+      const reply = await h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000);
+      expect(reply.replies.map((m) => m.text)).toEqual(['survived the garbage']);
+    }, 120_000);
+
+    it('retries a container that crashes, then gives up and tells the chat', async () => {
+      const image = await buildTestImage(docker, 'crashing-runner', {
+        Dockerfile: 'FROM clawbar-base:offline\nENTRYPOINT ["sh", "-c", "echo not-a-frame; exit 3"]\n',
+      });
+      images.push(image);
+      const h = harness(fake, { image });
+      await h.core.start();
+      h.core.addGroup({ name: 'crashy' });
+      const runs: boolean[] = [];
+      h.core.events.on('run:finished', (e) => runs.push(e.ok));
+      const posted = h.core.postLocal('crashy', 'Tester', '@Andy hello');
+      await expect(h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000)).rejects.toThrow(/gave up/);
+      expect(runs).toEqual([false, false]); // the first try and one retry
+      const history = h.core.messages(posted.group.jid, 10);
+      expect(history.map((m) => m.text)).toEqual(['@Andy hello', expect.stringMatching(/^Sorry, I could not answer/)]);
+      expect(history[1]?.fromBot).toBe(true);
+      // The unanswered message is still pending: nothing was lost.
+      expect(h.store.cursorOf(posted.group.jid)).toBeLessThan(posted.message.seq);
+    }, 120_000);
+
+    it('kills a run whose container goes silent past the hard timeout', async () => {
+      const image = await buildTestImage(docker, 'silent-runner', {
+        Dockerfile:
+          'FROM clawbar-base:offline\nENTRYPOINT ["node", "-e", "process.stdout.write(JSON.stringify({type:\'ready\',protocol:1})+\'\\\\n\'); setInterval(()=>{}, 1000)"]\n',
+      });
+      images.push(image);
+      const h = harness(fake, { image, hardTimeoutMs: 1_500 });
+      await h.core.start();
+      h.core.addGroup({ name: 'silent' });
+      const errors: string[] = [];
+      h.core.events.on('run:finished', (e) => e.error && errors.push(e.error));
+      const posted = h.core.postLocal('silent', 'Tester', '@Andy hello?');
+      await expect(h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000)).rejects.toThrow(/gave up/);
+      expect(errors[0]).toMatch(/no output from the agent for 2 s/);
+      const left = await docker.listContainers({ filters: { label: ['dev.clawbar.group=silent'] } });
+      expect(left).toEqual([]);
+    }, 120_000);
+  });
+});
+
+/** Scripts five answers, each after `delayMs`, saying "slow answer to <group>". */
+function scriptSlowAnswers(fake: FakeAnthropic, delayMs: number): void {
+  const answer: TurnFactory = (request) => {
+    const name = /hello (\w+)/.exec(JSON.stringify(request.body.messages.at(-1)))?.[1] ?? 'unknown';
+    return textTurn(`slow answer to ${name}`, { delayMs });
+  };
+  fake.script(Array.from({ length: 5 }, () => answer));
+}
+
+/** A runner that emits junk before behaving: not JSON, a wrong frame, a 5 MiB line. */
+const GARBAGE_RUNNER = `
+const out = (s) => process.stdout.write(s + '\\n');
+out('this is not json');
+out(JSON.stringify({ type: 'nonsense' }));
+out('{"type":"output","text":' + '"' + 'x'.repeat(5 * 1024 * 1024) + '"}');
+out(JSON.stringify({ type: 'ready', protocol: 1 }));
+let buffer = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk) => {
+  buffer += chunk;
+  let newline;
+  while ((newline = buffer.indexOf('\\n')) !== -1) {
+    const frame = JSON.parse(buffer.slice(0, newline));
+    buffer = buffer.slice(newline + 1);
+    if (frame.type === 'start' || frame.type === 'message') {
+      out('{ broken');
+      out(JSON.stringify({ type: 'output', text: 'survived the garbage' }));
+      out(JSON.stringify({ type: 'done', usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }, sessionRef: null, status: 'ok' }));
+    }
+    if (frame.type === 'shutdown') process.exit(0);
+  }
+});
+process.stdin.on('end', () => process.exit(0));
+`;
