@@ -34,6 +34,10 @@ export default tseslint.config(
     },
   },
   {
+    files: ['bin/**', 'scripts/**'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
+  },
+  {
     // Command-line entry points, scripts, tests and benchmarks may print.
     files: ['main/cli/**', 'scripts/**', 'bench/**', 'test/**', 'bin/**', 'sandbox-images/agent/runner/**'],
     rules: { 'no-console': 'off' },

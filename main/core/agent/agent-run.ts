@@ -28,7 +28,6 @@ import {
   RunnerToHostSchema,
   type HostToRunner,
   type RunnerToHost,
-  type Usage,
 } from './protocol.js';
 
 /** What the run needs from the model broker; an interface so tests can count calls. */
