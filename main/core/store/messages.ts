@@ -89,8 +89,12 @@ export function messageQueries(db: Db) {
     /**
      * Stores a message once. A repeat of the same (chat, id) is ignored, which makes
      * channel redelivery harmless. Returns the stored row and whether it is new.
+     * The repeat is looked up first: an INSERT that hits the conflict still uses up an
+     * AUTOINCREMENT seq and writes sqlite_sequence, on every redelivery.
      */
-    insertMessage(msg: NewMessage): { message: StoredMessage; inserted: boolean } {
+    insertMessage: db.transaction((msg: NewMessage): { message: StoredMessage; inserted: boolean } => {
+      const known = byId.get(msg.chatJid, msg.id) as MessageRow | undefined;
+      if (known) return { message: toMessage(known), inserted: false };
       const info = insert.run({
         chatJid: msg.chatJid,
         id: msg.id,
@@ -110,7 +114,7 @@ export function messageQueries(db: Db) {
       }
       const existing = byId.get(msg.chatJid, msg.id) as MessageRow;
       return { message: toMessage(existing), inserted: false };
-    },
+    }),
     /** Messages of a chat after `afterSeq`, oldest first. */
     messagesSince(chatJid: string, afterSeq: number, limit = 500): StoredMessage[] {
       return (since.all(chatJid, afterSeq, limit) as MessageRow[]).map(toMessage);

@@ -1,0 +1,717 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  openStore,
+  type NewGroup,
+  type NewMessage,
+  type OutboxItem,
+  type Store,
+  type TokenUsage,
+  type TurnCommit,
+} from '../../main/core/store/index.js';
+
+const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+const FAMILY = 'local:family';
+const WORK = 'local:work';
+const NOON = Date.UTC(2026, 10, 24, 12, 0);
+
+let dir: string;
+let file: string;
+let store: Store;
+const stores: Store[] = [];
+
+function open(): Store {
+  const opened = openStore(file);
+  stores.push(opened);
+  return opened;
+}
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-store-'));
+  file = path.join(dir, 'clawbar.db');
+  store = open();
+});
+
+afterEach(() => {
+  for (const opened of stores.splice(0)) if (opened.db.open) opened.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function addChat(jid: string, lastActivity: number | null = null): void {
+  store.upsertChat({
+    jid,
+    name: jid.replace('local:', ''),
+    channel: 'local',
+    isGroup: true,
+    lastActivity,
+  });
+}
+
+function message(id: string, over: Partial<NewMessage> = {}): NewMessage {
+  return {
+    chatJid: FAMILY,
+    id,
+    sender: 'local:alice',
+    senderName: 'Alice',
+    text: `text of ${id}`,
+    timestamp: NOON,
+    ...over,
+  };
+}
+
+function group(over: Partial<NewGroup> = {}): NewGroup {
+  return {
+    jid: FAMILY,
+    folder: 'family',
+    name: 'Family',
+    trigger: '@Andy',
+    requiresTrigger: true,
+    isMain: false,
+    channel: 'local',
+    ...over,
+  };
+}
+
+const usage = (
+  inputTokens: number,
+  outputTokens: number,
+  cacheReadTokens = 0,
+  cacheWriteTokens = 0,
+): TokenUsage => ({
+  inputTokens,
+  outputTokens,
+  cacheReadTokens,
+  cacheWriteTokens,
+});
+
+function turn(over: Partial<TurnCommit> = {}): TurnCommit {
+  return {
+    groupJid: FAMILY,
+    throughSeq: 0,
+    turnId: 'turn-1',
+    replies: [],
+    sessionRef: 'session-1',
+    usage: usage(100, 20),
+    now: NOON,
+    ...over,
+  };
+}
+
+const delivery = (id: string, timestamp = NOON + 1000) => ({
+  id,
+  sender: 'local:andy',
+  senderName: 'Andy',
+  timestamp,
+});
+
+const count = (table: string): number =>
+  (store.db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+
+describe('insertMessage', () => {
+  beforeEach(() => addChat(FAMILY));
+
+  it('stores a new message and hands back the stored row with its seq', () => {
+    const { message: stored, inserted } = store.insertMessage(
+      message('m1', { quotedId: 'm0', mediaRef: 'media/1.jpg' }),
+    );
+
+    expect(inserted).toBe(true);
+    expect(stored).toEqual({
+      seq: 1,
+      chatJid: FAMILY,
+      id: 'm1',
+      sender: 'local:alice',
+      senderName: 'Alice',
+      text: 'text of m1',
+      timestamp: NOON,
+      fromMe: false,
+      fromBot: false,
+      quotedId: 'm0',
+      mediaRef: 'media/1.jpg',
+      turnId: null,
+    });
+    expect(store.getChat(FAMILY)?.lastActivity).toBe(NOON);
+  });
+
+  it('ignores a repeat of the same chat and id, returning the original row and bumping nothing', () => {
+    const first = store.insertMessage(message('m1', { text: 'original' }));
+
+    const repeat = store.insertMessage(
+      message('m1', { text: 'redelivered', timestamp: NOON + 60_000 }),
+    );
+
+    expect(repeat.inserted).toBe(false);
+    expect(repeat.message).toEqual(first.message);
+    expect(count('messages')).toBe(1);
+    expect(store.latestSeq(FAMILY)).toBe(first.message.seq);
+    expect(store.getChat(FAMILY)?.lastActivity).toBe(NOON);
+    // The ignored insert did not use up a seq either.
+    expect(store.insertMessage(message('m2')).message.seq).toBe(first.message.seq + 1);
+  });
+
+  it('treats the same id in another chat as a different message', () => {
+    addChat(WORK);
+    store.insertMessage(message('m1'));
+
+    const other = store.insertMessage(message('m1', { chatJid: WORK }));
+
+    expect(other.inserted).toBe(true);
+    expect(other.message.chatJid).toBe(WORK);
+    expect(count('messages')).toBe(2);
+  });
+
+  it('refuses a message for a chat it has never seen', () => {
+    expect(() => store.insertMessage(message('m1', { chatJid: 'local:stranger' }))).toThrow(
+      /FOREIGN KEY/,
+    );
+    expect(count('messages')).toBe(0);
+  });
+});
+
+describe('reading messages', () => {
+  beforeEach(() => {
+    addChat(FAMILY);
+    addChat(WORK);
+    // Interleave two chats, so that seqs within one chat have gaps.
+    for (let i = 1; i <= 5; i++) {
+      store.insertMessage(message(`f${i}`, { timestamp: NOON + i }));
+      store.insertMessage(message(`w${i}`, { chatJid: WORK, timestamp: NOON + i }));
+    }
+  });
+
+  it('messagesSince returns only that chat’s messages after the seq, oldest first', () => {
+    const all = store.messagesSince(FAMILY, 0);
+    expect(all.map((m) => m.id)).toEqual(['f1', 'f2', 'f3', 'f4', 'f5']);
+    expect(all.map((m) => m.seq)).toEqual([1, 3, 5, 7, 9]);
+
+    expect(store.messagesSince(FAMILY, 5).map((m) => m.id)).toEqual(['f4', 'f5']);
+    expect(store.messagesSince(FAMILY, 4).map((m) => m.id)).toEqual(['f3', 'f4', 'f5']);
+    expect(store.messagesSince(FAMILY, 9)).toEqual([]);
+  });
+
+  it('messagesSince with a limit returns the oldest pending messages first', () => {
+    expect(store.messagesSince(FAMILY, 1, 2).map((m) => m.id)).toEqual(['f2', 'f3']);
+  });
+
+  it('recentMessages returns the last messages of the chat, oldest first', () => {
+    expect(store.recentMessages(WORK, 3).map((m) => m.id)).toEqual(['w3', 'w4', 'w5']);
+    expect(store.recentMessages(WORK, 50).map((m) => m.id)).toEqual(['w1', 'w2', 'w3', 'w4', 'w5']);
+    expect(store.recentMessages('local:nobody', 3)).toEqual([]);
+  });
+
+  it('latestSeq is the highest seq of that chat alone, and 0 for a chat without messages', () => {
+    expect(store.latestSeq(FAMILY)).toBe(9);
+    expect(store.latestSeq(WORK)).toBe(10);
+    expect(store.latestSeq('local:nobody')).toBe(0);
+  });
+});
+
+describe('groups', () => {
+  it('start their cursor at the chat’s latest message, so history from before registration is not pending', () => {
+    addChat(FAMILY);
+    for (const id of ['old1', 'old2', 'old3']) store.insertMessage(message(id));
+
+    const added = store.addGroup(group(), NOON);
+
+    expect(added).toEqual({
+      jid: FAMILY,
+      folder: 'family',
+      name: 'Family',
+      trigger: '@Andy',
+      requiresTrigger: true,
+      isMain: false,
+      paused: false,
+      networkAllowed: false,
+      createdAt: NOON,
+    });
+    expect(store.cursorOf(FAMILY)).toBe(3);
+    expect(store.messagesSince(FAMILY, store.cursorOf(FAMILY))).toEqual([]);
+
+    store.insertMessage(message('new1'));
+    expect(store.messagesSince(FAMILY, store.cursorOf(FAMILY)).map((m) => m.id)).toEqual(['new1']);
+  });
+
+  it('can be added for a chat never seen before, which creates the chat with an empty history', () => {
+    store.addGroup(group({ jid: WORK, folder: 'work', name: 'Work' }), NOON);
+
+    expect(store.getChat(WORK)).toEqual({
+      jid: WORK,
+      name: 'Work',
+      channel: 'local',
+      isGroup: true,
+      lastActivity: null,
+    });
+    expect(store.cursorOf(WORK)).toBe(0);
+  });
+
+  it('are found by jid, by folder and by name in any case', () => {
+    store.addGroup(group(), NOON);
+    store.addGroup(group({ jid: WORK, folder: 'work', name: 'Work Team' }), NOON);
+
+    expect(store.findGroup(WORK)?.folder).toBe('work');
+    expect(store.findGroup('work')?.jid).toBe(WORK);
+    expect(store.findGroup('work team')?.jid).toBe(WORK);
+    expect(store.findGroup('WORK TEAM')?.jid).toBe(WORK);
+    expect(store.findGroup('FAMILY')?.jid).toBe(FAMILY);
+    expect(store.findGroup('nobody')).toBeUndefined();
+  });
+
+  it('are found by exact folder before another group’s name that matches without case', () => {
+    // Inserted first, so a plain table scan would meet it first.
+    store.addGroup(group({ jid: WORK, folder: 'work', name: 'Family' }), NOON);
+    store.addGroup(group({ jid: 'local:kids', folder: 'family', name: 'Kids' }), NOON);
+
+    expect(store.findGroup('family')?.jid).toBe('local:kids');
+    expect(store.findGroup('Family')?.jid).toBe(WORK);
+  });
+
+  it('refuse a second main group and leave no trace of the attempt', () => {
+    store.addGroup(group({ isMain: true }), NOON);
+
+    expect(() =>
+      store.addGroup(group({ jid: WORK, folder: 'work', name: 'Work', isMain: true }), NOON),
+    ).toThrow(/UNIQUE constraint failed: groups.is_main/);
+
+    expect(store.listGroups().map((g) => [g.jid, g.isMain])).toEqual([[FAMILY, true]]);
+    expect(store.getChat(WORK)).toBeUndefined();
+    expect(count('cursors')).toBe(1);
+  });
+
+  it('refuse a folder that another group already uses', () => {
+    store.addGroup(group(), NOON);
+
+    expect(() => store.addGroup(group({ jid: WORK, name: 'Work' }), NOON)).toThrow(
+      /UNIQUE constraint failed: groups.folder/,
+    );
+    expect(store.getGroup(WORK)).toBeUndefined();
+    expect([...store.groupFolders()]).toEqual(['family']);
+  });
+
+  it('list the main group first, then the others by name', () => {
+    store.addGroup(group({ jid: 'local:b', folder: 'b', name: 'Bravo' }), NOON);
+    store.addGroup(group({ jid: 'local:a', folder: 'a', name: 'Alpha' }), NOON);
+    store.addGroup(group({ jid: 'local:z', folder: 'main', name: 'Zulu', isMain: true }), NOON);
+
+    expect(store.listGroups().map((g) => g.name)).toEqual(['Zulu', 'Alpha', 'Bravo']);
+  });
+
+  it('when removed keep their chat history, and lose their cursor and session', () => {
+    store.addGroup(group(), NOON);
+    store.insertMessage(message('m1'));
+    store.commitTurn(turn({ throughSeq: 1 }));
+
+    expect(store.removeGroup(FAMILY)).toBe(true);
+
+    expect(store.getGroup(FAMILY)).toBeUndefined();
+    expect(store.messagesSince(FAMILY, 0).map((m) => m.id)).toEqual(['m1']);
+    expect(store.getChat(FAMILY)).toBeDefined();
+    expect(store.cursorOf(FAMILY)).toBe(0);
+    expect(store.sessionOf(FAMILY)).toBeNull();
+    expect(store.removeGroup(FAMILY)).toBe(false);
+  });
+
+  it('can be paused and resumed', () => {
+    store.addGroup(group(), NOON);
+
+    expect(store.setPaused(FAMILY, true)).toBe(true);
+    expect(store.getGroup(FAMILY)?.paused).toBe(true);
+    expect(store.setPaused(FAMILY, false)).toBe(true);
+    expect(store.getGroup(FAMILY)?.paused).toBe(false);
+    expect(store.setPaused('local:nobody', true)).toBe(false);
+  });
+});
+
+describe('commitTurn', () => {
+  beforeEach(() => {
+    store.addGroup(group(), NOON);
+    addChat(WORK);
+    for (const id of ['m1', 'm2', 'm3']) store.insertMessage(message(id));
+  });
+
+  it('queues the replies, advances the cursor and records session and usage together', () => {
+    const items = store.commitTurn(
+      turn({
+        throughSeq: 3,
+        replies: [
+          { chatJid: FAMILY, text: 'first reply' },
+          { chatJid: WORK, text: 'note for work' },
+        ],
+        usage: usage(100, 20, 5, 7),
+      }),
+    );
+
+    expect(items).toEqual([
+      {
+        id: 1,
+        chatJid: FAMILY,
+        text: 'first reply',
+        turnId: 'turn-1',
+        state: 'queued',
+        attempts: 0,
+        lastError: null,
+        createdAt: NOON,
+      },
+      {
+        id: 2,
+        chatJid: WORK,
+        text: 'note for work',
+        turnId: 'turn-1',
+        state: 'queued',
+        attempts: 0,
+        lastError: null,
+        createdAt: NOON,
+      },
+    ]);
+    expect(store.queuedOutbox()).toEqual(items);
+    expect(store.cursorOf(FAMILY)).toBe(3);
+    expect(store.sessionOf(FAMILY)).toBe('session-1');
+    expect(store.usageOf(FAMILY, '2026-11-24')).toEqual(usage(100, 20, 5, 7));
+  });
+
+  it('never moves the cursor backwards', () => {
+    store.commitTurn(turn({ throughSeq: 3 }));
+
+    store.commitTurn(turn({ throughSeq: 2, turnId: 'turn-2', sessionRef: 'session-2' }));
+
+    expect(store.cursorOf(FAMILY)).toBe(3);
+    expect(store.sessionOf(FAMILY)).toBe('session-2');
+  });
+
+  it('keeps nothing of a turn whose reply fails part-way (a reply to an unknown chat)', () => {
+    store.commitTurn(turn({ throughSeq: 1, replies: [{ chatJid: FAMILY, text: 'earlier' }] }));
+    const outboxBefore = store.queuedOutbox();
+
+    expect(() =>
+      store.commitTurn(
+        turn({
+          throughSeq: 3,
+          turnId: 'turn-2',
+          sessionRef: 'session-2',
+          replies: [
+            { chatJid: FAMILY, text: 'would be queued first' },
+            { chatJid: 'local:stranger', text: 'violates the foreign key' },
+          ],
+        }),
+      ),
+    ).toThrow(/FOREIGN KEY constraint failed/);
+
+    expect(store.queuedOutbox()).toEqual(outboxBefore);
+    expect(count('outbox')).toBe(1);
+    expect(store.cursorOf(FAMILY)).toBe(1);
+    expect(store.sessionOf(FAMILY)).toBe('session-1');
+    expect(store.usageOf(FAMILY, '2026-11-24')).toEqual(usage(100, 20));
+    expect(store.db.inTransaction).toBe(false);
+  });
+
+  it('keeps none of the queued replies when a later step fails (the group is gone)', () => {
+    store.removeGroup(FAMILY);
+
+    expect(() =>
+      store.commitTurn(
+        turn({ throughSeq: 3, replies: [{ chatJid: FAMILY, text: 'orphan reply' }] }),
+      ),
+    ).toThrow(/FOREIGN KEY constraint failed/);
+
+    expect(count('outbox')).toBe(0);
+    expect(store.usageOf(FAMILY, '2026-11-24')).toEqual(usage(0, 0));
+  });
+});
+
+describe('the outbox', () => {
+  let items: OutboxItem[];
+
+  beforeEach(() => {
+    store.addGroup(group(), NOON);
+    store.insertMessage(message('m1'));
+    items = store.commitTurn(
+      turn({
+        throughSeq: 1,
+        replies: [
+          { chatJid: FAMILY, text: 'reply one' },
+          { chatJid: FAMILY, text: 'reply two' },
+          { chatJid: FAMILY, text: 'reply three' },
+        ],
+      }),
+    );
+  });
+
+  const outboxRow = (id: number) =>
+    store.db
+      .prepare(
+        `SELECT state, attempts, last_error AS lastError, sent_at AS sentAt FROM outbox WHERE id = ?`,
+      )
+      .get(id);
+
+  it('on delivery records the reply as a bot message of its turn and marks the item sent', () => {
+    const [first] = items as [OutboxItem];
+
+    expect(store.markDelivered(first, delivery('wa-1'))).toBe(true);
+
+    expect(outboxRow(first.id)).toEqual({
+      state: 'sent',
+      attempts: 1,
+      lastError: null,
+      sentAt: NOON + 1000,
+    });
+    const recorded = store.messagesSince(FAMILY, 1);
+    expect(recorded).toEqual([
+      {
+        seq: 2,
+        chatJid: FAMILY,
+        id: 'wa-1',
+        sender: 'local:andy',
+        senderName: 'Andy',
+        text: 'reply one',
+        timestamp: NOON + 1000,
+        fromMe: true,
+        fromBot: true,
+        quotedId: null,
+        mediaRef: null,
+        turnId: 'turn-1',
+      },
+    ]);
+  });
+
+  it('records a second delivery report of the same item neither under the same id nor under a new one', () => {
+    const [first] = items as [OutboxItem];
+    store.markDelivered(first, delivery('wa-1'));
+
+    expect(store.markDelivered(first, delivery('wa-1'))).toBe(false);
+    expect(store.markDelivered(first, delivery('wa-1-retry', NOON + 5000))).toBe(false);
+
+    expect(store.messagesSince(FAMILY, 1).map((m) => m.id)).toEqual(['wa-1']);
+    expect(outboxRow(first.id)).toEqual({
+      state: 'sent',
+      attempts: 1,
+      lastError: null,
+      sentAt: NOON + 1000,
+    });
+  });
+
+  it('keeps the item queued when recording the delivered message fails', () => {
+    const [first] = items as [OutboxItem];
+    // A stale item pointing at a chat that does not exist makes the message insert fail
+    // after the item has been marked sent inside the same transaction.
+    const stale: OutboxItem = { ...first, chatJid: 'local:stranger' };
+
+    expect(() => store.markDelivered(stale, delivery('wa-1'))).toThrow(
+      /FOREIGN KEY constraint failed/,
+    );
+
+    expect(outboxRow(first.id)).toEqual({
+      state: 'queued',
+      attempts: 0,
+      lastError: null,
+      sentAt: null,
+    });
+    expect(store.messagesSince(FAMILY, 1)).toEqual([]);
+  });
+
+  it('lists only queued items, oldest first', () => {
+    const [first, second, third] = items as [OutboxItem, OutboxItem, OutboxItem];
+    store.markDelivered(second, delivery('wa-2'));
+    store.markDeliveryFailed(third.id, 'offline', 1);
+
+    expect(store.queuedOutbox().map((item) => item.id)).toEqual([first.id]);
+
+    const later = store.enqueueOutbound(FAMILY, 'from send_message', null, NOON + 10);
+    expect(store.queuedOutbox().map((item) => item.text)).toEqual([
+      'reply one',
+      'from send_message',
+    ]);
+    expect(later).toMatchObject({ state: 'queued', turnId: null, attempts: 0 });
+  });
+
+  it('counts failed attempts, keeps the last error, and marks the item failed at the limit', () => {
+    const [first] = items as [OutboxItem];
+
+    store.markDeliveryFailed(first.id, 'timeout', 3);
+    store.markDeliveryFailed(first.id, 'connection closed', 3);
+    expect(outboxRow(first.id)).toEqual({
+      state: 'queued',
+      attempts: 2,
+      lastError: 'connection closed',
+      sentAt: null,
+    });
+    expect(store.queuedOutbox().map((item) => item.id)).toContain(first.id);
+
+    store.markDeliveryFailed(first.id, 'still offline', 3);
+    expect(outboxRow(first.id)).toEqual({
+      state: 'failed',
+      attempts: 3,
+      lastError: 'still offline',
+      sentAt: null,
+    });
+    expect(store.queuedOutbox().map((item) => item.id)).not.toContain(first.id);
+
+    store.markDeliveryFailed(first.id, 'after giving up', 3);
+    expect(outboxRow(first.id)).toEqual({
+      state: 'failed',
+      attempts: 3,
+      lastError: 'still offline',
+      sentAt: null,
+    });
+  });
+
+  it('leaves a sent item sent when a late failure report arrives', () => {
+    const [first] = items as [OutboxItem];
+    store.markDelivered(first, delivery('wa-1'));
+
+    store.markDeliveryFailed(first.id, 'late timeout', 1);
+
+    expect(outboxRow(first.id)).toEqual({
+      state: 'sent',
+      attempts: 1,
+      lastError: null,
+      sentAt: NOON + 1000,
+    });
+  });
+});
+
+describe('messagesOfTurn', () => {
+  it('returns only what the assistant sent in that turn, in order', () => {
+    store.addGroup(group(), NOON);
+    store.insertMessage(message('m1'));
+    // A user message that happens to carry a turn id is not the assistant's.
+    store.insertMessage(message('m2', { turnId: 'turn-1' }));
+    const turnOne = store.commitTurn(
+      turn({
+        throughSeq: 2,
+        replies: [
+          { chatJid: FAMILY, text: 'one a' },
+          { chatJid: FAMILY, text: 'one b' },
+        ],
+      }),
+    ) as [OutboxItem, OutboxItem];
+    const turnTwo = store.commitTurn(
+      turn({ throughSeq: 2, turnId: 'turn-2', replies: [{ chatJid: FAMILY, text: 'two' }] }),
+    ) as [OutboxItem];
+    store.markDelivered(turnOne[0], delivery('wa-1'));
+    store.markDelivered(turnTwo[0], delivery('wa-2'));
+    store.markDelivered(turnOne[1], delivery('wa-3'));
+
+    expect(store.messagesOfTurn('turn-1').map((m) => [m.id, m.text])).toEqual([
+      ['wa-1', 'one a'],
+      ['wa-3', 'one b'],
+    ]);
+    expect(store.messagesOfTurn('turn-2').map((m) => m.text)).toEqual(['two']);
+    expect(store.messagesOfTurn('turn-3')).toEqual([]);
+  });
+});
+
+describe('settings and usage', () => {
+  it('settings read back what was set, and the last write wins', () => {
+    expect(store.getSetting('model')).toBeUndefined();
+
+    store.setSetting('model', 'claude-a');
+    store.setSetting('model', 'claude-b');
+    store.setSetting('theme', 'dark');
+
+    expect(store.getSetting('model')).toBe('claude-b');
+    expect(store.getSetting('theme')).toBe('dark');
+  });
+
+  it('usageOf sums every commit of the same UTC day, per group', () => {
+    store.addGroup(group(), NOON);
+    store.addGroup(group({ jid: WORK, folder: 'work', name: 'Work' }), NOON);
+
+    store.commitTurn(turn({ now: Date.UTC(2026, 10, 24, 0, 0), usage: usage(100, 10, 1, 2) }));
+    store.commitTurn(turn({ now: Date.UTC(2026, 10, 24, 23, 59), usage: usage(50, 5, 3, 4) }));
+    store.addUsage(FAMILY, '2026-11-24', usage(1, 1, 1, 1));
+    store.commitTurn(turn({ now: Date.UTC(2026, 10, 25, 0, 1), usage: usage(7, 7, 7, 7) }));
+    store.commitTurn(turn({ groupJid: WORK, usage: usage(1000, 1000) }));
+
+    expect(store.usageOf(FAMILY, '2026-11-24')).toEqual(usage(151, 16, 5, 7));
+    expect(store.usageOf(FAMILY, '2026-11-25')).toEqual(usage(7, 7, 7, 7));
+    expect(store.usageOf(WORK, '2026-11-24')).toEqual(usage(1000, 1000));
+    expect(store.usageOf(FAMILY, '2026-11-23')).toEqual(usage(0, 0));
+  });
+});
+
+describe('crash safety', () => {
+  it('finds everything again after the store is closed and the file reopened by a new store', () => {
+    store.addGroup(group(), NOON);
+    store.insertMessage(message('m1'));
+    store.insertMessage(message('m2'));
+    const [reply] = store.commitTurn(
+      turn({
+        throughSeq: 2,
+        replies: [
+          { chatJid: FAMILY, text: 'hi' },
+          { chatJid: FAMILY, text: 'again' },
+        ],
+      }),
+    ) as [OutboxItem];
+    store.markDelivered(reply, delivery('wa-1'));
+    store.setSetting('theme', 'dark');
+    store.close();
+
+    const reopened = open();
+
+    expect(reopened.findGroup('family')?.jid).toBe(FAMILY);
+    expect(reopened.messagesSince(FAMILY, 0).map((m) => m.id)).toEqual(['m1', 'm2', 'wa-1']);
+    expect(reopened.cursorOf(FAMILY)).toBe(2);
+    expect(reopened.sessionOf(FAMILY)).toBe('session-1');
+    expect(reopened.queuedOutbox().map((item) => item.text)).toEqual(['again']);
+    expect(reopened.messagesOfTurn('turn-1').map((m) => m.text)).toEqual(['hi']);
+    expect(reopened.usageOf(FAMILY, '2026-11-24')).toEqual(usage(100, 20));
+    expect(reopened.getSetting('theme')).toBe('dark');
+  });
+
+  it('loses no committed write when the writing process is killed outright', async () => {
+    store.close();
+    const storeModule = pathToFileURL(path.join(projectRoot, 'main/core/store/index.ts')).href;
+    const script = `
+      const { openStore } = await import(${JSON.stringify(storeModule)});
+      const store = openStore(process.argv[1]);
+      store.addGroup({ jid: 'local:family', folder: 'family', name: 'Family', trigger: '@Andy', requiresTrigger: true, isMain: false, channel: 'local' }, 1);
+      store.insertMessage({ chatJid: 'local:family', id: 'm1', sender: 'local:alice', senderName: 'Alice', text: 'hello', timestamp: 1 });
+      store.commitTurn({ groupJid: 'local:family', throughSeq: 1, turnId: 'turn-1', replies: [{ chatJid: 'local:family', text: 'hi Alice' }],
+        sessionRef: 'session-1', usage: { inputTokens: 10, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 }, now: 1 });
+      store.setSetting('theme', 'dark');
+      console.log('committed');
+      process.kill(process.pid, 'SIGKILL');`;
+
+    const run = await runNodeScript(script, [file]);
+
+    expect(run.signal).toBe('SIGKILL');
+    expect(run.stdout.trim()).toBe('committed');
+    // Nothing was checkpointed: the commits live only in the write-ahead log.
+    expect(fs.statSync(`${file}-wal`).size).toBeGreaterThan(0);
+    const reopened = open();
+    expect(reopened.messagesSince(FAMILY, 0).map((m) => m.text)).toEqual(['hello']);
+    expect(reopened.cursorOf(FAMILY)).toBe(1);
+    expect(reopened.sessionOf(FAMILY)).toBe('session-1');
+    expect(reopened.queuedOutbox().map((item) => item.text)).toEqual(['hi Alice']);
+    expect(reopened.usageOf(FAMILY, '1970-01-01')).toEqual(usage(10, 2));
+    expect(reopened.getSetting('theme')).toBe('dark');
+  }, 30_000);
+});
+
+/** Runs an ES module snippet in a separate Node process that can import the TypeScript sources. */
+function runNodeScript(
+  script: string,
+  args: string[],
+): Promise<{ signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script, ...args],
+      {
+        cwd: projectRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (_status, signal) => resolve({ signal, stdout, stderr }));
+  });
+}
