@@ -115,6 +115,29 @@ requireDocker('orchestrator with real containers', () => {
     expect(traffic).not.toContain('WIRECANARY');
   }, 60_000);
 
+  it('stores messages of a paused group without running it, and answers them in one batch on resume', async () => {
+    const h = harness(fake);
+    await h.core.start();
+    h.core.addGroup({ name: 'holiday' });
+    h.core.pauseGroup('holiday');
+    const started: string[] = [];
+    h.core.events.on('run:started', (e) => started.push(e.groupJid));
+    h.core.postLocal('holiday', 'Ann', '@Andy first question');
+    const second = h.core.postLocal('holiday', 'Ben', '@Andy second question');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(started).toEqual([]);
+    expect(fake.requests).toHaveLength(0);
+
+    fake.script([textTurn('Both answered.')]);
+    h.core.resumeGroup('holiday');
+    const reply = await h.core.waitForReply(second.group.jid, second.message.seq, 60_000);
+    expect(reply.replies.map((m) => m.text)).toEqual(['Both answered.']);
+    expect(fake.requests).toHaveLength(1);
+    const prompt = JSON.stringify(fake.requests[0]?.body.messages.at(-1));
+    expect(prompt).toContain('first question');
+    expect(prompt).toContain('second question');
+  }, 60_000);
+
   describe('misbehaving containers', () => {
     const docker = new Docker();
     const images: string[] = [];

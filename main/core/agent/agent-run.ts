@@ -345,7 +345,8 @@ export class AgentRun implements GroupRun {
   private afterTurn(): void {
     if (this.state !== 'busy') return;
     this.clearSilenceTimer();
-    if (this.stopRequested) {
+    // A group paused mid-turn keeps no warm container: its next messages wait for resume.
+    if (this.stopRequested || this.deps.isPaused(this.group.jid)) {
       this.beginShutdown();
       return;
     }
