@@ -148,8 +148,11 @@ async function send(args: string[], out: Output): Promise<void> {
       if (result.paused) return 'stored; the group is paused, so it waits for `clawbar groups resume`';
       return result.replies.length ? result.replies.map(messageLine).join('\n') : '(the assistant sent nothing)';
     }
+    // A message with no trigger is never answered, whether or not serve runs.
+    if (!result.triggered) return 'stored (no trigger, so the assistant was not asked)';
+    if (result.paused) return 'stored; the group is paused, so it waits for `clawbar groups resume`';
     if (!result.dispatched) return 'stored; `clawbar serve` is not running, so it will be answered when it starts';
-    return result.triggered ? 'sent' : 'stored (no trigger, so the assistant was not asked)';
+    return 'sent';
   });
 }
 
@@ -196,6 +199,9 @@ async function image(args: string[], out: Output): Promise<void> {
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   const out = output();
+  // Set before parsing, so that a bad option is reported as JSON too (`--` ends the options).
+  const optionArgs = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  out.json = optionArgs.includes('--json');
   try {
     switch (command) {
       case 'serve': {
@@ -218,14 +224,16 @@ async function main(argv: string[]): Promise<number> {
       case 'image':
         await image(args, out);
         return 0;
-      case undefined:
       case 'help':
       case '--help':
       case '-h':
         process.stdout.write(HELP);
-        return command === undefined ? 1 : 0;
+        return 0;
+      case undefined:
+        // Asked for nothing: that is a usage error, so the usage goes to stderr.
+        throw new CliError(`no command given\n\n${HELP}`);
       default:
-        throw new CliError(`unknown command "${command}"; run \`clawbar --help\``);
+        throw new CliError(`unknown command "${command}"\n\n${HELP}`);
     }
   } catch (err) {
     return out.fail(err);

@@ -13,7 +13,14 @@ export async function serveCommand(opts: { json: boolean }): Promise<number> {
     booted.store.close();
     throw err;
   }
-  await core.start();
+  try {
+    await core.start();
+  } catch (err) {
+    // Without this the control socket kept the process alive after the error was printed.
+    await control.close();
+    await booted.close(0);
+    throw err;
+  }
   if (!config.apiKey) log.warn('ANTHROPIC_API_KEY is not set: the agent cannot answer until it is');
   const started = { serving: true, home: config.home, socket: config.socketPath, pid: process.pid };
   process.stdout.write(

@@ -2,6 +2,7 @@
  * Configuration: environment variables (public, DESIGN.md §6) over stored settings over
  * defaults. Parsed once at start; a bad value is a clear error, never a silent default.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -71,10 +72,20 @@ export function defaultHome(platform = process.platform, env: NodeJS.ProcessEnv 
   }
 }
 
-/** Where the data directory is, before anything is opened. */
+/**
+ * Where the data directory is, before anything is opened. An existing directory is named by
+ * its real path: the mount policy refuses a data root reached through a symlink (macOS's
+ * `/tmp` and `/var` are symlinks), which would fail every run.
+ */
 export function resolveHome(env: NodeJS.ProcessEnv = process.env): string {
   const raw = env.CLAWBAR_HOME?.trim();
-  return path.resolve(raw ? raw : defaultHome());
+  // The default follows the given environment (XDG_DATA_HOME, APPDATA), not this process's.
+  const home = path.resolve(raw ? raw : defaultHome(process.platform, env));
+  try {
+    return fs.realpathSync.native(home);
+  } catch {
+    return home;
+  }
 }
 
 function integer(name: string, raw: string, min: number, max: number): number {
@@ -124,7 +135,7 @@ export function loadConfig(
 
   const maxConcurrency = pick('CLAWBAR_MAX_CONCURRENCY', 'maxConcurrency');
   const idleTimeout = pick('CLAWBAR_IDLE_TIMEOUT_MS', 'idleTimeoutMs');
-  const timezone = env.TZ?.trim() || setting('timezone') || Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const timezone = pick('TZ', 'timezone') ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: timezone });
   } catch {

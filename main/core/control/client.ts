@@ -53,7 +53,9 @@ export class ControlClient {
           const line = buffer.slice(0, newline);
           buffer = buffer.slice(newline + 1);
           const response = JSON.parse(line) as ControlResponse;
-          if (response.id !== id) continue;
+          // Id 0 is the server's answer to a request it could not read (too large, not JSON):
+          // it belongs to the request in flight, which would otherwise wait forever.
+          if (response.id !== id && !(response.id === 0 && !response.ok)) continue;
           cleanup();
           if (response.ok) resolve(response.result);
           else reject(new ControlRequestError(response.error.message, response.error.code));

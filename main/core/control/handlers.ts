@@ -85,9 +85,14 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
         throw new CoreInputError('--wait needs `clawbar serve` running; the message was not stored');
       }
       const posted = core.postLocal(p.group, p.from ?? 'you', p.text);
-      const base = { stored: messageView(posted.message), triggered: posted.triggered, dispatched: serving };
-      if (!p.wait || !posted.triggered) return { ...base, replies: [] };
-      if (posted.group.paused) return { ...base, replies: [], paused: true };
+      const base = {
+        stored: messageView(posted.message),
+        triggered: posted.triggered,
+        dispatched: serving,
+        // Paused: stored, not dispatched; without this the CLI reported a paused group's message as "sent".
+        ...(posted.group.paused ? { paused: true } : {}),
+      };
+      if (!p.wait || !posted.triggered || posted.group.paused) return { ...base, replies: [] };
       const reply = await core.waitForReply(posted.group.jid, posted.message.seq, p.timeoutMs ?? DEFAULT_WAIT_MS);
       return { ...base, replies: reply.replies.map(messageView) };
     },

@@ -91,19 +91,34 @@ export class ControlServer {
     socket.on('error', (err) => this.log.debug({ err }, 'control connection error'));
     socket.setEncoding('utf8');
     let buffer = '';
+    // After an oversized line is refused, the rest of it is skipped up to its newline, so the
+    // connection stays usable. (Ending the socket instead left the tail of the line to be read
+    // as a request of its own, answered with writes after end.)
+    let discarding = false;
+    const tooLarge = () =>
+      this.reply(socket, {
+        id: 0,
+        ok: false,
+        error: { code: 'bad_request', message: `request too large (the limit is ${MAX_REQUEST_BYTES} bytes a line)` },
+      });
     socket.on('data', (chunk: string) => {
       buffer += chunk;
-      if (buffer.length > MAX_REQUEST_BYTES && !buffer.includes('\n')) {
-        this.reply(socket, { id: 0, ok: false, error: { code: 'bad_request', message: 'request too large' } });
-        socket.end();
-        buffer = '';
-        return;
-      }
       let newline: number;
       while ((newline = buffer.indexOf('\n')) !== -1) {
         const line = buffer.slice(0, newline);
         buffer = buffer.slice(newline + 1);
-        if (line.trim() !== '') void this.handleLine(socket, line);
+        if (discarding) {
+          discarding = false;
+          continue;
+        }
+        // A whole line can arrive in one chunk; the limit holds for it too.
+        if (Buffer.byteLength(line, 'utf8') > MAX_REQUEST_BYTES) tooLarge();
+        else if (line.trim() !== '') void this.handleLine(socket, line);
+      }
+      if (Buffer.byteLength(buffer, 'utf8') > MAX_REQUEST_BYTES) {
+        if (!discarding) tooLarge();
+        discarding = true;
+        buffer = '';
       }
     });
   }

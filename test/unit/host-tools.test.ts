@@ -1,0 +1,204 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HostTools, type RunBinding } from '../../main/core/agent/host-tools.js';
+import { LocalChannel } from '../../main/core/channels/local.js';
+import { silentLogger } from '../../main/core/logger.js';
+import { Outbox } from '../../main/core/outbox.js';
+import { formatOutbound } from '../../main/core/router.js';
+import { openStore, type NewGroup, type Store } from '../../main/core/store/index.js';
+
+const NOW = Date.UTC(2026, 10, 24, 12, 0);
+const FAMILY = 'local:family';
+const WORK = 'local:work';
+const MAIN = 'local:main';
+
+/** The real local channel, recording what it was asked to send. */
+class RecordingLocalChannel extends LocalChannel {
+  readonly sent: Array<{ chatJid: string; text: string }> = [];
+
+  constructor() {
+    super(() => NOW);
+  }
+
+  override async send(chatJid: string, text: string): Promise<{ id: string; timestamp: number }> {
+    this.sent.push({ chatJid, text });
+    return super.send(chatJid, text);
+  }
+}
+
+let dir: string;
+let store: Store;
+let channel: RecordingLocalChannel;
+let tools: HostTools;
+
+const group = (jid: string, folder: string, isMain = false): NewGroup => ({
+  jid,
+  folder,
+  name: folder,
+  trigger: '@Andy',
+  requiresTrigger: !isMain,
+  isMain,
+  channel: 'local',
+});
+
+const binding = (jid: string, folder: string, isMain: boolean, turnId = `turn-${folder}`): RunBinding => ({
+  groupJid: jid,
+  chatJid: jid,
+  folder,
+  isMain,
+  turnId,
+});
+
+const familyRun = binding(FAMILY, 'family', false);
+const mainRun = binding(MAIN, 'main', true);
+
+function outboxRows(): Array<{ chat_jid: string; text: string; turn_id: string | null; state: string }> {
+  return store.db.prepare('SELECT chat_jid, text, turn_id, state FROM outbox ORDER BY id').all() as Array<{
+    chat_jid: string;
+    text: string;
+    turn_id: string | null;
+    state: string;
+  }>;
+}
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-host-tools-'));
+  store = openStore(path.join(dir, 'clawbar.db'));
+  store.addGroup(group(FAMILY, 'family'), NOW);
+  store.addGroup(group(WORK, 'work'), NOW);
+  store.addGroup(group(MAIN, 'main', true), NOW);
+  channel = new RecordingLocalChannel();
+  const log = silentLogger();
+  const outbox = new Outbox({ store, channels: [channel], assistantName: 'Andy', log });
+  tools = new HostTools({ store, outbox, formatOutbound, now: () => NOW, log });
+});
+
+afterEach(() => {
+  store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('send_message authorization', () => {
+  it('a non-main group cannot message another chat, and nothing is queued in the outbox', async () => {
+    const answer = await tools.call(familyRun, 'send_message', { text: 'hello work', chatJid: WORK });
+    expect(answer).toEqual({ ok: false, result: 'not allowed: this group may only send messages to its own chat' });
+    expect(outboxRows()).toEqual([]);
+    expect(channel.sent).toEqual([]);
+    expect(store.recentMessages(WORK, 10)).toEqual([]);
+  });
+
+  it('a non-main group cannot message a chat unknown to the host either', async () => {
+    const answer = await tools.call(familyRun, 'send_message', { text: 'hi', chatJid: '15551234567@s.whatsapp.net' });
+    expect(answer.ok).toBe(false);
+    expect(answer.result).toContain('not allowed');
+    expect(outboxRows()).toEqual([]);
+  });
+
+  it('a non-main group can message its own chat: the message is recorded with the turn id and the outbox item is sent', async () => {
+    const answer = await tools.call(familyRun, 'send_message', { text: 'dinner at 7' });
+    expect(answer).toEqual({ ok: true, result: 'sent' });
+    expect(channel.sent).toEqual([{ chatJid: FAMILY, text: 'dinner at 7' }]);
+    expect(outboxRows()).toEqual([{ chat_jid: FAMILY, text: 'dinner at 7', turn_id: 'turn-family', state: 'sent' }]);
+    const recorded = store.messagesOfTurn('turn-family');
+    expect(recorded).toHaveLength(1);
+    expect(recorded[0]).toMatchObject({ chatJid: FAMILY, text: 'dinner at 7', fromBot: true, senderName: 'Andy' });
+  });
+
+  it('a non-main group may name its own chat explicitly', async () => {
+    expect(await tools.call(familyRun, 'send_message', { text: 'hi', chatJid: FAMILY })).toEqual({ ok: true, result: 'sent' });
+    expect(store.recentMessages(FAMILY, 10).map((m) => m.text)).toEqual(['hi']);
+  });
+
+  it('main may message another known chat', async () => {
+    const answer = await tools.call(mainRun, 'send_message', { text: 'reminder from main', chatJid: FAMILY });
+    expect(answer).toEqual({ ok: true, result: 'sent' });
+    expect(channel.sent).toEqual([{ chatJid: FAMILY, text: 'reminder from main' }]);
+    expect(store.recentMessages(FAMILY, 10)).toEqual([
+      expect.objectContaining({ text: 'reminder from main', turnId: 'turn-main', fromBot: true }),
+    ]);
+  });
+
+  it('main may not message a chat the host has never seen', async () => {
+    const answer = await tools.call(mainRun, 'send_message', { text: 'hi', chatJid: '15551234567@s.whatsapp.net' });
+    expect(answer).toEqual({ ok: false, result: 'unknown chat 15551234567@s.whatsapp.net' });
+    expect(outboxRows()).toEqual([]);
+    expect(channel.sent).toEqual([]);
+  });
+
+  it('authorization ignores group and main fields smuggled into the arguments', async () => {
+    const smuggled = { text: 'from family', groupJid: WORK, isMain: true, folder: 'main', turnId: 'forged' };
+    expect(await tools.call(familyRun, 'send_message', smuggled)).toEqual({ ok: true, result: 'sent' });
+    // It went to the bound group's own chat, under the bound turn, not where the payload pointed.
+    expect(channel.sent).toEqual([{ chatJid: FAMILY, text: 'from family' }]);
+    expect(outboxRows()).toEqual([{ chat_jid: FAMILY, text: 'from family', turn_id: 'turn-family', state: 'sent' }]);
+    expect(store.messagesOfTurn('forged')).toEqual([]);
+
+    const redirected = await tools.call(familyRun, 'send_message', { text: 'x', chatJid: WORK, isMain: true, groupJid: WORK });
+    expect(redirected.ok).toBe(false);
+    expect(redirected.result).toContain('not allowed');
+    expect(store.recentMessages(WORK, 10)).toEqual([]);
+  });
+});
+
+describe('bad host calls', () => {
+  it.each(['delete_everything', 'register_group', '__proto__', 'constructor', 'toString', ''])(
+    'an unknown host call %j gets ok:false with a clear message',
+    async (name) => {
+      const answer = await tools.call(familyRun, name, { text: 'hi' });
+      expect(answer).toEqual({ ok: false, result: `unknown host call "${name}"` });
+      expect(outboxRows()).toEqual([]);
+    },
+  );
+
+  it.each([
+    ['empty text', { text: '' }],
+    ['no text', {}],
+    ['a number for text', { text: 5 }],
+    ['a number for chatJid', { text: 'hi', chatJid: 7 }],
+    ['an empty chatJid', { text: 'hi', chatJid: '' }],
+    ['text over 65536 characters', { text: 'x'.repeat(65_537) }],
+    ['null', null],
+    ['undefined', undefined],
+    ['a string', 'hi'],
+    ['an array', ['hi']],
+  ])('arguments with %s get ok:false naming send_message, and never throw', async (_label, args) => {
+    const answer = await tools.call(familyRun, 'send_message', args);
+    expect(answer.ok).toBe(false);
+    expect(answer.result).toMatch(/^bad arguments for send_message: /);
+    expect(outboxRows()).toEqual([]);
+    expect(channel.sent).toEqual([]);
+  });
+
+  it('a failure on the host becomes ok:false instead of an exception', async () => {
+    store.close();
+    const answer = await tools.call(familyRun, 'send_message', { text: 'hi' });
+    expect(answer).toEqual({ ok: false, result: 'send_message failed on the host' });
+    store = openStore(path.join(dir, 'clawbar.db'));
+  });
+});
+
+describe('internal reasoning', () => {
+  it('strips <internal> text before the message is queued and sent', async () => {
+    const answer = await tools.call(familyRun, 'send_message', {
+      text: '<internal>they asked twice; be brief</internal>Dinner is at 7.',
+    });
+    expect(answer).toEqual({ ok: true, result: 'sent' });
+    expect(channel.sent).toEqual([{ chatJid: FAMILY, text: 'Dinner is at 7.' }]);
+    expect(outboxRows().map((r) => r.text)).toEqual(['Dinner is at 7.']);
+    expect(store.recentMessages(FAMILY, 10).map((m) => m.text)).toEqual(['Dinner is at 7.']);
+  });
+
+  it('refuses a message that is all internal text, and queues nothing', async () => {
+    const answer = await tools.call(familyRun, 'send_message', { text: '  <internal>only thinking</internal>  ' });
+    expect(answer).toEqual({ ok: false, result: 'nothing to send after removing <internal> text' });
+    expect(outboxRows()).toEqual([]);
+    expect(channel.sent).toEqual([]);
+  });
+
+  it('refuses whitespace-only text the same way', async () => {
+    expect((await tools.call(familyRun, 'send_message', { text: ' \n\t ' })).ok).toBe(false);
+    expect(outboxRows()).toEqual([]);
+  });
+});
