@@ -255,6 +255,7 @@ export class Core {
           sessionsDir: config.sessionsDir,
           image: config.image,
           assistantName: config.assistantName,
+          timezone: config.timezone,
           idleTimeoutMs: config.idleTimeoutMs,
           hardTimeoutMs: config.hardTimeoutMs,
         },

@@ -77,7 +77,9 @@ export class GroupAdmin {
     if (trigger === '' || trigger.length > 64 || /\s/.test(trigger)) {
       throw new CoreInputError('a trigger must be 1-64 characters with no spaces, like @Andy');
     }
-    const folder = folderFromName(name, store.groupFolders());
+    // A removed group's folder and transcript stay on disk; a new group must not inherit
+    // them, so folders that exist on disk count as taken too.
+    const folder = folderFromName(name, this.takenFolders());
     validateFolderName(folder);
     const group = store.addGroup(
       {
@@ -95,6 +97,15 @@ export class GroupAdmin {
     fs.mkdirSync(dir, { recursive: true });
     installTemplates(path.join(templatesDir(), group.isMain ? 'main' : 'group'), dir);
     return group;
+  }
+
+  private takenFolders(): Set<string> {
+    const { config, store } = this.deps;
+    const taken = store.groupFolders();
+    for (const dir of [config.groupsDir, config.sessionsDir]) {
+      if (fs.existsSync(dir)) for (const entry of fs.readdirSync(dir)) taken.add(entry);
+    }
+    return taken;
   }
 
   /** Unregisters a group. Its folder and history stay, so nothing the user made is lost. */

@@ -46,15 +46,17 @@ function escapeXml(text: string): string {
 }
 
 /**
- * The catch-up prompt: every message since the cursor, with sender and time, as XML.
+ * The catch-up prompt: every message since the cursor, with sender and time, as XML. When the
+ * backlog was cut for length, a note says how many earlier messages are not shown.
  * Message text is escaped, so a message cannot close the tag and forge another sender.
  */
-export function buildPrompt(messages: readonly StoredMessage[]): string {
+export function buildPrompt(messages: readonly StoredMessage[], omitted = 0): string {
+  const note = omitted > 0 ? [`<omitted count="${omitted}">earlier messages not shown</omitted>`] : [];
   const lines = messages.map(
     (m) =>
       `<message sender="${escapeXml(m.senderName)}" time="${new Date(m.timestamp).toISOString()}">${escapeXml(m.text)}</message>`,
   );
-  return `<messages>\n${lines.join('\n')}\n</messages>`;
+  return `<messages>\n${[...note, ...lines].join('\n')}\n</messages>`;
 }
 
 /**

@@ -42,6 +42,8 @@ export interface AgentRunConfig {
   sessionsDir: string;
   image: string;
   assistantName: string;
+  /** IANA zone the agent sees as TZ. */
+  timezone: string;
   /** @default 300000 */
   idleTimeoutMs: number;
   /** @default 900000 */
@@ -97,16 +99,42 @@ const STDERR_TAIL_CHARS = 4_000;
 /** The runner's image user; mounts are handed to it when the host runs as root. */
 const IMAGE_UID = 10001;
 
+/** The most messages one prompt carries; older pending ones are summarised as a count. */
+export const MAX_PROMPT_MESSAGES = 200;
+const PAGE = 500;
+
+export interface PendingTurn {
+  /** The newest pending messages, at most {@link MAX_PROMPT_MESSAGES}, oldest first. */
+  messages: StoredMessage[];
+  /** Pending messages left out of the prompt for length. */
+  omitted: number;
+  /** The cursor moves here once the turn commits. */
+  throughSeq: number;
+}
+
 /**
- * The messages a new turn for `group` would answer, or null when none of them is a
- * trigger (they stay stored and ride along with the next triggered turn).
+ * What a new turn for `group` would answer: every message since the cursor, or null when
+ * none of them is a trigger (they stay stored and ride along with the next triggered turn).
+ * Pages through the whole backlog, so a trigger behind a long quiet stretch is still seen.
  */
-export function pendingTurn(store: Store, group: Group): { messages: StoredMessage[]; throughSeq: number } | null {
-  const since = store.messagesSince(group.jid, store.cursorOf(group.jid));
-  if (!since.some((m) => isTriggerMessage(group, m))) return null;
-  const messages = promptMessages(since);
-  const last = since.at(-1) as StoredMessage;
-  return { messages, throughSeq: last.seq };
+export function pendingTurn(store: Store, group: Group): PendingTurn | null {
+  let after = store.cursorOf(group.jid);
+  let triggered = false;
+  let messages: StoredMessage[] = [];
+  let omitted = 0;
+  for (;;) {
+    const page = store.messagesSince(group.jid, after, PAGE);
+    if (page.length === 0) break;
+    triggered ||= page.some((m) => isTriggerMessage(group, m));
+    messages = messages.concat(promptMessages(page));
+    if (messages.length > MAX_PROMPT_MESSAGES) {
+      omitted += messages.length - MAX_PROMPT_MESSAGES;
+      messages = messages.slice(-MAX_PROMPT_MESSAGES);
+    }
+    after = (page.at(-1) as StoredMessage).seq;
+    if (page.length < PAGE) break;
+  }
+  return triggered ? { messages, omitted, throughSeq: after } : null;
 }
 
 export class AgentRun implements GroupRun {
@@ -175,7 +203,7 @@ export class AgentRun implements GroupRun {
         image: config.image,
         mounts,
         // Plain settings only: the model key never enters a container.
-        env: { TZ: process.env.TZ ?? 'UTC', CLAWBAR_ASSISTANT_NAME: config.assistantName },
+        env: { TZ: config.timezone, CLAWBAR_ASSISTANT_NAME: config.assistantName },
         labels: { 'dev.clawbar.group': this.group.folder },
         limits: DEFAULT_LIMITS,
         network: this.group.networkAllowed,
@@ -296,7 +324,7 @@ export class AgentRun implements GroupRun {
     this.turnCount += 1;
     this.turn = { id: `${this.runId}:${this.turnCount}`, throughSeq: pending.throughSeq, replies: [], failure: null };
     this.state = 'busy';
-    const prompt = buildPrompt(pending.messages);
+    const prompt = buildPrompt(pending.messages, pending.omitted);
     this.log.info({ turn: this.turnCount, messages: pending.messages.length }, 'turn started');
     if (first) {
       this.send({

@@ -52,7 +52,14 @@ export class ControlClient {
         while ((newline = buffer.indexOf('\n')) !== -1) {
           const line = buffer.slice(0, newline);
           buffer = buffer.slice(newline + 1);
-          const response = JSON.parse(line) as ControlResponse;
+          let response: ControlResponse;
+          try {
+            response = JSON.parse(line) as ControlResponse;
+          } catch {
+            cleanup();
+            reject(new Error(`clawbar serve answered with something that is not JSON: ${line.slice(0, 120)}`));
+            return;
+          }
           // Id 0 is the server's answer to a request it could not read (too large, not JSON):
           // it belongs to the request in flight, which would otherwise wait forever.
           if (response.id !== id && !(response.id === 0 && !response.ok)) continue;
