@@ -114,7 +114,10 @@ export class Core {
       });
       if (removed > 0) this.log.info({ removed }, 'removed containers left by a previous run');
     } else {
-      this.log.warn({ reason: runtime.reason, fix: runtime.fix }, 'container runtime unavailable; runs will retry');
+      this.log.warn(
+        { reason: runtime.reason, fix: runtime.fix },
+        'container runtime unavailable; runs will retry',
+      );
     }
     for (const channel of this.channels) await channel.connect();
     await this.outbox.flush();
@@ -131,7 +134,11 @@ export class Core {
    * The one way a message enters Clawbar: it is stored first, then routed. A message
    * from an unregistered chat is stored and goes no further.
    */
-  receive(inbound: InboundMessage): { message: StoredMessage; inserted: boolean; triggered: boolean } {
+  receive(inbound: InboundMessage): {
+    message: StoredMessage;
+    inserted: boolean;
+    triggered: boolean;
+  } {
     const { store } = this.deps;
     store.upsertChat({
       jid: inbound.chatJid,
@@ -143,7 +150,8 @@ export class Core {
     const { message, inserted } = store.insertMessage(inbound);
     const group = store.getGroup(inbound.chatJid) ?? null;
     const triggered = inserted && group !== null && isTriggerMessage(group, message);
-    if (inserted) this.events.emit('message:stored', { message, groupJid: group?.jid ?? null, triggered });
+    if (inserted)
+      this.events.emit('message:stored', { message, groupJid: group?.jid ?? null, triggered });
     if (triggered && group && this.dispatch) this.queue.enqueueMessage(group.jid);
     return { message, inserted, triggered };
   }
@@ -152,27 +160,35 @@ export class Core {
   postLocal(groupRef: string, from: string, text: string): PostedMessage {
     const group = this.groups.resolve(groupRef);
     if (!this.local.owns(group.jid)) {
-      throw new CoreInputError(`group "${group.name}" is a WhatsApp group; local messages go only to local-chat groups`);
+      throw new CoreInputError(
+        `group "${group.name}" is a WhatsApp group; local messages go only to local-chat groups`,
+      );
     }
     const trimmed = text.trim();
     if (trimmed === '') throw new CoreInputError('the message is empty');
-    const { message, triggered } = this.receive(this.local.compose(group, validSender(from), trimmed));
+    const { message, triggered } = this.receive(
+      this.local.compose(group, validSender(from), trimmed),
+    );
     return { message, group, triggered };
   }
 
   addGroup(input: AddGroupInput): Group {
-    return this.groups.add(input);
+    const group = this.groups.add(input);
+    this.events.emit('group:changed', { groupJid: group.jid, change: 'added' });
+    return group;
   }
 
   removeGroup(ref: string): Group {
     const group = this.groups.remove(ref);
     this.queue.remove(group.jid);
+    this.events.emit('group:changed', { groupJid: group.jid, change: 'removed' });
     return group;
   }
 
   pauseGroup(ref: string): Group {
     const group = this.groups.setPaused(ref, true);
     if (this.dispatch) this.queue.pause(group.jid);
+    this.events.emit('group:changed', { groupJid: group.jid, change: 'paused' });
     return group;
   }
 
@@ -180,6 +196,7 @@ export class Core {
     const group = this.groups.setPaused(ref, false);
     // What waited while paused goes to the agent as one batch: one turn answers it all.
     if (this.dispatch && pendingTurn(this.deps.store, group)) this.queue.enqueueMessage(group.jid);
+    this.events.emit('group:changed', { groupJid: group.jid, change: 'resumed' });
     return group;
   }
 
@@ -191,9 +208,9 @@ export class Core {
   async status(): Promise<CoreStatus> {
     const [runtime, image] = await Promise.all([
       this.deps.runtime.check(),
-      this.deps.runtime.inspectImage(this.deps.config.image).catch(
-        (): ImageState => ({ image: this.deps.config.image, present: false }),
-      ),
+      this.deps.runtime
+        .inspectImage(this.deps.config.image)
+        .catch((): ImageState => ({ image: this.deps.config.image, present: false })),
     ]);
     return {
       runtime: { ...runtime, kind: this.deps.runtime.kind },
@@ -208,7 +225,11 @@ export class Core {
    * Resolves when the turn that answers message `seq` of the group has finished, with
    * what the assistant sent in it; rejects if the group's runs are given up, or on timeout.
    */
-  waitForReply(groupJid: string, seq: number, timeoutMs: number): Promise<{ turnId: string; replies: StoredMessage[] }> {
+  waitForReply(
+    groupJid: string,
+    seq: number,
+    timeoutMs: number,
+  ): Promise<{ turnId: string; replies: StoredMessage[] }> {
     return new Promise((resolve, reject) => {
       const unsubscribe: Array<() => void> = [];
       const done = () => {
@@ -217,7 +238,11 @@ export class Core {
       };
       const timer = setTimeout(() => {
         done();
-        reject(new CoreInputError(`no reply within ${Math.round(timeoutMs / 1000)} s; the message is stored and still queued`));
+        reject(
+          new CoreInputError(
+            `no reply within ${Math.round(timeoutMs / 1000)} s; the message is stored and still queued`,
+          ),
+        );
       }, timeoutMs);
       unsubscribe.push(
         this.events.on('turn:finished', (e) => {
@@ -296,7 +321,9 @@ export class Core {
 function validSender(from: string): string {
   const name = from.trim();
   if (name === '' || name.length > 64 || /[\p{Cc}<>]/u.test(name)) {
-    throw new CoreInputError('the sender name must be 1-64 characters, without control characters or < >');
+    throw new CoreInputError(
+      'the sender name must be 1-64 characters, without control characters or < >',
+    );
   }
   return name;
 }

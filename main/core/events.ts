@@ -11,6 +11,8 @@ export interface CoreEvents {
   'run:started': { groupJid: string; runId: string; container: string };
   'run:finished': { groupJid: string; runId: string; ok: boolean; error?: string };
   'run:gave-up': { groupJid: string; error: string; attempts: number };
+  /** A group was added, removed, paused or resumed, from any client. */
+  'group:changed': { groupJid: string; change: 'added' | 'removed' | 'paused' | 'resumed' };
 }
 
 type Listener<K extends keyof CoreEvents> = (payload: CoreEvents[K]) => void;

@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+// Builds the parts of the Electron shell that tsc alone cannot:
+// - the preload, bundled as CommonJS (a sandboxed preload cannot load ES modules), with
+//   `electron` left external;
+// - the renderer page, copied next to its compiled script.
+import { build } from 'esbuild';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import process from 'node:process';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+try {
+  await build({
+    entryPoints: [path.join(root, 'preload/index.ts')],
+    outfile: path.join(root, 'dist/preload/index.cjs'),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    external: ['electron'],
+    minify: true,
+    logLevel: 'warning',
+  });
+  mkdirSync(path.join(root, 'dist/renderer'), { recursive: true });
+  copyFileSync(path.join(root, 'renderer/index.html'), path.join(root, 'dist/renderer/index.html'));
+  console.log('build-shell: dist/preload/index.cjs, dist/renderer/index.html');
+} catch (err) {
+  console.error(`build-shell: ${err instanceof Error ? err.message : err}`);
+  process.exit(1);
+}
