@@ -1,15 +1,40 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const nodeBuiltins = ['fs', 'path', 'os', 'child_process', 'net', 'http', 'https', 'crypto', 'stream', 'events', 'util', 'url', 'worker_threads'];
+const nodeBuiltins = [
+  'fs',
+  'path',
+  'os',
+  'child_process',
+  'net',
+  'http',
+  'https',
+  'crypto',
+  'stream',
+  'events',
+  'util',
+  'url',
+  'worker_threads',
+];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'release/**', 'node_modules/**', 'sandbox-images/agent/dist/**', 'coverage/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'release/**',
+      'node_modules/**',
+      'sandbox-images/agent/dist/**',
+      'coverage/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       'no-console': 'error',
     },
   },
@@ -17,7 +42,17 @@ export default tseslint.config(
     // The core runs under plain Node (`clawbar serve`) as well as inside Electron.
     files: ['main/core/**', 'main/cli/**', 'sandbox-images/**'],
     rules: {
-      'no-restricted-imports': ['error', { paths: [{ name: 'electron', message: 'main/core must stay Electron-free; put Electron code in main/app.' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: 'electron',
+              message: 'main/core must stay Electron-free; put Electron code in main/app.',
+            },
+          ],
+        },
+      ],
     },
   },
   {
@@ -27,8 +62,13 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          paths: ['electron', ...nodeBuiltins].map((name) => ({ name, message: 'The renderer must not use Node or Electron; use the preload API.' })),
-          patterns: [{ group: ['node:*'], message: 'The renderer must not use Node; use the preload API.' }],
+          paths: ['electron', ...nodeBuiltins].map((name) => ({
+            name,
+            message: 'The renderer must not use Node or Electron; use the preload API.',
+          })),
+          patterns: [
+            { group: ['node:*'], message: 'The renderer must not use Node; use the preload API.' },
+          ],
         },
       ],
     },
@@ -39,7 +79,14 @@ export default tseslint.config(
   },
   {
     // Command-line entry points, scripts, tests and benchmarks may print.
-    files: ['main/cli/**', 'scripts/**', 'bench/**', 'test/**', 'bin/**', 'sandbox-images/agent/runner/**'],
+    files: [
+      'main/cli/**',
+      'scripts/**',
+      'bench/**',
+      'test/**',
+      'bin/**',
+      'sandbox-images/agent/runner/**',
+    ],
     rules: { 'no-console': 'off' },
   },
 );

@@ -20,7 +20,8 @@ const API_KEY = 'sk-ant-bench';
 
 function stats(values: number[]): string {
   const sorted = [...values].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
+  const at = (q: number) =>
+    sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
   return `median ${at(0.5).toFixed(0)} ms, p90 ${at(0.9).toFixed(0)} ms, min ${sorted[0]?.toFixed(0)} ms, max ${sorted.at(-1)?.toFixed(0)} ms (n=${values.length})`;
 }
 
@@ -28,7 +29,10 @@ async function main(): Promise<void> {
   await ensureAgentImage();
   const fake = await startFakeAnthropic({ apiKey: API_KEY, fallback: textTurn('pong') });
   const home = tempHome('clawbar-bench-');
-  const config = { ...loadConfig({ CLAWBAR_HOME: home, CLAWBAR_IMAGE: TEST_AGENT_IMAGE }, () => undefined), maxConcurrency: 1 };
+  const config = {
+    ...loadConfig({ CLAWBAR_HOME: home, CLAWBAR_IMAGE: TEST_AGENT_IMAGE }, () => undefined),
+    maxConcurrency: 1,
+  };
   const store = openStore(config.dbPath);
   const log = silentLogger();
   const runtime = new DockerRuntime({ log, scope: scopeForHome(home) });

@@ -5,7 +5,11 @@
 import path from 'node:path';
 import { bootCore } from '../core/boot.js';
 import { resolveHome } from '../core/config.js';
-import { ControlClient, ControlRequestError, ServeNotRunningError } from '../core/control/client.js';
+import {
+  ControlClient,
+  ControlRequestError,
+  ServeNotRunningError,
+} from '../core/control/client.js';
 import { controlHandlers } from '../core/control/handlers.js';
 import type { ControlMethod, ControlParams } from '../core/control/protocol.js';
 import { invokeControl } from '../core/control/server.js';

@@ -5,7 +5,10 @@ import { agentImageContext } from '../core/paths.js';
 import { buildAgentImage, contextFiles } from '../core/sandbox/image.js';
 import type { Output } from './output.js';
 
-export async function imageBuildCommand(opts: { base: string | undefined }, out: Output): Promise<void> {
+export async function imageBuildCommand(
+  opts: { base: string | undefined },
+  out: Output,
+): Promise<void> {
   const config = loadConfig();
   const contextDir = agentImageContext();
   contextFiles(contextDir);
@@ -24,7 +27,9 @@ export async function imageBuildCommand(opts: { base: string | undefined }, out:
           if (event.text.trim()) out.progress(`    ${event.text.trimEnd()}`);
           return;
         case 'layer':
-          out.progress(`    ${event.id}: ${event.status}${event.progress ? ` ${event.progress}` : ''}`);
+          out.progress(
+            `    ${event.id}: ${event.status}${event.progress ? ` ${event.progress}` : ''}`,
+          );
           return;
         default: {
           const unreachable: never = event;
@@ -33,5 +38,8 @@ export async function imageBuildCommand(opts: { base: string | undefined }, out:
       }
     },
   });
-  out.print(built, () => `built ${built.tag} (${built.id.slice(7, 19)}) in ${built.seconds.toFixed(1)} s`);
+  out.print(
+    built,
+    () => `built ${built.tag} (${built.id.slice(7, 19)}) in ${built.seconds.toFixed(1)} s`,
+  );
 }

@@ -35,10 +35,19 @@ CLAWBAR_WA_URL, CLAWBAR_IDLE_TIMEOUT_MS, TZ (see README.md).
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** Parses one command's arguments strictly: an unknown option is an error, not ignored. */
-function parse(args: string[], options: Options, positionals: { min: number; max: number; usage: string }) {
+function parse(
+  args: string[],
+  options: Options,
+  positionals: { min: number; max: number; usage: string },
+) {
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args, options: { json: { type: 'boolean' }, ...options }, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args,
+      options: { json: { type: 'boolean' }, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (err) {
     throw new CliError(`${(err as Error).message}\nusage: ${positionals.usage}`);
   }
@@ -46,12 +55,16 @@ function parse(args: string[], options: Options, positionals: { min: number; max
   if (count < positionals.min || count > positionals.max) {
     throw new CliError(`usage: ${positionals.usage}`);
   }
-  return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals };
+  return {
+    values: parsed.values as Record<string, string | boolean | undefined>,
+    positionals: parsed.positionals,
+  };
 }
 
 function positiveInt(raw: string | undefined, name: string): number | undefined {
   if (raw === undefined) return undefined;
-  if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new CliError(`${name} must be a whole number of at least 1, got "${raw}"`);
+  if (!/^\d+$/.test(raw) || Number(raw) < 1)
+    throw new CliError(`${name} must be a whole number of at least 1, got "${raw}"`);
   return Number(raw);
 }
 
@@ -73,7 +86,11 @@ async function groups(args: string[], out: Output): Promise<void> {
       const { values } = parse(rest, {}, { min: 0, max: 0, usage: 'clawbar groups list' });
       out.json = Boolean(values.json);
       const list = (await withControl((c) => c.request('groups.list', {}))) as GroupView[];
-      out.print(list, () => (list.length === 0 ? 'no groups yet; add one with `clawbar groups add --name N`' : list.map(groupLine).join('\n')));
+      out.print(list, () =>
+        list.length === 0
+          ? 'no groups yet; add one with `clawbar groups add --name N`'
+          : list.map(groupLine).join('\n'),
+      );
       return;
     }
     case 'add': {
@@ -91,7 +108,8 @@ async function groups(args: string[], out: Output): Promise<void> {
       );
       out.json = Boolean(values.json);
       if (!values.name) throw new CliError(`--name is required\nusage: ${usage}`);
-      if (values['no-trigger'] && values.trigger) throw new CliError('--trigger and --no-trigger contradict each other');
+      if (values['no-trigger'] && values.trigger)
+        throw new CliError('--trigger and --no-trigger contradict each other');
       const group = (await withControl((c) =>
         c.request('groups.add', {
           name: values.name as string,
@@ -101,16 +119,25 @@ async function groups(args: string[], out: Output): Promise<void> {
           ...(values['no-trigger'] ? { requiresTrigger: false } : {}),
         }),
       )) as GroupView;
-      out.print(group, () => `added group ${group.name} (folder ${group.folder}, jid ${group.jid})`);
+      out.print(
+        group,
+        () => `added group ${group.name} (folder ${group.folder}, jid ${group.jid})`,
+      );
       return;
     }
     case 'remove':
     case 'pause':
     case 'resume': {
-      const { values, positionals } = parse(rest, {}, { min: 1, max: 1, usage: `clawbar groups ${sub} G` });
+      const { values, positionals } = parse(
+        rest,
+        {},
+        { min: 1, max: 1, usage: `clawbar groups ${sub} G` },
+      );
       out.json = Boolean(values.json);
       const method = `groups.${sub}` as const;
-      const group = (await withControl((c) => c.request(method, { group: positionals[0] as string }))) as GroupView;
+      const group = (await withControl((c) =>
+        c.request(method, { group: positionals[0] as string }),
+      )) as GroupView;
       const verb = { remove: 'removed', pause: 'paused', resume: 'resumed' }[sub];
       const note = sub === 'remove' ? ` (its folder ${group.folder} and history are kept)` : '';
       out.print(group, () => `${verb} group ${group.name}${note}`);
@@ -125,7 +152,12 @@ async function send(args: string[], out: Output): Promise<void> {
   const usage = 'clawbar send --group G [--from NAME] [--wait] TEXT';
   const { values, positionals } = parse(
     args,
-    { group: { type: 'string' }, from: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' } },
+    {
+      group: { type: 'string' },
+      from: { type: 'string' },
+      wait: { type: 'boolean' },
+      timeout: { type: 'string' },
+    },
     { min: 1, max: 1, usage },
   );
   out.json = Boolean(values.json);
@@ -141,24 +173,39 @@ async function send(args: string[], out: Output): Promise<void> {
       ...(values.wait ? { wait: true } : {}),
       ...(timeoutSeconds ? { timeoutMs: timeoutSeconds * 1000 } : {}),
     }),
-  )) as { stored: MessageView; triggered: boolean; dispatched: boolean; paused?: boolean; replies: MessageView[] };
+  )) as {
+    stored: MessageView;
+    triggered: boolean;
+    dispatched: boolean;
+    paused?: boolean;
+    replies: MessageView[];
+  };
   out.print(result, () => {
     if (values.wait) {
       if (!result.triggered) return 'stored; it has no trigger, so the assistant was not asked';
-      if (result.paused) return 'stored; the group is paused, so it waits for `clawbar groups resume`';
-      return result.replies.length ? result.replies.map(messageLine).join('\n') : '(the assistant sent nothing)';
+      if (result.paused)
+        return 'stored; the group is paused, so it waits for `clawbar groups resume`';
+      return result.replies.length
+        ? result.replies.map(messageLine).join('\n')
+        : '(the assistant sent nothing)';
     }
     // A message with no trigger is never answered, whether or not serve runs.
     if (!result.triggered) return 'stored (no trigger, so the assistant was not asked)';
-    if (result.paused) return 'stored; the group is paused, so it waits for `clawbar groups resume`';
-    if (!result.dispatched) return 'stored; `clawbar serve` is not running, so it will be answered when it starts';
+    if (result.paused)
+      return 'stored; the group is paused, so it waits for `clawbar groups resume`';
+    if (!result.dispatched)
+      return 'stored; `clawbar serve` is not running, so it will be answered when it starts';
     return 'sent';
   });
 }
 
 async function messages(args: string[], out: Output): Promise<void> {
   const usage = 'clawbar messages --group G [--limit N]';
-  const { values } = parse(args, { group: { type: 'string' }, limit: { type: 'string' } }, { min: 0, max: 0, usage });
+  const { values } = parse(
+    args,
+    { group: { type: 'string' }, limit: { type: 'string' } },
+    { min: 0, max: 0, usage },
+  );
   out.json = Boolean(values.json);
   if (!values.group) throw new CliError(`--group is required\nusage: ${usage}`);
   const limit = positiveInt(values.limit as string | undefined, '--limit');
@@ -171,10 +218,15 @@ async function messages(args: string[], out: Output): Promise<void> {
 async function status(args: string[], out: Output): Promise<void> {
   const { values } = parse(args, {}, { min: 0, max: 0, usage: 'clawbar status' });
   out.json = Boolean(values.json);
-  const s = (await withControl((c) => c.request('status', {}))) as CoreStatus & { serving: boolean };
+  const s = (await withControl((c) => c.request('status', {}))) as CoreStatus & {
+    serving: boolean;
+  };
   out.print(s, () => {
-    const runtime = s.runtime.ok ? `${s.runtime.kind} ${s.runtime.version}` : `${s.runtime.kind} unavailable: ${s.runtime.reason} (${s.runtime.fix})`;
-    const running = s.queue.running.map((r) => `${r.groupJid}${r.idle ? ' (idle)' : ''}`).join(', ') || 'none';
+    const runtime = s.runtime.ok
+      ? `${s.runtime.kind} ${s.runtime.version}`
+      : `${s.runtime.kind} unavailable: ${s.runtime.reason} (${s.runtime.fix})`;
+    const running =
+      s.queue.running.map((r) => `${r.groupJid}${r.idle ? ' (idle)' : ''}`).join(', ') || 'none';
     return [
       `serve:      ${s.serving ? 'running' : 'not running'}`,
       `whatsapp:   not connected (not paired)`,
@@ -191,7 +243,11 @@ async function status(args: string[], out: Output): Promise<void> {
 async function image(args: string[], out: Output): Promise<void> {
   const [sub, ...rest] = args;
   if (sub !== 'build') throw new CliError('usage: clawbar image build [--base IMAGE]');
-  const { values } = parse(rest, { base: { type: 'string' } }, { min: 0, max: 0, usage: 'clawbar image build [--base IMAGE]' });
+  const { values } = parse(
+    rest,
+    { base: { type: 'string' } },
+    { min: 0, max: 0, usage: 'clawbar image build [--base IMAGE]' },
+  );
   out.json = Boolean(values.json);
   await imageBuildCommand({ base: values.base as string | undefined }, out);
 }
@@ -205,8 +261,13 @@ async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'serve': {
-        const { values } = parse(args, { http: { type: 'string' } }, { min: 0, max: 0, usage: 'clawbar serve [--http HOST:PORT]' });
-        if (values.http) throw new CliError('--http: the browser dashboard is not available in this version yet');
+        const { values } = parse(
+          args,
+          { http: { type: 'string' } },
+          { min: 0, max: 0, usage: 'clawbar serve [--http HOST:PORT]' },
+        );
+        if (values.http)
+          throw new CliError('--http: the browser dashboard is not available in this version yet');
         return await serveCommand({ json: Boolean(values.json) });
       }
       case 'status':

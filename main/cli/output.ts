@@ -32,9 +32,16 @@ export function output(): Output {
       (out.json ? process.stderr : process.stdout).write(`${line}\n`);
     },
     fail(err) {
-      const known = err instanceof CliError || err instanceof ControlRequestError || (err instanceof Error && knownNames.has(err.name));
-      const message = err instanceof Error ? (known ? err.message : (err.stack ?? err.message)) : String(err);
-      if (out.json) process.stderr.write(`${JSON.stringify({ error: err instanceof Error ? err.message : String(err) })}\n`);
+      const known =
+        err instanceof CliError ||
+        err instanceof ControlRequestError ||
+        (err instanceof Error && knownNames.has(err.name));
+      const message =
+        err instanceof Error ? (known ? err.message : (err.stack ?? err.message)) : String(err);
+      if (out.json)
+        process.stderr.write(
+          `${JSON.stringify({ error: err instanceof Error ? err.message : String(err) })}\n`,
+        );
       else process.stderr.write(`clawbar: ${message}\n`);
       return err instanceof CliError ? err.exitCode : 1;
     },

@@ -6,7 +6,11 @@ import { ControlServer } from '../core/control/server.js';
 export async function serveCommand(opts: { json: boolean }): Promise<number> {
   const booted = bootCore();
   const { core, config, log } = booted;
-  const control = new ControlServer(config.socketPath, controlHandlers({ core, serving: true }), log);
+  const control = new ControlServer(
+    config.socketPath,
+    controlHandlers({ core, serving: true }),
+    log,
+  );
   try {
     await control.listen();
   } catch (err) {
@@ -24,7 +28,9 @@ export async function serveCommand(opts: { json: boolean }): Promise<number> {
   if (!config.apiKey) log.warn('ANTHROPIC_API_KEY is not set: the agent cannot answer until it is');
   const started = { serving: true, home: config.home, socket: config.socketPath, pid: process.pid };
   process.stdout.write(
-    opts.json ? `${JSON.stringify(started)}\n` : `clawbar serving from ${config.home} (control socket ${config.socketPath}); Ctrl-C stops it\n`,
+    opts.json
+      ? `${JSON.stringify(started)}\n`
+      : `clawbar serving from ${config.home} (control socket ${config.socketPath}); Ctrl-C stops it\n`,
   );
 
   return new Promise((resolve) => {

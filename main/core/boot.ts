@@ -35,7 +35,9 @@ export function createRuntime(config: ClawbarConfig, log: Logger): ContainerRunt
     case 'docker':
       return new DockerRuntime({ log, scope: scopeForHome(config.home) });
     case 'apple':
-      throw new Error('the Apple Container runtime is not available yet; set CLAWBAR_RUNTIME=docker');
+      throw new Error(
+        'the Apple Container runtime is not available yet; set CLAWBAR_RUNTIME=docker',
+      );
     default: {
       const unreachable: never = config.runtime;
       throw new Error(`unknown runtime ${String(unreachable)}`);

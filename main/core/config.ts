@@ -60,7 +60,10 @@ export const DEFAULTS = {
 };
 
 /** The OS's per-user application-data directory for Clawbar. */
-export function defaultHome(platform = process.platform, env: NodeJS.ProcessEnv = process.env): string {
+export function defaultHome(
+  platform = process.platform,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
   const home = os.homedir();
   switch (platform) {
     case 'darwin':
@@ -91,7 +94,9 @@ export function resolveHome(env: NodeJS.ProcessEnv = process.env): string {
 function integer(name: string, raw: string, min: number, max: number): number {
   const value = Number(raw);
   if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+    throw new ConfigError(
+      `${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`,
+    );
   }
   return value;
 }
@@ -114,7 +119,9 @@ export function loadConfig(
 
   const runtime = pick('CLAWBAR_RUNTIME', 'runtime') ?? DEFAULTS.runtime;
   if (runtime !== 'docker' && runtime !== 'apple') {
-    throw new ConfigError(`CLAWBAR_RUNTIME must be "docker" or "apple", got ${JSON.stringify(runtime)}`);
+    throw new ConfigError(
+      `CLAWBAR_RUNTIME must be "docker" or "apple", got ${JSON.stringify(runtime)}`,
+    );
   }
 
   const assistantName = pick('CLAWBAR_ASSISTANT_NAME', 'assistantName') ?? DEFAULTS.assistantName;
@@ -126,7 +133,9 @@ export function loadConfig(
 
   const baseURL = pick('ANTHROPIC_BASE_URL', 'anthropicBaseUrl');
   if (baseURL && !/^https?:\/\//.test(baseURL)) {
-    throw new ConfigError(`ANTHROPIC_BASE_URL must be an http(s) URL, got ${JSON.stringify(baseURL)}`);
+    throw new ConfigError(
+      `ANTHROPIC_BASE_URL must be an http(s) URL, got ${JSON.stringify(baseURL)}`,
+    );
   }
   const waUrl = pick('CLAWBAR_WA_URL', 'waUrl');
   if (waUrl && !/^wss?:\/\//.test(waUrl)) {
@@ -155,10 +164,14 @@ export function loadConfig(
     model: pick('CLAWBAR_MODEL', 'model') ?? DEFAULTS.model,
     runtime,
     image: pick('CLAWBAR_IMAGE', 'image') ?? DEFAULTS.image,
-    maxConcurrency: maxConcurrency ? integer('CLAWBAR_MAX_CONCURRENCY', maxConcurrency, 1, 64) : DEFAULTS.maxConcurrency,
+    maxConcurrency: maxConcurrency
+      ? integer('CLAWBAR_MAX_CONCURRENCY', maxConcurrency, 1, 64)
+      : DEFAULTS.maxConcurrency,
     assistantName,
     waUrl,
-    idleTimeoutMs: idleTimeout ? integer('CLAWBAR_IDLE_TIMEOUT_MS', idleTimeout, 1_000, 86_400_000) : DEFAULTS.idleTimeoutMs,
+    idleTimeoutMs: idleTimeout
+      ? integer('CLAWBAR_IDLE_TIMEOUT_MS', idleTimeout, 1_000, 86_400_000)
+      : DEFAULTS.idleTimeoutMs,
     hardTimeoutMs: DEFAULTS.hardTimeoutMs,
     timezone,
   };

@@ -69,9 +69,12 @@ export class GroupAdmin {
         `"${input.jid}" is not a WhatsApp jid (like 120363012345678901@g.us or 15551234567@s.whatsapp.net)`,
       );
     }
-    if (input.jid && store.getGroup(input.jid)) throw new CoreInputError(`the chat ${input.jid} is already a group`);
+    if (input.jid && store.getGroup(input.jid))
+      throw new CoreInputError(`the chat ${input.jid} is already a group`);
     if (input.main && store.listGroups().some((g) => g.isMain)) {
-      throw new CoreInputError('there is already a main group; remove it first, or add this one without --main');
+      throw new CoreInputError(
+        'there is already a main group; remove it first, or add this one without --main',
+      );
     }
     const trigger = (input.trigger ?? defaultTrigger(config.assistantName)).trim();
     if (trigger === '' || trigger.length > 64 || /\s/.test(trigger)) {

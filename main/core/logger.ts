@@ -21,15 +21,23 @@ export interface LoggerOptions {
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const level = opts.level ?? process.env.LOG_LEVEL ?? 'info';
   const streams: pino.StreamEntry[] = [];
-  if (opts.stderr ?? true) streams.push({ level: level as pino.Level, stream: pino.destination(2) });
+  if (opts.stderr ?? true)
+    streams.push({ level: level as pino.Level, stream: pino.destination(2) });
   if (opts.logDir) {
     fs.mkdirSync(opts.logDir, { recursive: true, mode: 0o700 });
     streams.push({
       level: level as pino.Level,
-      stream: pino.destination({ dest: path.join(opts.logDir, 'clawbar.log'), mkdir: true, sync: false }),
+      stream: pino.destination({
+        dest: path.join(opts.logDir, 'clawbar.log'),
+        mkdir: true,
+        sync: false,
+      }),
     });
   }
-  return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.multistream(streams));
+  return pino(
+    { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime },
+    pino.multistream(streams),
+  );
 }
 
 /** A logger that discards everything; for tests and quiet CLI paths. */

@@ -47,8 +47,15 @@ export class Outbox {
   private async deliverOne(item: OutboxItem): Promise<void> {
     const channel = this.deps.channels.find((c) => c.owns(item.chatJid));
     if (!channel) {
-      this.log.error({ outboxId: item.id, chat: item.chatJid }, 'no channel carries this chat; message kept in outbox');
-      this.deps.store.markDeliveryFailed(item.id, 'no channel for this chat', MAX_DELIVERY_ATTEMPTS);
+      this.log.error(
+        { outboxId: item.id, chat: item.chatJid },
+        'no channel carries this chat; message kept in outbox',
+      );
+      this.deps.store.markDeliveryFailed(
+        item.id,
+        'no channel for this chat',
+        MAX_DELIVERY_ATTEMPTS,
+      );
       return;
     }
     try {

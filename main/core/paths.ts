@@ -16,7 +16,8 @@ export function packageRoot(): string {
       if (name === 'clawbar') return (cached = dir);
     }
     const parent = path.dirname(dir);
-    if (parent === dir) throw new Error('cannot find the Clawbar package root (package.json named "clawbar")');
+    if (parent === dir)
+      throw new Error('cannot find the Clawbar package root (package.json named "clawbar")');
     dir = parent;
   }
 }

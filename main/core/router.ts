@@ -51,7 +51,8 @@ function escapeXml(text: string): string {
  * Message text is escaped, so a message cannot close the tag and forge another sender.
  */
 export function buildPrompt(messages: readonly StoredMessage[], omitted = 0): string {
-  const note = omitted > 0 ? [`<omitted count="${omitted}">earlier messages not shown</omitted>`] : [];
+  const note =
+    omitted > 0 ? [`<omitted count="${omitted}">earlier messages not shown</omitted>`] : [];
   const lines = messages.map(
     (m) =>
       `<message sender="${escapeXml(m.senderName)}" time="${new Date(m.timestamp).toISOString()}">${escapeXml(m.text)}</message>`,

@@ -32,22 +32,34 @@ function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, CLAWBAR_HOME: home, ...extra };
 }
 
-function clawbar(args: string[], extraEnv: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<Run> {
+function clawbar(
+  args: string[],
+  extraEnv: NodeJS.ProcessEnv = {},
+  timeoutMs = 30_000,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: ROOT, env: cleanEnv(extraEnv), timeout: timeoutMs }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') {
-        reject(new Error(`clawbar ${args.join(' ')} did not finish (${err.message}):\n${stderr}`));
-        return;
-      }
-      resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { cwd: ROOT, env: cleanEnv(extraEnv), timeout: timeoutMs },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') {
+          reject(
+            new Error(`clawbar ${args.join(' ')} did not finish (${err.message}):\n${stderr}`),
+          );
+          return;
+        }
+        resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
+      },
+    );
   });
 }
 
 /** Runs a command that must succeed, and returns its stdout. */
 async function ok(args: string[]): Promise<string> {
   const run = await clawbar(args);
-  if (run.code !== 0) throw new Error(`clawbar ${args.join(' ')} exited ${run.code}:\n${run.stderr}`);
+  if (run.code !== 0)
+    throw new Error(`clawbar ${args.join(' ')} exited ${run.code}:\n${run.stderr}`);
   return run.stdout;
 }
 
@@ -62,7 +74,9 @@ function messagesInDb(): number {
 
 beforeAll(() => {
   if (!fs.existsSync(path.join(ROOT, 'dist', 'main', 'cli', 'index.js'))) {
-    throw new Error('dist/main/cli/index.js is missing: run `npm run build` first (`npm test` does it)');
+    throw new Error(
+      'dist/main/cli/index.js is missing: run `npm run build` first (`npm test` does it)',
+    );
   }
 });
 
@@ -83,7 +97,15 @@ describe('groups and messages without serve', () => {
 
     const listed = JSON.parse(await ok(['groups', 'list', '--json'])) as unknown;
     expect(listed).toEqual([
-      { name: 'Family', folder: 'family', jid: 'local:family', channel: 'local', trigger: '@Andy', main: false, paused: false },
+      {
+        name: 'Family',
+        folder: 'family',
+        jid: 'local:family',
+        channel: 'local',
+        trigger: '@Andy',
+        main: false,
+        paused: false,
+      },
     ]);
     expect(fs.existsSync(path.join(home, 'groups', 'family', 'CLAUDE.md'))).toBe(true);
     expect(fs.existsSync(path.join(home, 'groups', 'global', 'CLAUDE.md'))).toBe(true);
@@ -93,16 +115,20 @@ describe('groups and messages without serve', () => {
     await ok(['groups', 'add', '--name', 'Family']);
     const sent = await clawbar(['send', '--group', 'family', '@Andy hi']);
     expect(sent.code).toBe(0);
-    expect(sent.stdout).toBe('stored; `clawbar serve` is not running, so it will be answered when it starts\n');
+    expect(sent.stdout).toBe(
+      'stored; `clawbar serve` is not running, so it will be answered when it starts\n',
+    );
     expect(messagesInDb()).toBe(1);
   });
 
   it('does not promise an answer to a message without the trigger', async () => {
     await ok(['groups', 'add', '--name', 'Family']);
-    expect(await ok(['send', '--group', 'family', 'just chatting'])).toBe('stored (no trigger, so the assistant was not asked)\n');
+    expect(await ok(['send', '--group', 'family', 'just chatting'])).toBe(
+      'stored (no trigger, so the assistant was not asked)\n',
+    );
   });
 
-  it('says a paused group\'s message waits for resume', async () => {
+  it("says a paused group's message waits for resume", async () => {
     await ok(['groups', 'add', '--name', 'Family']);
     await ok(['groups', 'pause', 'family']);
     expect(await ok(['send', '--group', 'family', '@Andy hi'])).toBe(
@@ -114,21 +140,29 @@ describe('groups and messages without serve', () => {
     await ok(['groups', 'add', '--name', 'Family']);
     await ok(['send', '--group', 'family', '--from', 'Alice', '@Andy hi']);
     await ok(['send', '--group', 'Family', '--from', 'Bob', 'and hello from me']);
-    const list = JSON.parse(await ok(['messages', '--group', 'family', '--json'])) as Array<Record<string, unknown>>;
+    const list = JSON.parse(await ok(['messages', '--group', 'family', '--json'])) as Array<
+      Record<string, unknown>
+    >;
     expect(list).toEqual([
       expect.objectContaining({ from: 'Alice', text: '@Andy hi', fromAssistant: false }),
       expect.objectContaining({ from: 'Bob', text: 'and hello from me', fromAssistant: false }),
     ]);
-    const limited = JSON.parse(await ok(['messages', '--group', 'family', '--limit', '1', '--json'])) as unknown[];
+    const limited = JSON.parse(
+      await ok(['messages', '--group', 'family', '--limit', '1', '--json']),
+    ) as unknown[];
     expect(limited).toEqual([expect.objectContaining({ text: 'and hello from me' })]);
   });
 
   it('pauses, resumes and removes a group by name, folder or jid', async () => {
     await ok(['groups', 'add', '--name', 'Family']);
     expect(await ok(['groups', 'pause', 'Family'])).toBe('paused group Family\n');
-    expect(JSON.parse(await ok(['groups', 'list', '--json']))).toEqual([expect.objectContaining({ paused: true })]);
+    expect(JSON.parse(await ok(['groups', 'list', '--json']))).toEqual([
+      expect.objectContaining({ paused: true }),
+    ]);
     expect(await ok(['groups', 'resume', 'local:family'])).toBe('resumed group Family\n');
-    expect(await ok(['groups', 'remove', 'family'])).toBe('removed group Family (its folder family and history are kept)\n');
+    expect(await ok(['groups', 'remove', 'family'])).toBe(
+      'removed group Family (its folder family and history are kept)\n',
+    );
     expect(JSON.parse(await ok(['groups', 'list', '--json']))).toEqual([]);
   });
 });
@@ -139,7 +173,9 @@ describe('refusals without serve', () => {
     const run = await clawbar(['send', '--group', 'family', '--wait', '@Andy hi']);
     expect(run.code).not.toBe(0);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toBe('clawbar: --wait needs `clawbar serve` running; the message was not stored\n');
+    expect(run.stderr).toBe(
+      'clawbar: --wait needs `clawbar serve` running; the message was not stored\n',
+    );
     expect(messagesInDb()).toBe(0);
   });
 
@@ -150,13 +186,16 @@ describe('refusals without serve', () => {
     expect(run.stderr).toContain('no group named "nope"');
   });
 
-  it.each([[''], ['   ']])('an empty message %j exits non-zero and stores nothing', async (text) => {
-    await ok(['groups', 'add', '--name', 'Family']);
-    const run = await clawbar(['send', '--group', 'family', text]);
-    expect(run.code).not.toBe(0);
-    expect(run.stderr).toContain('the message is empty');
-    expect(messagesInDb()).toBe(0);
-  });
+  it.each([[''], ['   ']])(
+    'an empty message %j exits non-zero and stores nothing',
+    async (text) => {
+      await ok(['groups', 'add', '--name', 'Family']);
+      const run = await clawbar(['send', '--group', 'family', text]);
+      expect(run.code).not.toBe(0);
+      expect(run.stderr).toContain('the message is empty');
+      expect(messagesInDb()).toBe(0);
+    },
+  );
 
   it('an unknown command exits non-zero with the usage on stderr', async () => {
     const run = await clawbar(['frobnicate']);
@@ -196,7 +235,15 @@ describe('refusals without serve', () => {
   });
 
   it('--trigger with --no-trigger is refused as a contradiction', async () => {
-    const run = await clawbar(['groups', 'add', '--name', 'Family', '--trigger', 'x', '--no-trigger']);
+    const run = await clawbar([
+      'groups',
+      'add',
+      '--name',
+      'Family',
+      '--trigger',
+      'x',
+      '--no-trigger',
+    ]);
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain('--trigger and --no-trigger contradict each other');
     expect(fs.existsSync(path.join(home, 'clawbar.db'))).toBe(false);
@@ -213,7 +260,9 @@ describe('refusals without serve', () => {
   it('a bad environment variable is a clear configuration error', async () => {
     const run = await clawbar(['groups', 'list'], { CLAWBAR_MAX_CONCURRENCY: 'many' });
     expect(run.code).toBe(1);
-    expect(run.stderr).toBe('clawbar: CLAWBAR_MAX_CONCURRENCY must be a whole number from 1 to 64, got "many"\n');
+    expect(run.stderr).toBe(
+      'clawbar: CLAWBAR_MAX_CONCURRENCY must be a whole number from 1 to 64, got "many"\n',
+    );
   });
 });
 
@@ -231,7 +280,9 @@ describe('--json', () => {
       expect(run.stderr).toBe('');
       expect(() => JSON.parse(run.stdout), run.stdout).not.toThrow();
     }
-    const sent = JSON.parse(await ok(['send', '--group', 'family', '--json', '@Andy again'])) as Record<string, unknown>;
+    const sent = JSON.parse(
+      await ok(['send', '--group', 'family', '--json', '@Andy again']),
+    ) as Record<string, unknown>;
     expect(sent).toMatchObject({ triggered: true, dispatched: false, paused: true, replies: [] });
   });
 
@@ -268,7 +319,10 @@ describe('a database from the future', () => {
     db.close();
     const before = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
-    for (const args of [['groups', 'list'], ['send', '--group', 'family', '@Andy hi']]) {
+    for (const args of [
+      ['groups', 'list'],
+      ['send', '--group', 'family', '@Andy hi'],
+    ]) {
       const run = await clawbar(args);
       expect(run.code).not.toBe(0);
       expect(run.stdout).toBe('');

@@ -5,7 +5,14 @@
 import Docker from 'dockerode';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startFakeAnthropic, textTurn, type FakeAnthropic } from '../fakes/anthropic-api.js';
-import { cli, ensureAgentImage, requireBuild, startServe, tempHome, TEST_AGENT_IMAGE } from '../helpers/clawbar.js';
+import {
+  cli,
+  ensureAgentImage,
+  requireBuild,
+  startServe,
+  tempHome,
+  TEST_AGENT_IMAGE,
+} from '../helpers/clawbar.js';
 import { requireDocker } from '../helpers/docker.js';
 import { OURS_LABEL, SCOPE_LABEL, scopeForHome } from '../../main/core/sandbox/runtime.js';
 
@@ -21,7 +28,12 @@ requireDocker('crash recovery', () => {
     await ensureAgentImage();
     fake = await startFakeAnthropic({ apiKey: API_KEY });
     home = tempHome('clawbar-crash-');
-    env = { CLAWBAR_HOME: home, ANTHROPIC_API_KEY: API_KEY, ANTHROPIC_BASE_URL: fake.url, CLAWBAR_IMAGE: TEST_AGENT_IMAGE };
+    env = {
+      CLAWBAR_HOME: home,
+      ANTHROPIC_API_KEY: API_KEY,
+      ANTHROPIC_BASE_URL: fake.url,
+      CLAWBAR_IMAGE: TEST_AGENT_IMAGE,
+    };
     expect((await cli(['groups', 'add', '--name', 'Family'], env)).code).toBe(0);
   }, 180_000);
 
@@ -29,7 +41,10 @@ requireDocker('crash recovery', () => {
 
   it('answers a message exactly once after serve is killed mid-turn', async () => {
     // The first model call hangs long enough for the kill; the retry after restart answers.
-    fake.script([textTurn('too late', { delayMs: 30_000 }), textTurn('Answered after the restart.')]);
+    fake.script([
+      textTurn('too late', { delayMs: 30_000 }),
+      textTurn('Answered after the restart.'),
+    ]);
     const first = await startServe(env, home);
     const sent = await cli(['send', '--group', 'family', '@Andy are you there?'], env);
     expect(sent.code, sent.stderr).toBe(0);
@@ -42,7 +57,9 @@ requireDocker('crash recovery', () => {
       const deadline = Date.now() + 60_000;
       let replies: Array<{ fromAssistant: boolean; text: string }> = [];
       while (Date.now() < deadline) {
-        const history = JSON.parse((await cli(['messages', '--group', 'family', '--json'], env)).stdout) as typeof replies;
+        const history = JSON.parse(
+          (await cli(['messages', '--group', 'family', '--json'], env)).stdout,
+        ) as typeof replies;
         replies = history.filter((m) => m.fromAssistant);
         if (replies.length > 0) break;
         await new Promise((resolve) => setTimeout(resolve, 200));
@@ -60,7 +77,9 @@ requireDocker('crash recovery', () => {
       expect(await second.stop()).toBe(0);
     }
     // Nothing was sent twice: one user message, one reply.
-    const history = JSON.parse((await cli(['messages', '--group', 'family', '--json'], env)).stdout) as unknown[];
+    const history = JSON.parse(
+      (await cli(['messages', '--group', 'family', '--json'], env)).stdout,
+    ) as unknown[];
     expect(history).toHaveLength(2);
   }, 120_000);
 });

@@ -6,8 +6,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startFakeAnthropic, textTurn, toolUseTurn, type FakeAnthropic } from '../fakes/anthropic-api.js';
-import { cli, ensureAgentImage, requireBuild, startServe, tempHome, TEST_AGENT_IMAGE, type ServeProcess } from '../helpers/clawbar.js';
+import {
+  startFakeAnthropic,
+  textTurn,
+  toolUseTurn,
+  type FakeAnthropic,
+} from '../fakes/anthropic-api.js';
+import {
+  cli,
+  ensureAgentImage,
+  requireBuild,
+  startServe,
+  tempHome,
+  TEST_AGENT_IMAGE,
+  type ServeProcess,
+} from '../helpers/clawbar.js';
 import { requireDocker } from '../helpers/docker.js';
 import { OURS_LABEL } from '../../main/core/sandbox/runtime.js';
 
@@ -22,7 +35,8 @@ function lastToolResult(fake: FakeAnthropic): string {
   const result = blocks.find((b) => b.type === 'tool_result') as { content?: unknown } | undefined;
   const content = result?.content;
   if (typeof content === 'string') return content;
-  if (Array.isArray(content)) return content.map((c) => (c as { text?: string }).text ?? '').join('');
+  if (Array.isArray(content))
+    return content.map((c) => (c as { text?: string }).text ?? '').join('');
   throw new Error(`no tool_result in the last request: ${JSON.stringify(last)}`);
 }
 
@@ -58,7 +72,13 @@ requireDocker('clawbar serve with real Docker', () => {
     expect(code).toBe(0);
     // A clean shutdown leaves no container of ours behind.
     const left = await new Docker().listContainers({ all: true, filters: { label: [OURS_LABEL] } });
-    expect(left.filter((c) => c.Labels['dev.clawbar.group'] && c.Names.some((n) => n.includes('family') || n.includes('work')))).toEqual([]);
+    expect(
+      left.filter(
+        (c) =>
+          c.Labels['dev.clawbar.group'] &&
+          c.Names.some((n) => n.includes('family') || n.includes('work')),
+      ),
+    ).toEqual([]);
   });
 
   it('runs bash in the container, writes a file in the group folder, and replies', async () => {
@@ -66,18 +86,27 @@ requireDocker('clawbar serve with real Docker', () => {
       toolUseTurn('bash', { command: 'echo made-by-the-agent > proof.txt && cat proof.txt' }),
       textTurn('Done: I wrote proof.txt.'),
     ]);
-    const sent = await cli(['send', '--group', 'family', '--from', 'Alice', '--wait', '@Andy please make a file'], env);
+    const sent = await cli(
+      ['send', '--group', 'family', '--from', 'Alice', '--wait', '@Andy please make a file'],
+      env,
+    );
     expect(sent.code, `${sent.stderr}\n${serve.logs()}`).toBe(0);
     expect(sent.stdout).toContain('Done: I wrote proof.txt.');
     expect(lastToolResult(fake)).toContain('made-by-the-agent');
-    expect(fs.readFileSync(path.join(home, 'groups', 'family', 'proof.txt'), 'utf8')).toBe('made-by-the-agent\n');
+    expect(fs.readFileSync(path.join(home, 'groups', 'family', 'proof.txt'), 'utf8')).toBe(
+      'made-by-the-agent\n',
+    );
 
     // The model saw the catch-up prompt with sender and text.
     const firstUser = fake.requests.at(-2)?.body.messages.at(-1);
     expect(JSON.stringify(firstUser)).toContain('sender=\\"Alice\\"');
 
     const history = await cli(['messages', '--group', 'Family', '--json'], env);
-    const messages = JSON.parse(history.stdout) as Array<{ from: string; fromAssistant: boolean; text: string }>;
+    const messages = JSON.parse(history.stdout) as Array<{
+      from: string;
+      fromAssistant: boolean;
+      text: string;
+    }>;
     expect(messages.map((m) => [m.from, m.fromAssistant, m.text])).toEqual([
       ['Alice', false, '@Andy please make a file'],
       ['Andy', true, 'Done: I wrote proof.txt.'],
@@ -94,20 +123,27 @@ requireDocker('clawbar serve with real Docker', () => {
     const started = serve
       .logs()
       .split('\n')
-      .filter((line) => line.includes('"msg":"container started"') && line.includes('"group":"family"'));
+      .filter(
+        (line) => line.includes('"msg":"container started"') && line.includes('"group":"family"'),
+      );
     expect(started).toHaveLength(1);
   });
 
   it('keeps a message without the trigger as context but does not answer it', async () => {
     const before = fake.requests.length;
-    const quiet = await cli(['send', '--group', 'family', '--from', 'Bob', '--wait', 'just chatting, no trigger'], env);
+    const quiet = await cli(
+      ['send', '--group', 'family', '--from', 'Bob', '--wait', 'just chatting, no trigger'],
+      env,
+    );
     expect(quiet.code).toBe(0);
     expect(quiet.stdout).toContain('no trigger');
     expect(fake.requests.length).toBe(before);
 
     fake.script([textTurn('Noted.')]);
     await cli(['send', '--group', 'family', '--wait', '@Andy what did Bob say?'], env);
-    expect(JSON.stringify(fake.requests.at(-1)?.body.messages.at(-1))).toContain('just chatting, no trigger');
+    expect(JSON.stringify(fake.requests.at(-1)?.body.messages.at(-1))).toContain(
+      'just chatting, no trigger',
+    );
   });
 
   it('isolates the container: no network, no other group, no API key anywhere', async () => {
@@ -124,7 +160,10 @@ requireDocker('clawbar serve with real Docker', () => {
       'echo "anthropic-vars: $(env | grep -c ^ANTHROPIC)"',
     ].join('; ');
     fake.script([toolUseTurn('bash', { command: probe }), textTurn('Checked.')]);
-    const sent = await cli(['send', '--group', 'family', '--wait', '@Andy check your surroundings'], env);
+    const sent = await cli(
+      ['send', '--group', 'family', '--wait', '@Andy check your surroundings'],
+      env,
+    );
     expect(sent.code, sent.stderr).toBe(0);
 
     const report = lastToolResult(fake);
@@ -139,7 +178,9 @@ requireDocker('clawbar serve with real Docker', () => {
 
     // From the outside: the warm container's configuration carries no key and no network.
     const docker = new Docker();
-    const [container] = await docker.listContainers({ filters: { label: [OURS_LABEL, 'dev.clawbar.group=family'] } });
+    const [container] = await docker.listContainers({
+      filters: { label: [OURS_LABEL, 'dev.clawbar.group=family'] },
+    });
     expect(container).toBeDefined();
     const info = await docker.getContainer(container!.Id).inspect();
     expect(JSON.stringify(info)).not.toContain(API_KEY);
@@ -187,6 +228,9 @@ requireDocker('clawbar serve with real Docker', () => {
     expect(s.serving).toBe(true);
     expect(s.runtime.ok).toBe(true);
     expect(s.image).toMatchObject({ image: TEST_AGENT_IMAGE, present: true });
-    expect(s.queue.running.map((r: { groupJid: string }) => r.groupJid).sort()).toEqual(['local:family', 'local:work']);
+    expect(s.queue.running.map((r: { groupJid: string }) => r.groupJid).sort()).toEqual([
+      'local:family',
+      'local:work',
+    ]);
   });
 });

@@ -50,12 +50,21 @@ export interface CliResult {
 }
 
 /** Runs `clawbar ARGS` and resolves with its exit code and output (never rejects on exit code). */
-export function cli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<CliResult> {
+export function cli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 120_000,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
       [CLI, ...args],
-      { env: { ...process.env, ...env }, cwd: ROOT, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      {
+        env: { ...process.env, ...env },
+        cwd: ROOT,
+        timeout: timeoutMs,
+        maxBuffer: 16 * 1024 * 1024,
+      },
       (err, stdout, stderr) => {
         if (err && typeof (err as { code?: unknown }).code !== 'number') {
           reject(new Error(`clawbar ${args.join(' ')} did not finish: ${err.message}\n${stderr}`));
@@ -84,10 +93,13 @@ export async function startServe(env: NodeJS.ProcessEnv, home: string): Promise<
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
   const deadline = Date.now() + 30_000;
   while (!output.includes('clawbar serving')) {
-    if (child.exitCode !== null) throw new Error(`serve exited early (${child.exitCode}):\n${output}`);
+    if (child.exitCode !== null)
+      throw new Error(`serve exited early (${child.exitCode}):\n${output}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`serve did not start within 30 s:\n${output}`);

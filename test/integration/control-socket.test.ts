@@ -11,7 +11,11 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, type ClawbarConfig } from '../../main/core/config.js';
 import { ControlClient, ControlRequestError } from '../../main/core/control/client.js';
-import { controlHandlers, type GroupView, type MessageView } from '../../main/core/control/handlers.js';
+import {
+  controlHandlers,
+  type GroupView,
+  type MessageView,
+} from '../../main/core/control/handlers.js';
 import { MAX_REQUEST_BYTES } from '../../main/core/control/protocol.js';
 import { ControlServer, ServeAlreadyRunningError } from '../../main/core/control/server.js';
 import { Core } from '../../main/core/core.js';
@@ -107,14 +111,22 @@ describe('a serving control socket', () => {
     runtime = new UnavailableRuntime();
     core = makeCore(store, runtime);
     await core.start();
-    const server = new ControlServer(config.socketPath, controlHandlers({ core, serving: true }), silentLogger());
+    const server = new ControlServer(
+      config.socketPath,
+      controlHandlers({ core, serving: true }),
+      silentLogger(),
+    );
     await server.listen();
     cleanups.push(() => server.close());
     client = await ControlClient.connect(config.socketPath);
     cleanups.push(() => client.close());
   });
 
-  async function expectRequestError(promise: Promise<unknown>, code: string, message: RegExp | string): Promise<void> {
+  async function expectRequestError(
+    promise: Promise<unknown>,
+    code: string,
+    message: RegExp | string,
+  ): Promise<void> {
     const err = await promise.then(
       () => {
         throw new Error('expected the request to fail');
@@ -147,12 +159,18 @@ describe('a serving control socket', () => {
     expect(fs.existsSync(path.join(home, 'groups', 'family', 'CLAUDE.md'))).toBe(true);
     expect(await client.request('groups.list', {})).toEqual([added]);
 
-    expect(await client.request('groups.pause', { group: 'family' })).toMatchObject({ paused: true });
+    expect(await client.request('groups.pause', { group: 'family' })).toMatchObject({
+      paused: true,
+    });
     expect(await client.request('groups.list', {})).toEqual([{ ...added, paused: true }]);
-    expect(await client.request('groups.resume', { group: 'local:family' })).toMatchObject({ paused: false });
+    expect(await client.request('groups.resume', { group: 'local:family' })).toMatchObject({
+      paused: false,
+    });
     expect(await client.request('groups.list', {})).toEqual([added]);
 
-    expect(await client.request('groups.remove', { group: 'FAMILY' })).toMatchObject({ name: 'Family' });
+    expect(await client.request('groups.remove', { group: 'FAMILY' })).toMatchObject({
+      name: 'Family',
+    });
     expect(await client.request('groups.list', {})).toEqual([]);
     // The folder stays: nothing the user made is lost.
     expect(fs.existsSync(path.join(home, 'groups', 'family'))).toBe(true);
@@ -160,7 +178,11 @@ describe('a serving control socket', () => {
 
   it('refuses a second group with the same name', async () => {
     await client.request('groups.add', { name: 'Family' });
-    await expectRequestError(client.request('groups.add', { name: 'family' }), 'bad_request', 'a group named "family" already exists');
+    await expectRequestError(
+      client.request('groups.add', { name: 'family' }),
+      'bad_request',
+      'a group named "family" already exists',
+    );
   });
 
   it('answers a send to an unknown group with not_found and a clear message', async () => {
@@ -173,14 +195,26 @@ describe('a serving control socket', () => {
 
   it('answers pause, resume, remove and messages of an unknown group with not_found', async () => {
     for (const method of ['groups.pause', 'groups.resume', 'groups.remove', 'messages'] as const) {
-      await expectRequestError(client.request(method, { group: 'ghost' }), 'not_found', /no group named "ghost"/);
+      await expectRequestError(
+        client.request(method, { group: 'ghost' }),
+        'not_found',
+        /no group named "ghost"/,
+      );
     }
   });
 
   it('refuses empty and whitespace-only text with bad_request and stores nothing', async () => {
     await client.request('groups.add', { name: 'Family' });
-    await expectRequestError(client.request('send', { group: 'family', text: '' }), 'bad_request', 'the message is empty');
-    await expectRequestError(client.request('send', { group: 'family', text: ' \n\t ' }), 'bad_request', 'the message is empty');
+    await expectRequestError(
+      client.request('send', { group: 'family', text: '' }),
+      'bad_request',
+      'the message is empty',
+    );
+    await expectRequestError(
+      client.request('send', { group: 'family', text: ' \n\t ' }),
+      'bad_request',
+      'the message is empty',
+    );
     expect(await client.request('messages', { group: 'family' })).toEqual([]);
     expect(store.recentMessages('local:family', 10)).toEqual([]);
   });
@@ -210,26 +244,41 @@ describe('a serving control socket', () => {
     expect(fs.readdirSync(parent).sort()).toEqual(parentBefore);
     expect(fs.existsSync(path.join(parent, 'x'))).toBe(false);
     // The group is still found by the name it was given.
-    expect(await client.request('groups.pause', { group: '../x' })).toMatchObject({ folder: 'x', paused: true });
+    expect(await client.request('groups.pause', { group: '../x' })).toMatchObject({
+      folder: 'x',
+      paused: true,
+    });
   });
 
-  it('stores a paused group\'s messages and reports them triggered, but dispatches nothing until resume', async () => {
+  it("stores a paused group's messages and reports them triggered, but dispatches nothing until resume", async () => {
     await client.request('groups.add', { name: 'Family' });
     await client.request('groups.pause', { group: 'family' });
 
-    const sent = (await client.request('send', { group: 'family', from: 'Alice', text: '@Andy are you there?' })) as {
+    const sent = (await client.request('send', {
+      group: 'family',
+      from: 'Alice',
+      text: '@Andy are you there?',
+    })) as {
       stored: MessageView;
       triggered: boolean;
       paused?: boolean;
     };
     expect(sent.triggered).toBe(true);
     expect(sent.paused).toBe(true);
-    expect(sent.stored).toMatchObject({ from: 'Alice', text: '@Andy are you there?', fromAssistant: false });
+    expect(sent.stored).toMatchObject({
+      from: 'Alice',
+      text: '@Andy are you there?',
+      fromAssistant: false,
+    });
     const history = (await client.request('messages', { group: 'family' })) as MessageView[];
     expect(history.map((m) => m.text)).toEqual(['@Andy are you there?']);
 
     // `wait` on a paused group returns at once rather than waiting for a run that cannot start.
-    const waited = (await client.request('send', { group: 'family', text: '@Andy still?', wait: true })) as {
+    const waited = (await client.request('send', {
+      group: 'family',
+      text: '@Andy still?',
+      wait: true,
+    })) as {
       paused?: boolean;
       replies: unknown[];
     };
@@ -287,10 +336,16 @@ class RawConnection {
   }
 
   /** The next answer line, parsed. */
-  async next(timeoutMs = 5_000): Promise<{ id: number; ok: boolean; result?: unknown; error?: { code: string; message: string } }> {
+  async next(timeoutMs = 5_000): Promise<{
+    id: number;
+    ok: boolean;
+    result?: unknown;
+    error?: { code: string; message: string };
+  }> {
     const deadline = Date.now() + timeoutMs;
     while (this.lines.length === 0) {
-      if (this.socket.destroyed || Date.now() > deadline) throw new Error(`no answer (socket ${this.socket.destroyed ? 'closed' : 'open'})`);
+      if (this.socket.destroyed || Date.now() > deadline)
+        throw new Error(`no answer (socket ${this.socket.destroyed ? 'closed' : 'open'})`);
       await new Promise<void>((resolve) => {
         this.waiter = resolve;
         setTimeout(resolve, 50);
@@ -311,7 +366,11 @@ describe('the control socket under bad input', () => {
   beforeEach(async () => {
     const store = makeStore();
     core = makeCore(store, new UnavailableRuntime());
-    const server = new ControlServer(config.socketPath, controlHandlers({ core, serving: true }), silentLogger());
+    const server = new ControlServer(
+      config.socketPath,
+      controlHandlers({ core, serving: true }),
+      silentLogger(),
+    );
     await server.listen();
     cleanups.push(() => server.close());
     raw = await RawConnection.open(config.socketPath);
@@ -324,25 +383,63 @@ describe('the control socket under bad input', () => {
     ['a line that is not JSON', 'this is not json\n', 0, 'request is not JSON'],
     ['JSON without a method', '{"id": 4}\n', 0, 'request needs id, method, params'],
     ['JSON that is not an object', '[1, 2, 3]\n', 0, 'request needs id, method, params'],
-    ['a string id', '{"id": "4", "method": "groups.list"}\n', 0, 'request needs id, method, params'],
-    ['an unknown method', '{"id": 5, "method": "groups.nuke", "params": {}}\n', 5, 'unknown method "groups.nuke"'],
-    ['an inherited property as method', '{"id": 6, "method": "constructor", "params": {}}\n', 6, 'unknown method "constructor"'],
-    ['a number where the group should be', '{"id": 7, "method": "send", "params": {"group": 5, "text": "hi"}}\n', 7, /^group: /],
-    ['a string where wait should be a boolean', '{"id": 8, "method": "send", "params": {"group": "g", "text": "hi", "wait": "yes"}}\n', 8, /^wait: /],
-    ['params that are not an object', '{"id": 9, "method": "groups.add", "params": "Family"}\n', 9, /expected object/],
-    ['a limit that is not a whole number', '{"id": 10, "method": "messages", "params": {"group": "g", "limit": 1.5}}\n', 10, /^limit: /],
-  ])('answers %s with a clear bad_request error, then serves the next request on the same connection', async (_label, line, id, message) => {
-    raw.write(line);
-    const answer = await raw.next();
-    expect(answer.id).toBe(id);
-    expect(answer.ok).toBe(false);
-    expect(answer.error?.code).toBe('bad_request');
-    if (typeof message === 'string') expect(answer.error?.message).toBe(message);
-    else expect(answer.error?.message).toMatch(message);
+    [
+      'a string id',
+      '{"id": "4", "method": "groups.list"}\n',
+      0,
+      'request needs id, method, params',
+    ],
+    [
+      'an unknown method',
+      '{"id": 5, "method": "groups.nuke", "params": {}}\n',
+      5,
+      'unknown method "groups.nuke"',
+    ],
+    [
+      'an inherited property as method',
+      '{"id": 6, "method": "constructor", "params": {}}\n',
+      6,
+      'unknown method "constructor"',
+    ],
+    [
+      'a number where the group should be',
+      '{"id": 7, "method": "send", "params": {"group": 5, "text": "hi"}}\n',
+      7,
+      /^group: /,
+    ],
+    [
+      'a string where wait should be a boolean',
+      '{"id": 8, "method": "send", "params": {"group": "g", "text": "hi", "wait": "yes"}}\n',
+      8,
+      /^wait: /,
+    ],
+    [
+      'params that are not an object',
+      '{"id": 9, "method": "groups.add", "params": "Family"}\n',
+      9,
+      /expected object/,
+    ],
+    [
+      'a limit that is not a whole number',
+      '{"id": 10, "method": "messages", "params": {"group": "g", "limit": 1.5}}\n',
+      10,
+      /^limit: /,
+    ],
+  ])(
+    'answers %s with a clear bad_request error, then serves the next request on the same connection',
+    async (_label, line, id, message) => {
+      raw.write(line);
+      const answer = await raw.next();
+      expect(answer.id).toBe(id);
+      expect(answer.ok).toBe(false);
+      expect(answer.error?.code).toBe('bad_request');
+      if (typeof message === 'string') expect(answer.error?.message).toBe(message);
+      else expect(answer.error?.message).toMatch(message);
 
-    raw.write(good(11));
-    expect(await raw.next()).toEqual({ id: 11, ok: true, result: [] });
-  });
+      raw.write(good(11));
+      expect(await raw.next()).toEqual({ id: 11, ok: true, result: [] });
+    },
+  );
 
   it('ignores blank lines', async () => {
     raw.write('\n   \n');
@@ -393,11 +490,19 @@ describe('the control socket under bad input', () => {
 describe('one serve per data directory', () => {
   it('a second server on the same socket path refuses with ServeAlreadyRunningError', async () => {
     const core = makeCore(makeStore(), new UnavailableRuntime());
-    const first = new ControlServer(config.socketPath, controlHandlers({ core, serving: true }), silentLogger());
+    const first = new ControlServer(
+      config.socketPath,
+      controlHandlers({ core, serving: true }),
+      silentLogger(),
+    );
     await first.listen();
     cleanups.push(() => first.close());
 
-    const second = new ControlServer(config.socketPath, controlHandlers({ core, serving: true }), silentLogger());
+    const second = new ControlServer(
+      config.socketPath,
+      controlHandlers({ core, serving: true }),
+      silentLogger(),
+    );
     await expect(second.listen()).rejects.toBeInstanceOf(ServeAlreadyRunningError);
     await expect(second.listen()).rejects.toThrow(/clawbar serve is already running/);
 
@@ -423,7 +528,11 @@ describe('one serve per data directory', () => {
     expect(fs.statSync(config.socketPath).isSocket()).toBe(true);
 
     const core = makeCore(makeStore(), new UnavailableRuntime());
-    const server = new ControlServer(config.socketPath, controlHandlers({ core, serving: true }), silentLogger());
+    const server = new ControlServer(
+      config.socketPath,
+      controlHandlers({ core, serving: true }),
+      silentLogger(),
+    );
     await server.listen();
     cleanups.push(() => server.close());
     const client = await ControlClient.connect(config.socketPath);
@@ -434,7 +543,11 @@ describe('one serve per data directory', () => {
 
   it('removes its socket file when it closes', async () => {
     const core = makeCore(makeStore(), new UnavailableRuntime());
-    const server = new ControlServer(config.socketPath, controlHandlers({ core, serving: true }), silentLogger());
+    const server = new ControlServer(
+      config.socketPath,
+      controlHandlers({ core, serving: true }),
+      silentLogger(),
+    );
     await server.listen();
     await server.close();
     expect(fs.existsSync(config.socketPath)).toBe(false);
@@ -473,9 +586,21 @@ describe('recovery at start', () => {
 
     // A non-main group sees exactly its folder (rw), global memory (ro) and its session (rw).
     expect(spec.mounts).toEqual([
-      { hostPath: path.join(home, 'groups', 'family'), containerPath: '/workspace/group', readOnly: false },
-      { hostPath: path.join(home, 'groups', 'global'), containerPath: '/workspace/global', readOnly: true },
-      { hostPath: path.join(home, 'sessions', 'family'), containerPath: '/workspace/session', readOnly: false },
+      {
+        hostPath: path.join(home, 'groups', 'family'),
+        containerPath: '/workspace/group',
+        readOnly: false,
+      },
+      {
+        hostPath: path.join(home, 'groups', 'global'),
+        containerPath: '/workspace/global',
+        readOnly: true,
+      },
+      {
+        hostPath: path.join(home, 'sessions', 'family'),
+        containerPath: '/workspace/session',
+        readOnly: false,
+      },
     ]);
     expect(spec.network).toBe(false);
 

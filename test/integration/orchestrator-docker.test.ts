@@ -10,9 +10,18 @@ import { loadConfig, type ClawbarConfig } from '../../main/core/config.js';
 import { Core } from '../../main/core/core.js';
 import { silentLogger } from '../../main/core/logger.js';
 import { DockerRuntime } from '../../main/core/sandbox/docker.js';
-import { scopeForHome, type ContainerRuntime, type ContainerSpec } from '../../main/core/sandbox/runtime.js';
+import {
+  scopeForHome,
+  type ContainerRuntime,
+  type ContainerSpec,
+} from '../../main/core/sandbox/runtime.js';
 import { openStore, type Store } from '../../main/core/store/index.js';
-import { startFakeAnthropic, textTurn, type FakeAnthropic, type TurnFactory } from '../fakes/anthropic-api.js';
+import {
+  startFakeAnthropic,
+  textTurn,
+  type FakeAnthropic,
+  type TurnFactory,
+} from '../fakes/anthropic-api.js';
 import { ensureAgentImage, requireBuild, tempHome, TEST_AGENT_IMAGE } from '../helpers/clawbar.js';
 import { buildTestImage, removeTestImage, requireDocker } from '../helpers/docker.js';
 
@@ -29,9 +38,15 @@ interface Harness {
 
 const open: Harness[] = [];
 
-function harness(fake: FakeAnthropic, over: Partial<ClawbarConfig> & { image?: string } = {}): Harness {
+function harness(
+  fake: FakeAnthropic,
+  over: Partial<ClawbarConfig> & { image?: string } = {},
+): Harness {
   const home = tempHome('clawbar-orch-');
-  const config = { ...loadConfig({ CLAWBAR_HOME: home, CLAWBAR_IMAGE: TEST_AGENT_IMAGE }, () => undefined), ...over };
+  const config = {
+    ...loadConfig({ CLAWBAR_HOME: home, CLAWBAR_IMAGE: TEST_AGENT_IMAGE }, () => undefined),
+    ...over,
+  };
   const store = openStore(config.dbPath);
   const log = silentLogger();
   const docker = new DockerRuntime({ log, scope: scopeForHome(home) });
@@ -49,8 +64,21 @@ function harness(fake: FakeAnthropic, over: Partial<ClawbarConfig> & { image?: s
       return container;
     },
   });
-  const broker = new ModelBroker({ apiKey: API_KEY, baseURL: fake.url, model: config.model, log, maxRetries: 0 });
-  const core = new Core({ config, store, runtime, broker, log, retry: { baseDelayMs: 200, maxRetries: 1 } });
+  const broker = new ModelBroker({
+    apiKey: API_KEY,
+    baseURL: fake.url,
+    model: config.model,
+    log,
+    maxRetries: 0,
+  });
+  const core = new Core({
+    config,
+    store,
+    runtime,
+    broker,
+    log,
+    retry: { baseDelayMs: 200, maxRetries: 1 },
+  });
   const h: Harness = {
     core,
     store,
@@ -97,7 +125,9 @@ requireDocker('orchestrator with real containers', () => {
       return h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000);
     });
     const replies = await Promise.all(waits);
-    expect(replies.map((r) => r.replies.map((m) => m.text))).toEqual(names.map((n) => [`slow answer to ${n}`]));
+    expect(replies.map((r) => r.replies.map((m) => m.text))).toEqual(
+      names.map((n) => [`slow answer to ${n}`]),
+    );
     expect(peak).toBe(2);
   }, 120_000);
 
@@ -148,7 +178,8 @@ requireDocker('orchestrator with real containers', () => {
 
     it('survives garbage and oversized frames and still completes the turn', async () => {
       const image = await buildTestImage(docker, 'garbage-runner', {
-        Dockerfile: 'FROM clawbar-base:offline\nCOPY runner.mjs /runner.mjs\nENTRYPOINT ["node", "/runner.mjs"]\n',
+        Dockerfile:
+          'FROM clawbar-base:offline\nCOPY runner.mjs /runner.mjs\nENTRYPOINT ["node", "/runner.mjs"]\n',
         'runner.mjs': GARBAGE_RUNNER,
       });
       images.push(image);
@@ -162,7 +193,8 @@ requireDocker('orchestrator with real containers', () => {
 
     it('retries a container that crashes, then gives up and tells the chat', async () => {
       const image = await buildTestImage(docker, 'crashing-runner', {
-        Dockerfile: 'FROM clawbar-base:offline\nENTRYPOINT ["sh", "-c", "echo not-a-frame; exit 3"]\n',
+        Dockerfile:
+          'FROM clawbar-base:offline\nENTRYPOINT ["sh", "-c", "echo not-a-frame; exit 3"]\n',
       });
       images.push(image);
       const h = harness(fake, { image });
@@ -171,10 +203,15 @@ requireDocker('orchestrator with real containers', () => {
       const runs: boolean[] = [];
       h.core.events.on('run:finished', (e) => runs.push(e.ok));
       const posted = h.core.postLocal('crashy', 'Tester', '@Andy hello');
-      await expect(h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000)).rejects.toThrow(/gave up/);
+      await expect(
+        h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000),
+      ).rejects.toThrow(/gave up/);
       expect(runs).toEqual([false, false]); // the first try and one retry
       const history = h.core.messages(posted.group.jid, 10);
-      expect(history.map((m) => m.text)).toEqual(['@Andy hello', expect.stringMatching(/^Sorry, I could not answer/)]);
+      expect(history.map((m) => m.text)).toEqual([
+        '@Andy hello',
+        expect.stringMatching(/^Sorry, I could not answer/),
+      ]);
       expect(history[1]?.fromBot).toBe(true);
       // The unanswered message is still pending: nothing was lost.
       expect(h.store.cursorOf(posted.group.jid)).toBeLessThan(posted.message.seq);
@@ -192,9 +229,13 @@ requireDocker('orchestrator with real containers', () => {
       const errors: string[] = [];
       h.core.events.on('run:finished', (e) => e.error && errors.push(e.error));
       const posted = h.core.postLocal('silent', 'Tester', '@Andy hello?');
-      await expect(h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000)).rejects.toThrow(/gave up/);
+      await expect(
+        h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000),
+      ).rejects.toThrow(/gave up/);
       expect(errors[0]).toMatch(/no output from the agent for 2 s/);
-      const left = await docker.listContainers({ filters: { label: ['dev.clawbar.group=silent'] } });
+      const left = await docker.listContainers({
+        filters: { label: ['dev.clawbar.group=silent'] },
+      });
       expect(left).toEqual([]);
     }, 120_000);
   });

@@ -51,7 +51,9 @@ class RunnerUnderTest {
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => (this.stderr += chunk));
     // 'close', not 'exit': it comes after stdout has been read to the end, so no frame is missed.
-    this.exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+    this.exited = new Promise((resolve) =>
+      child.on('close', (code, signal) => resolve({ code, signal })),
+    );
     void this.exited.then(() => {
       this.closed = true;
       this.wake?.();
@@ -74,7 +76,9 @@ class RunnerUnderTest {
   async next<T extends RunnerToHost['type']>(type: T): Promise<FrameOf<T>> {
     const frame = await this.nextFrame();
     if (frame.type !== type) {
-      throw new Error(`expected a ${type} frame, got ${JSON.stringify(frame).slice(0, 500)}\nstderr:\n${this.stderr}`);
+      throw new Error(
+        `expected a ${type} frame, got ${JSON.stringify(frame).slice(0, 500)}\nstderr:\n${this.stderr}`,
+      );
     }
     return frame as FrameOf<T>;
   }
@@ -86,10 +90,13 @@ class RunnerUnderTest {
       const frame = this.frames.shift();
       if (frame) return frame;
       if (this.closed) {
-        throw new Error(`runner exited (${this.child.exitCode ?? this.child.signalCode}) while a frame was awaited\nstderr:\n${this.stderr}`);
+        throw new Error(
+          `runner exited (${this.child.exitCode ?? this.child.signalCode}) while a frame was awaited\nstderr:\n${this.stderr}`,
+        );
       }
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new Error(`no frame within ${FRAME_TIMEOUT_MS} ms\nstderr:\n${this.stderr}`);
+      if (remaining <= 0)
+        throw new Error(`no frame within ${FRAME_TIMEOUT_MS} ms\nstderr:\n${this.stderr}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, remaining);
         this.wake = () => {
@@ -104,7 +111,10 @@ class RunnerUnderTest {
   /** Resolves with the exit code, failing if the runner does not exit in time. */
   async exitCode(): Promise<number | null> {
     const timeout = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`runner did not exit\nstderr:\n${this.stderr}`)), FRAME_TIMEOUT_MS),
+      setTimeout(
+        () => reject(new Error(`runner did not exit\nstderr:\n${this.stderr}`)),
+        FRAME_TIMEOUT_MS,
+      ),
     );
     return (await Promise.race([this.exited, timeout])).code;
   }
@@ -119,7 +129,12 @@ class RunnerUnderTest {
   }
 }
 
-const usage = (inputTokens: number, outputTokens: number, cacheReadTokens = 0, cacheWriteTokens = 0): Usage => ({
+const usage = (
+  inputTokens: number,
+  outputTokens: number,
+  cacheReadTokens = 0,
+  cacheWriteTokens = 0,
+): Usage => ({
   inputTokens,
   outputTokens,
   cacheReadTokens,
@@ -127,7 +142,12 @@ const usage = (inputTokens: number, outputTokens: number, cacheReadTokens = 0, c
 });
 
 const text = (value: string): ContentBlock => ({ type: 'text', text: value });
-const toolUse = (id: string, name: string, input: unknown): ContentBlock => ({ type: 'tool_use', id, name, input });
+const toolUse = (id: string, name: string, input: unknown): ContentBlock => ({
+  type: 'tool_use',
+  id,
+  name,
+  input,
+});
 
 let workspace: string;
 let runner: RunnerUnderTest;
@@ -159,7 +179,13 @@ function reply(
   stopReason: string | null = 'end_turn',
   tokens: Usage = usage(1, 1),
 ): void {
-  runner.send({ type: 'model.result', requestId: request.requestId, content, stopReason, usage: tokens });
+  runner.send({
+    type: 'model.result',
+    requestId: request.requestId,
+    content,
+    stopReason,
+    usage: tokens,
+  });
 }
 
 function readTranscript(): { version: number; messages: MessageParam[] } {
@@ -170,7 +196,10 @@ function readTranscript(): { version: number; messages: MessageParam[] } {
 }
 
 beforeAll(() => {
-  execFileSync(process.execPath, [path.join(repoRoot, 'scripts/build-runner.mjs')], { cwd: repoRoot, stdio: 'pipe' });
+  execFileSync(process.execPath, [path.join(repoRoot, 'scripts/build-runner.mjs')], {
+    cwd: repoRoot,
+    stdio: 'pipe',
+  });
   expect(fs.existsSync(bundle)).toBe(true);
 });
 
@@ -197,12 +226,23 @@ describe('runner process', () => {
     expect(first.system).toContain('Everyone prefers metric units.');
     expect(first.system).toContain('<internal>');
     expect(first.messages).toEqual([{ role: 'user', content: 'Please make a file.' }]);
-    expect(first.tools.map((tool) => tool.name)).toEqual(['bash', 'read', 'write', 'edit', 'list', 'grep', 'send_message']);
+    expect(first.tools.map((tool) => tool.name)).toEqual([
+      'bash',
+      'read',
+      'write',
+      'edit',
+      'list',
+      'grep',
+      'send_message',
+    ]);
     expect(first.maxTokens).toBe(8192);
 
     reply(
       first,
-      [text('Writing it now.'), toolUse('tu-1', 'bash', { command: 'echo hello > made-by-bash.txt && echo wrote it' })],
+      [
+        text('Writing it now.'),
+        toolUse('tu-1', 'bash', { command: 'echo hello > made-by-bash.txt && echo wrote it' }),
+      ],
       'tool_use',
       usage(10, 5, 1, 2),
     );
@@ -215,9 +255,22 @@ describe('runner process', () => {
     });
     expect(fs.readFileSync(path.join(workspace, 'group/made-by-bash.txt'), 'utf8')).toBe('hello\n');
 
-    reply(second, [text('Done: made-by-bash.txt is there. <internal>it says hello</internal>')], 'end_turn', usage(20, 7, 3, 4));
-    expect(await runner.next('output')).toEqual({ type: 'output', text: 'Done: made-by-bash.txt is there.' });
-    expect(await runner.next('done')).toEqual({ type: 'done', usage: usage(30, 12, 4, 6), sessionRef: 'transcript.json', status: 'ok' });
+    reply(
+      second,
+      [text('Done: made-by-bash.txt is there. <internal>it says hello</internal>')],
+      'end_turn',
+      usage(20, 7, 3, 4),
+    );
+    expect(await runner.next('output')).toEqual({
+      type: 'output',
+      text: 'Done: made-by-bash.txt is there.',
+    });
+    expect(await runner.next('done')).toEqual({
+      type: 'done',
+      usage: usage(30, 12, 4, 6),
+      sessionRef: 'transcript.json',
+      status: 'ok',
+    });
 
     const saved = readTranscript();
     expect(saved.version).toBe(1);
@@ -231,7 +284,12 @@ describe('runner process', () => {
     expect(followUp.messages[4]).toEqual({ role: 'user', content: 'What did you write?' });
     reply(followUp, [text('hello')], 'end_turn', usage(40, 2));
     expect(await runner.next('output')).toEqual({ type: 'output', text: 'hello' });
-    expect(await runner.next('done')).toEqual({ type: 'done', usage: usage(40, 2), sessionRef: 'transcript.json', status: 'ok' });
+    expect(await runner.next('done')).toEqual({
+      type: 'done',
+      usage: usage(40, 2),
+      sessionRef: 'transcript.json',
+      status: 'ok',
+    });
     expect(readTranscript().messages).toHaveLength(6);
 
     runner.send({ type: 'shutdown' });
@@ -251,7 +309,13 @@ describe('runner process', () => {
 
     runner.send(startFrame({ prompt: 'still there?' }));
     const request = await runner.next('model.request');
-    runner.send({ type: 'model.result', requestId: 'made-up', content: [], stopReason: 'end_turn', usage: usage(0, 0) });
+    runner.send({
+      type: 'model.result',
+      requestId: 'made-up',
+      content: [],
+      stopReason: 'end_turn',
+      usage: usage(0, 0),
+    });
     expect((await runner.next('error')).message).toContain('unknown request made-up');
     reply(request, [text('yes')]);
     expect(await runner.next('output')).toEqual({ type: 'output', text: 'yes' });
@@ -265,7 +329,10 @@ describe('runner process', () => {
     const request = await startTurn({ prompt: 'Tell them you started.' });
     reply(
       request,
-      [toolUse('tu-a', 'send_message', { text: 'Starting now' }), toolUse('tu-b', 'send_message', { text: 'Second note' })],
+      [
+        toolUse('tu-a', 'send_message', { text: 'Starting now' }),
+        toolUse('tu-b', 'send_message', { text: 'Second note' }),
+      ],
       'tool_use',
     );
     const firstCall = await runner.next('host.call');
@@ -273,7 +340,12 @@ describe('runner process', () => {
     runner.send({ type: 'tool.result', callId: firstCall.callId, ok: true, result: 'sent' });
     const secondCall = await runner.next('host.call');
     expect(secondCall.callId).not.toBe(firstCall.callId);
-    runner.send({ type: 'tool.result', callId: secondCall.callId, ok: false, result: 'rate limited' });
+    runner.send({
+      type: 'tool.result',
+      callId: secondCall.callId,
+      ok: false,
+      result: 'rate limited',
+    });
 
     const next = await runner.next('model.request');
     expect(next.messages.at(-1)).toEqual({
@@ -285,14 +357,27 @@ describe('runner process', () => {
     });
     reply(next, [text('<internal>already told them</internal>')]);
     // A reply made only of internal notes sends no output.
-    expect(await runner.next('done')).toMatchObject({ type: 'done', sessionRef: 'transcript.json' });
+    expect(await runner.next('done')).toMatchObject({
+      type: 'done',
+      sessionRef: 'transcript.json',
+    });
   });
 
   it('ends the turn on model.error without keeping the failed prompt', async () => {
     const request = await startTurn({ prompt: 'This one fails.' });
-    runner.send({ type: 'model.error', requestId: request.requestId, message: 'overloaded', retryable: true });
+    runner.send({
+      type: 'model.error',
+      requestId: request.requestId,
+      message: 'overloaded',
+      retryable: true,
+    });
     expect((await runner.next('error')).message).toContain('overloaded');
-    expect(await runner.next('done')).toEqual({ type: 'done', usage: usage(0, 0), sessionRef: null, status: 'failed' });
+    expect(await runner.next('done')).toEqual({
+      type: 'done',
+      usage: usage(0, 0),
+      sessionRef: null,
+      status: 'failed',
+    });
     expect(fs.existsSync(path.join(workspace, 'session/transcript.json'))).toBe(false);
 
     runner.send({ type: 'message', text: 'Try again.' });
@@ -310,7 +395,11 @@ describe('runner process', () => {
     expect((await runner.next('output')).text).toBe('Answer one.');
     await runner.next('done');
     const queued = await runner.next('model.request');
-    expect(queued.messages.map((message) => message.content)).toEqual(['First.', [text('Answer one.')], 'Second.']);
+    expect(queued.messages.map((message) => message.content)).toEqual([
+      'First.',
+      [text('Answer one.')],
+      'Second.',
+    ]);
   });
 
   it('resumes the saved transcript when the host passes a session ref', async () => {
@@ -318,7 +407,10 @@ describe('runner process', () => {
       { role: 'user', content: 'My name is Ada.' },
       { role: 'assistant', content: [text('Nice to meet you, Ada.')] },
     ];
-    fs.writeFileSync(path.join(workspace, 'session/transcript.json'), JSON.stringify({ version: 1, messages: earlier }));
+    fs.writeFileSync(
+      path.join(workspace, 'session/transcript.json'),
+      JSON.stringify({ version: 1, messages: earlier }),
+    );
     const request = await startTurn({ prompt: 'What is my name?', sessionRef: 'transcript.json' });
     expect(request.messages).toEqual([...earlier, { role: 'user', content: 'What is my name?' }]);
   });
@@ -337,23 +429,42 @@ describe('runner process', () => {
     fs.writeFileSync(path.join(workspace, 'group/loop.txt'), 'again');
     let request = await startTurn({ prompt: 'Loop forever.' });
     for (let call = 1; call < 50; call++) {
-      reply(request, [toolUse(`tu-${call}`, 'read', { path: 'loop.txt' })], 'tool_use', usage(1, 2));
+      reply(
+        request,
+        [toolUse(`tu-${call}`, 'read', { path: 'loop.txt' })],
+        'tool_use',
+        usage(1, 2),
+      );
       request = await runner.next('model.request');
     }
     reply(request, [toolUse('tu-50', 'read', { path: 'loop.txt' })], 'tool_use', usage(1, 2));
     expect((await runner.next('error')).message).toContain('stopped after 50 model calls');
-    expect(await runner.next('done')).toEqual({ type: 'done', usage: usage(50, 100), sessionRef: null, status: 'failed' });
+    expect(await runner.next('done')).toEqual({
+      type: 'done',
+      usage: usage(50, 100),
+      sessionRef: null,
+      status: 'failed',
+    });
 
     // The turn was dropped whole, so the next request starts clean.
     runner.send({ type: 'message', text: 'Stop.' });
-    expect((await runner.next('model.request')).messages).toEqual([{ role: 'user', content: 'Stop.' }]);
+    expect((await runner.next('model.request')).messages).toEqual([
+      { role: 'user', content: 'Stop.' },
+    ]);
   });
 
   it('answers a tool_use cut off by max_tokens without running it', async () => {
     const request = await startTurn();
-    reply(request, [toolUse('tu-cut', 'bash', { command: 'touch should-not-exist' })], 'max_tokens');
+    reply(
+      request,
+      [toolUse('tu-cut', 'bash', { command: 'touch should-not-exist' })],
+      'max_tokens',
+    );
     const next = await runner.next('model.request');
-    expect(next.messages.at(-1)).toMatchObject({ role: 'user', content: [{ tool_use_id: 'tu-cut', is_error: true }] });
+    expect(next.messages.at(-1)).toMatchObject({
+      role: 'user',
+      content: [{ tool_use_id: 'tu-cut', is_error: true }],
+    });
     expect(fs.existsSync(path.join(workspace, 'group/should-not-exist'))).toBe(false);
   });
 

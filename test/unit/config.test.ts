@@ -63,11 +63,15 @@ describe('defaults', () => {
 
 describe('the default data directory', () => {
   it('is Application Support on macOS', () => {
-    expect(defaultHome('darwin', {})).toBe(path.join(os.homedir(), 'Library', 'Application Support', 'Clawbar'));
+    expect(defaultHome('darwin', {})).toBe(
+      path.join(os.homedir(), 'Library', 'Application Support', 'Clawbar'),
+    );
   });
 
   it('is XDG_DATA_HOME/clawbar on Linux, or ~/.local/share/clawbar without it', () => {
-    expect(defaultHome('linux', { XDG_DATA_HOME: '/data/xdg' })).toBe(path.join('/data/xdg', 'clawbar'));
+    expect(defaultHome('linux', { XDG_DATA_HOME: '/data/xdg' })).toBe(
+      path.join('/data/xdg', 'clawbar'),
+    );
     expect(defaultHome('linux', {})).toBe(path.join(os.homedir(), '.local', 'share', 'clawbar'));
   });
 
@@ -93,7 +97,9 @@ describe('the default data directory', () => {
     fs.mkdirSync(path.join(tmp, 'real'));
     fs.symlinkSync(path.join(tmp, 'real'), link);
     expect(resolveHome({ CLAWBAR_HOME: link })).toBe(path.join(tmp, 'real'));
-    expect(loadConfig({ CLAWBAR_HOME: link }, () => undefined).groupsDir).toBe(path.join(tmp, 'real', 'groups'));
+    expect(loadConfig({ CLAWBAR_HOME: link }, () => undefined).groupsDir).toBe(
+      path.join(tmp, 'real', 'groups'),
+    );
   });
 });
 
@@ -170,21 +176,35 @@ describe('environment over settings', () => {
 });
 
 describe('bad values', () => {
-  it.each(['0', 'abc', '2.5', '-1', '65', '1e1', '0x10'])('refuses CLAWBAR_MAX_CONCURRENCY=%j, naming the variable', (raw) => {
-    expect(configError({ CLAWBAR_MAX_CONCURRENCY: raw }).message).toMatch(/^CLAWBAR_MAX_CONCURRENCY must be a whole number from 1 to 64/);
-  });
+  it.each(['0', 'abc', '2.5', '-1', '65', '1e1', '0x10'])(
+    'refuses CLAWBAR_MAX_CONCURRENCY=%j, naming the variable',
+    (raw) => {
+      expect(configError({ CLAWBAR_MAX_CONCURRENCY: raw }).message).toMatch(
+        /^CLAWBAR_MAX_CONCURRENCY must be a whole number from 1 to 64/,
+      );
+    },
+  );
 
   it('refuses a bad max concurrency from settings too, naming the variable', () => {
-    expect(configError({}, { maxConcurrency: 'lots' }).message).toContain('CLAWBAR_MAX_CONCURRENCY');
+    expect(configError({}, { maxConcurrency: 'lots' }).message).toContain(
+      'CLAWBAR_MAX_CONCURRENCY',
+    );
   });
 
   it('refuses a runtime other than docker or apple', () => {
-    expect(configError({ CLAWBAR_RUNTIME: 'podman' }).message).toBe('CLAWBAR_RUNTIME must be "docker" or "apple", got "podman"');
+    expect(configError({ CLAWBAR_RUNTIME: 'podman' }).message).toBe(
+      'CLAWBAR_RUNTIME must be "docker" or "apple", got "podman"',
+    );
   });
 
-  it.each(['An<dy', 'Andy>', '-Andy', 'x'.repeat(33), 'An\u0007dy'])('refuses CLAWBAR_ASSISTANT_NAME=%j', (name) => {
-    expect(configError({ CLAWBAR_ASSISTANT_NAME: name }).message).toContain('CLAWBAR_ASSISTANT_NAME');
-  });
+  it.each(['An<dy', 'Andy>', '-Andy', 'x'.repeat(33), 'An\u0007dy'])(
+    'refuses CLAWBAR_ASSISTANT_NAME=%j',
+    (name) => {
+      expect(configError({ CLAWBAR_ASSISTANT_NAME: name }).message).toContain(
+        'CLAWBAR_ASSISTANT_NAME',
+      );
+    },
+  );
 
   it('falls back to Andy when CLAWBAR_ASSISTANT_NAME is empty after trimming', () => {
     expect(configWith({ CLAWBAR_ASSISTANT_NAME: '   ' }).assistantName).toBe('Andy');
@@ -194,19 +214,33 @@ describe('bad values', () => {
     expect(configWith({ CLAWBAR_ASSISTANT_NAME: 'Zoë 2_x-y' }).assistantName).toBe('Zoë 2_x-y');
   });
 
-  it.each(['http://127.0.0.1:9', 'localhost:9', 'wsx://h'])('refuses CLAWBAR_WA_URL=%j, which is not a ws(s) URL', (url) => {
-    expect(configError({ CLAWBAR_WA_URL: url }).message).toContain('CLAWBAR_WA_URL must be a ws(s) URL');
-  });
+  it.each(['http://127.0.0.1:9', 'localhost:9', 'wsx://h'])(
+    'refuses CLAWBAR_WA_URL=%j, which is not a ws(s) URL',
+    (url) => {
+      expect(configError({ CLAWBAR_WA_URL: url }).message).toContain(
+        'CLAWBAR_WA_URL must be a ws(s) URL',
+      );
+    },
+  );
 
-  it.each(['ws://127.0.0.1:9', 'ftp://h', '127.0.0.1:8080'])('refuses ANTHROPIC_BASE_URL=%j, which is not an http(s) URL', (url) => {
-    expect(configError({ ANTHROPIC_BASE_URL: url }).message).toContain('ANTHROPIC_BASE_URL must be an http(s) URL');
-  });
+  it.each(['ws://127.0.0.1:9', 'ftp://h', '127.0.0.1:8080'])(
+    'refuses ANTHROPIC_BASE_URL=%j, which is not an http(s) URL',
+    (url) => {
+      expect(configError({ ANTHROPIC_BASE_URL: url }).message).toContain(
+        'ANTHROPIC_BASE_URL must be an http(s) URL',
+      );
+    },
+  );
 
   it('refuses an unknown time zone in TZ, naming it', () => {
-    expect(configError({ TZ: 'Mars/Olympus_Mons' }).message).toBe('TZ is not a known time zone: "Mars/Olympus_Mons"');
+    expect(configError({ TZ: 'Mars/Olympus_Mons' }).message).toBe(
+      'TZ is not a known time zone: "Mars/Olympus_Mons"',
+    );
   });
 
   it.each(['999', '86400001', 'soon'])('refuses CLAWBAR_IDLE_TIMEOUT_MS=%j', (raw) => {
-    expect(configError({ CLAWBAR_IDLE_TIMEOUT_MS: raw }).message).toContain('CLAWBAR_IDLE_TIMEOUT_MS');
+    expect(configError({ CLAWBAR_IDLE_TIMEOUT_MS: raw }).message).toContain(
+      'CLAWBAR_IDLE_TIMEOUT_MS',
+    );
   });
 });

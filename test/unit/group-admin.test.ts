@@ -24,7 +24,7 @@ describe('GroupAdmin', () => {
     fs.rmSync(home, { recursive: true, force: true });
   });
 
-  it('keeps a removed group\'s folder, and never hands it to a new group', () => {
+  it("keeps a removed group's folder, and never hands it to a new group", () => {
     const first = admin.add({ name: 'Family' });
     fs.writeFileSync(path.join(home, 'groups', first.folder, 'private.txt'), 'old chat');
     admin.remove('Family');
@@ -40,8 +40,12 @@ describe('GroupAdmin', () => {
 
   it('copies the memory template into a new group folder', () => {
     const main = admin.add({ name: 'Me', main: true });
-    expect(fs.readFileSync(path.join(home, 'groups', main.folder, 'CLAUDE.md'), 'utf8')).toMatch(/^# Main group/);
-    expect(fs.readFileSync(path.join(home, 'groups', 'global', 'CLAUDE.md'), 'utf8')).toMatch(/^# Shared memory/);
+    expect(fs.readFileSync(path.join(home, 'groups', main.folder, 'CLAUDE.md'), 'utf8')).toMatch(
+      /^# Main group/,
+    );
+    expect(fs.readFileSync(path.join(home, 'groups', 'global', 'CLAUDE.md'), 'utf8')).toMatch(
+      /^# Shared memory/,
+    );
   });
 
   it.each([

@@ -43,7 +43,12 @@ const group = (jid: string, folder: string, isMain = false): NewGroup => ({
   channel: 'local',
 });
 
-const binding = (jid: string, folder: string, isMain: boolean, turnId = `turn-${folder}`): RunBinding => ({
+const binding = (
+  jid: string,
+  folder: string,
+  isMain: boolean,
+  turnId = `turn-${folder}`,
+): RunBinding => ({
   groupJid: jid,
   chatJid: jid,
   folder,
@@ -54,8 +59,15 @@ const binding = (jid: string, folder: string, isMain: boolean, turnId = `turn-${
 const familyRun = binding(FAMILY, 'family', false);
 const mainRun = binding(MAIN, 'main', true);
 
-function outboxRows(): Array<{ chat_jid: string; text: string; turn_id: string | null; state: string }> {
-  return store.db.prepare('SELECT chat_jid, text, turn_id, state FROM outbox ORDER BY id').all() as Array<{
+function outboxRows(): Array<{
+  chat_jid: string;
+  text: string;
+  turn_id: string | null;
+  state: string;
+}> {
+  return store.db
+    .prepare('SELECT chat_jid, text, turn_id, state FROM outbox ORDER BY id')
+    .all() as Array<{
     chat_jid: string;
     text: string;
     turn_id: string | null;
@@ -82,15 +94,24 @@ afterEach(() => {
 
 describe('send_message authorization', () => {
   it('a non-main group cannot message another chat, and nothing is queued in the outbox', async () => {
-    const answer = await tools.call(familyRun, 'send_message', { text: 'hello work', chatJid: WORK });
-    expect(answer).toEqual({ ok: false, result: 'not allowed: this group may only send messages to its own chat' });
+    const answer = await tools.call(familyRun, 'send_message', {
+      text: 'hello work',
+      chatJid: WORK,
+    });
+    expect(answer).toEqual({
+      ok: false,
+      result: 'not allowed: this group may only send messages to its own chat',
+    });
     expect(outboxRows()).toEqual([]);
     expect(channel.sent).toEqual([]);
     expect(store.recentMessages(WORK, 10)).toEqual([]);
   });
 
   it('a non-main group cannot message a chat unknown to the host either', async () => {
-    const answer = await tools.call(familyRun, 'send_message', { text: 'hi', chatJid: '15551234567@s.whatsapp.net' });
+    const answer = await tools.call(familyRun, 'send_message', {
+      text: 'hi',
+      chatJid: '15551234567@s.whatsapp.net',
+    });
     expect(answer.ok).toBe(false);
     expect(answer.result).toContain('not allowed');
     expect(outboxRows()).toEqual([]);
@@ -100,19 +121,32 @@ describe('send_message authorization', () => {
     const answer = await tools.call(familyRun, 'send_message', { text: 'dinner at 7' });
     expect(answer).toEqual({ ok: true, result: 'sent' });
     expect(channel.sent).toEqual([{ chatJid: FAMILY, text: 'dinner at 7' }]);
-    expect(outboxRows()).toEqual([{ chat_jid: FAMILY, text: 'dinner at 7', turn_id: 'turn-family', state: 'sent' }]);
+    expect(outboxRows()).toEqual([
+      { chat_jid: FAMILY, text: 'dinner at 7', turn_id: 'turn-family', state: 'sent' },
+    ]);
     const recorded = store.messagesOfTurn('turn-family');
     expect(recorded).toHaveLength(1);
-    expect(recorded[0]).toMatchObject({ chatJid: FAMILY, text: 'dinner at 7', fromBot: true, senderName: 'Andy' });
+    expect(recorded[0]).toMatchObject({
+      chatJid: FAMILY,
+      text: 'dinner at 7',
+      fromBot: true,
+      senderName: 'Andy',
+    });
   });
 
   it('a non-main group may name its own chat explicitly', async () => {
-    expect(await tools.call(familyRun, 'send_message', { text: 'hi', chatJid: FAMILY })).toEqual({ ok: true, result: 'sent' });
+    expect(await tools.call(familyRun, 'send_message', { text: 'hi', chatJid: FAMILY })).toEqual({
+      ok: true,
+      result: 'sent',
+    });
     expect(store.recentMessages(FAMILY, 10).map((m) => m.text)).toEqual(['hi']);
   });
 
   it('main may message another known chat', async () => {
-    const answer = await tools.call(mainRun, 'send_message', { text: 'reminder from main', chatJid: FAMILY });
+    const answer = await tools.call(mainRun, 'send_message', {
+      text: 'reminder from main',
+      chatJid: FAMILY,
+    });
     expect(answer).toEqual({ ok: true, result: 'sent' });
     expect(channel.sent).toEqual([{ chatJid: FAMILY, text: 'reminder from main' }]);
     expect(store.recentMessages(FAMILY, 10)).toEqual([
@@ -121,21 +155,40 @@ describe('send_message authorization', () => {
   });
 
   it('main may not message a chat the host has never seen', async () => {
-    const answer = await tools.call(mainRun, 'send_message', { text: 'hi', chatJid: '15551234567@s.whatsapp.net' });
+    const answer = await tools.call(mainRun, 'send_message', {
+      text: 'hi',
+      chatJid: '15551234567@s.whatsapp.net',
+    });
     expect(answer).toEqual({ ok: false, result: 'unknown chat 15551234567@s.whatsapp.net' });
     expect(outboxRows()).toEqual([]);
     expect(channel.sent).toEqual([]);
   });
 
   it('authorization ignores group and main fields smuggled into the arguments', async () => {
-    const smuggled = { text: 'from family', groupJid: WORK, isMain: true, folder: 'main', turnId: 'forged' };
-    expect(await tools.call(familyRun, 'send_message', smuggled)).toEqual({ ok: true, result: 'sent' });
+    const smuggled = {
+      text: 'from family',
+      groupJid: WORK,
+      isMain: true,
+      folder: 'main',
+      turnId: 'forged',
+    };
+    expect(await tools.call(familyRun, 'send_message', smuggled)).toEqual({
+      ok: true,
+      result: 'sent',
+    });
     // It went to the bound group's own chat, under the bound turn, not where the payload pointed.
     expect(channel.sent).toEqual([{ chatJid: FAMILY, text: 'from family' }]);
-    expect(outboxRows()).toEqual([{ chat_jid: FAMILY, text: 'from family', turn_id: 'turn-family', state: 'sent' }]);
+    expect(outboxRows()).toEqual([
+      { chat_jid: FAMILY, text: 'from family', turn_id: 'turn-family', state: 'sent' },
+    ]);
     expect(store.messagesOfTurn('forged')).toEqual([]);
 
-    const redirected = await tools.call(familyRun, 'send_message', { text: 'x', chatJid: WORK, isMain: true, groupJid: WORK });
+    const redirected = await tools.call(familyRun, 'send_message', {
+      text: 'x',
+      chatJid: WORK,
+      isMain: true,
+      groupJid: WORK,
+    });
     expect(redirected.ok).toBe(false);
     expect(redirected.result).toContain('not allowed');
     expect(store.recentMessages(WORK, 10)).toEqual([]);
@@ -163,13 +216,16 @@ describe('bad host calls', () => {
     ['undefined', undefined],
     ['a string', 'hi'],
     ['an array', ['hi']],
-  ])('arguments with %s get ok:false naming send_message, and never throw', async (_label, args) => {
-    const answer = await tools.call(familyRun, 'send_message', args);
-    expect(answer.ok).toBe(false);
-    expect(answer.result).toMatch(/^bad arguments for send_message: /);
-    expect(outboxRows()).toEqual([]);
-    expect(channel.sent).toEqual([]);
-  });
+  ])(
+    'arguments with %s get ok:false naming send_message, and never throw',
+    async (_label, args) => {
+      const answer = await tools.call(familyRun, 'send_message', args);
+      expect(answer.ok).toBe(false);
+      expect(answer.result).toMatch(/^bad arguments for send_message: /);
+      expect(outboxRows()).toEqual([]);
+      expect(channel.sent).toEqual([]);
+    },
+  );
 
   it('a failure on the host becomes ok:false instead of an exception', async () => {
     store.close();
@@ -191,7 +247,9 @@ describe('internal reasoning', () => {
   });
 
   it('refuses a message that is all internal text, and queues nothing', async () => {
-    const answer = await tools.call(familyRun, 'send_message', { text: '  <internal>only thinking</internal>  ' });
+    const answer = await tools.call(familyRun, 'send_message', {
+      text: '  <internal>only thinking</internal>  ',
+    });
     expect(answer).toEqual({ ok: false, result: 'nothing to send after removing <internal> text' });
     expect(outboxRows()).toEqual([]);
     expect(channel.sent).toEqual([]);

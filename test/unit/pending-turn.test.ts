@@ -27,7 +27,15 @@ describe('pendingTurn', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-pending-'));
     store = openStore(path.join(dir, 'clawbar.db'));
     group = store.addGroup(
-      { jid: 'local:family', folder: 'family', name: 'Family', trigger: '@Andy', requiresTrigger: true, isMain: false, channel: 'local' },
+      {
+        jid: 'local:family',
+        folder: 'family',
+        name: 'Family',
+        trigger: '@Andy',
+        requiresTrigger: true,
+        isMain: false,
+        channel: 'local',
+      },
       0,
     );
   });
@@ -43,7 +51,7 @@ describe('pendingTurn', () => {
     expect(pendingTurn(store, group)).toBeNull();
   });
 
-  it('answers everything since the cursor, without the assistant\'s own messages', () => {
+  it("answers everything since the cursor, without the assistant's own messages", () => {
     const a = post('context first');
     post('an earlier reply', { fromBot: true });
     const b = post('@Andy now answer');
@@ -62,7 +70,9 @@ describe('pendingTurn', () => {
     expect(turn?.messages).toHaveLength(MAX_PROMPT_MESSAGES);
     expect(turn?.messages.at(-1)?.text).toBe('@Andy summarise please');
     expect(turn?.omitted).toBe(1_235 - MAX_PROMPT_MESSAGES);
-    expect(buildPrompt(turn!.messages, turn!.omitted)).toContain(`<omitted count="${1_235 - MAX_PROMPT_MESSAGES}">`);
+    expect(buildPrompt(turn!.messages, turn!.omitted)).toContain(
+      `<omitted count="${1_235 - MAX_PROMPT_MESSAGES}">`,
+    );
   });
 
   it('starts after the cursor once a turn is committed', () => {

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { buildPrompt, formatOutbound, isTriggerMessage, triggerPattern } from '../../main/core/router.js';
+import {
+  buildPrompt,
+  formatOutbound,
+  isTriggerMessage,
+  triggerPattern,
+} from '../../main/core/router.js';
 import type { Group, StoredMessage } from '../../main/core/store/index.js';
 
 const group = (over: Partial<Group> = {}): Group => ({
@@ -32,13 +37,19 @@ const message = (text: string, over: Partial<StoredMessage> = {}): StoredMessage
 });
 
 describe('trigger rules', () => {
-  it.each(['@Andy hello', '@andy hello', '  @ANDY, what time is it?', '@Andy'])('wakes on %j', (text) => {
-    expect(isTriggerMessage(group(), message(text))).toBe(true);
-  });
+  it.each(['@Andy hello', '@andy hello', '  @ANDY, what time is it?', '@Andy'])(
+    'wakes on %j',
+    (text) => {
+      expect(isTriggerMessage(group(), message(text))).toBe(true);
+    },
+  );
 
-  it.each(['hello @Andy', '@Andyroo hi', '@Andy_bot hi', 'Andy hello', '@Andé hi', ''])('stays asleep on %j', (text) => {
-    expect(isTriggerMessage(group(), message(text))).toBe(false);
-  });
+  it.each(['hello @Andy', '@Andyroo hi', '@Andy_bot hi', 'Andy hello', '@Andé hi', ''])(
+    'stays asleep on %j',
+    (text) => {
+      expect(isTriggerMessage(group(), message(text))).toBe(false);
+    },
+  );
 
   it('treats regex characters in the trigger literally', () => {
     expect(triggerPattern('@a.b').test('@axb hi')).toBe(false);
@@ -47,17 +58,24 @@ describe('trigger rules', () => {
 
   it('main groups and no-trigger groups take every message', () => {
     expect(isTriggerMessage(group({ isMain: true }), message('just chatting'))).toBe(true);
-    expect(isTriggerMessage(group({ requiresTrigger: false }), message('just chatting'))).toBe(true);
+    expect(isTriggerMessage(group({ requiresTrigger: false }), message('just chatting'))).toBe(
+      true,
+    );
   });
 
   it("never answers the assistant's own messages, even in main", () => {
-    expect(isTriggerMessage(group({ isMain: true }), message('@Andy hi', { fromBot: true }))).toBe(false);
+    expect(isTriggerMessage(group({ isMain: true }), message('@Andy hi', { fromBot: true }))).toBe(
+      false,
+    );
   });
 });
 
 describe('catch-up prompt', () => {
   it('lists every message with sender and ISO time', () => {
-    const prompt = buildPrompt([message('@Andy hi'), message('and this', { senderName: 'Bob', timestamp: 0 })]);
+    const prompt = buildPrompt([
+      message('@Andy hi'),
+      message('and this', { senderName: 'Bob', timestamp: 0 }),
+    ]);
     expect(prompt).toBe(
       '<messages>\n' +
         '<message sender="Alice" time="2026-11-24T09:30:00.000Z">@Andy hi</message>\n' +

@@ -40,7 +40,8 @@ function context(overrides: Partial<ToolContext> = {}): ToolContext {
   };
 }
 
-const run = (name: string, input: unknown, overrides: Partial<ToolContext> = {}) => executeTool(name, input, context(overrides));
+const run = (name: string, input: unknown, overrides: Partial<ToolContext> = {}) =>
+  executeTool(name, input, context(overrides));
 
 function writeGroupFile(relative: string, content: string | Buffer): string {
   const file = path.join(groupDir, relative);
@@ -73,8 +74,17 @@ afterEach(() => {
 
 describe('tool definitions', () => {
   it('match the protocol schema the host validates model requests with', () => {
-    for (const definition of TOOL_DEFINITIONS) expect(ToolDefinitionSchema.parse(definition)).toEqual(definition);
-    expect(TOOL_DEFINITIONS.map((tool) => tool.name)).toEqual(['bash', 'read', 'write', 'edit', 'list', 'grep', 'send_message']);
+    for (const definition of TOOL_DEFINITIONS)
+      expect(ToolDefinitionSchema.parse(definition)).toEqual(definition);
+    expect(TOOL_DEFINITIONS.map((tool) => tool.name)).toEqual([
+      'bash',
+      'read',
+      'write',
+      'edit',
+      'list',
+      'grep',
+      'send_message',
+    ]);
   });
 
   it('describe their inputs as JSON schema without the zod dialect marker', () => {
@@ -109,7 +119,10 @@ describe('bash tool', () => {
 
   it('kills the whole process group on timeout', async () => {
     const started = Date.now();
-    const outcome = await run('bash', { command: 'sleep 30 & echo $! > bg.pid; sleep 30', timeout_ms: 300 });
+    const outcome = await run('bash', {
+      command: 'sleep 30 & echo $! > bg.pid; sleep 30',
+      timeout_ms: 300,
+    });
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(outcome.isError).toBe(true);
     expect(outcome.content).toContain('[timed out after 300 ms');
@@ -118,7 +131,9 @@ describe('bash tool', () => {
   });
 
   it('keeps the head and tail of long output and says how much was left out', async () => {
-    const outcome = await run('bash', { command: "echo START; head -c 100000 /dev/zero | tr '\\0' x; echo; echo END" });
+    const outcome = await run('bash', {
+      command: "echo START; head -c 100000 /dev/zero | tr '\\0' x; echo; echo END",
+    });
     expect(outcome.isError).toBe(false);
     expect(outcome.content.startsWith('START\n')).toBe(true);
     expect(outcome.content).toMatch(/END\n\[exit code 0\]$/);
@@ -139,7 +154,9 @@ describe('bash tool', () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error('shutdown')), 200);
     const started = Date.now();
-    await expect(run('bash', { command: 'sleep 30' }, { signal: controller.signal })).rejects.toThrow('shutdown');
+    await expect(
+      run('bash', { command: 'sleep 30' }, { signal: controller.signal }),
+    ).rejects.toThrow('shutdown');
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
@@ -158,8 +175,15 @@ describe('bash tool', () => {
   });
 
   it('explains a missing group folder instead of blaming bash', async () => {
-    const outcome = await run('bash', { command: 'true' }, { groupDir: path.join(root, 'nowhere') });
-    expect(outcome).toEqual({ content: `the group folder ${path.join(root, 'nowhere')} does not exist`, isError: true });
+    const outcome = await run(
+      'bash',
+      { command: 'true' },
+      { groupDir: path.join(root, 'nowhere') },
+    );
+    expect(outcome).toEqual({
+      content: `the group folder ${path.join(root, 'nowhere')} does not exist`,
+      isError: true,
+    });
   });
 });
 
@@ -174,14 +198,20 @@ describe('HeadTailBuffer', () => {
   it('keeps the first and last characters across many small chunks', () => {
     const buffer = new HeadTailBuffer(3, 3);
     for (const ch of 'abcdefghijklmnopqrstuvwxyz') buffer.append(ch);
-    expect(buffer.result()).toEqual({ text: 'abc\n\n[… 20 characters of output omitted …]\n\nxyz', omittedChars: 20 });
+    expect(buffer.result()).toEqual({
+      text: 'abc\n\n[… 20 characters of output omitted …]\n\nxyz',
+      omittedChars: 20,
+    });
   });
 });
 
 describe('read tool', () => {
   it('returns the file with numbered lines, resolving relative paths in the group folder', async () => {
     writeGroupFile('notes/todo.md', 'one\ntwo\nthree\n');
-    expect(await run('read', { path: 'notes/todo.md' })).toEqual({ content: '1\tone\n2\ttwo\n3\tthree', isError: false });
+    expect(await run('read', { path: 'notes/todo.md' })).toEqual({
+      content: '1\tone\n2\ttwo\n3\tthree',
+      isError: false,
+    });
   });
 
   it('reads absolute paths too', async () => {
@@ -192,7 +222,9 @@ describe('read tool', () => {
   it('pages with offset and limit and says what is left', async () => {
     writeGroupFile('long.txt', Array.from({ length: 10 }, (_, i) => `line ${i + 1}`).join('\n'));
     const outcome = await run('read', { path: 'long.txt', offset: 4, limit: 2 });
-    expect(outcome.content).toBe('4\tline 4\n5\tline 5\n[lines 4-5 of 10; use offset and limit to read more]');
+    expect(outcome.content).toBe(
+      '4\tline 4\n5\tline 5\n[lines 4-5 of 10; use offset and limit to read more]',
+    );
   });
 
   it('fails clearly for a missing file, a folder, a binary file and an offset past the end', async () => {
@@ -201,9 +233,13 @@ describe('read tool', () => {
       isError: true,
     });
     fs.mkdirSync(path.join(groupDir, 'folder'));
-    expect((await run('read', { path: 'folder' })).content).toContain('is a directory; use the list tool');
+    expect((await run('read', { path: 'folder' })).content).toContain(
+      'is a directory; use the list tool',
+    );
     writeGroupFile('image.bin', Buffer.from([0x89, 0x50, 0x00, 0x01]));
-    expect((await run('read', { path: 'image.bin' })).content).toContain('looks like a binary file');
+    expect((await run('read', { path: 'image.bin' })).content).toContain(
+      'looks like a binary file',
+    );
     writeGroupFile('short.txt', 'a\nb\n');
     const pastEnd = await run('read', { path: 'short.txt', offset: 5 });
     expect(pastEnd).toMatchObject({ isError: true });
@@ -250,31 +286,44 @@ describe('write tool', () => {
 describe('edit tool', () => {
   it('replaces a unique string exactly, taking $ patterns in new_string literally', async () => {
     const file = writeGroupFile('code.js', 'const a = 1;\nconst b = 2;\n');
-    const outcome = await run('edit', { path: 'code.js', old_string: 'const b = 2;', new_string: "const b = '$&';" });
+    const outcome = await run('edit', {
+      path: 'code.js',
+      old_string: 'const b = 2;',
+      new_string: "const b = '$&';",
+    });
     expect(outcome).toEqual({ content: `Replaced 1 occurrence in ${file}.`, isError: false });
     expect(fs.readFileSync(file, 'utf8')).toBe("const a = 1;\nconst b = '$&';\n");
   });
 
   it('refuses a string that occurs more than once unless replace_all is set', async () => {
     const file = writeGroupFile('list.txt', 'item\nitem\nother\n');
-    const refused = await run('edit', { path: 'list.txt', old_string: 'item', new_string: 'thing' });
+    const refused = await run('edit', {
+      path: 'list.txt',
+      old_string: 'item',
+      new_string: 'thing',
+    });
     expect(refused.isError).toBe(true);
     expect(refused.content).toContain('occurs 2 times');
     expect(fs.readFileSync(file, 'utf8')).toBe('item\nitem\nother\n');
 
-    const replaced = await run('edit', { path: 'list.txt', old_string: 'item', new_string: 'thing', replace_all: true });
+    const replaced = await run('edit', {
+      path: 'list.txt',
+      old_string: 'item',
+      new_string: 'thing',
+      replace_all: true,
+    });
     expect(replaced).toEqual({ content: `Replaced 2 occurrences in ${file}.`, isError: false });
     expect(fs.readFileSync(file, 'utf8')).toBe('thing\nthing\nother\n');
   });
 
   it('fails when the string is not found, unchanged, or the file is missing', async () => {
     writeGroupFile('a.txt', 'alpha');
-    expect((await run('edit', { path: 'a.txt', old_string: 'beta', new_string: 'gamma' })).content).toContain(
-      'old_string was not found',
-    );
-    expect((await run('edit', { path: 'a.txt', old_string: 'alpha', new_string: 'alpha' })).content).toContain(
-      'nothing to change',
-    );
+    expect(
+      (await run('edit', { path: 'a.txt', old_string: 'beta', new_string: 'gamma' })).content,
+    ).toContain('old_string was not found');
+    expect(
+      (await run('edit', { path: 'a.txt', old_string: 'alpha', new_string: 'alpha' })).content,
+    ).toContain('nothing to change');
     expect(await run('edit', { path: 'gone.txt', old_string: 'a', new_string: 'b' })).toEqual({
       content: `no such file or directory: ${path.join(groupDir, 'gone.txt')}`,
       isError: true,
@@ -299,25 +348,35 @@ describe('list tool', () => {
   });
 
   it('lists the group folder with folders marked', async () => {
-    expect((await run('list', {})).content).toBe(`${groupDir} (3 entries):\nREADME.md\nnode_modules/\nnotes/`);
+    expect((await run('list', {})).content).toBe(
+      `${groupDir} (3 entries):\nREADME.md\nnode_modules/\nnotes/`,
+    );
   });
 
   it('finds files at any depth with ** and skips node_modules', async () => {
-    expect((await run('list', { pattern: '**/*.md' })).content).toBe('README.md\nnotes/a.md\nnotes/deep/b.md');
+    expect((await run('list', { pattern: '**/*.md' })).content).toBe(
+      'README.md\nnotes/a.md\nnotes/deep/b.md',
+    );
   });
 
   it('matches * within one folder and {a,b} alternatives', async () => {
     expect((await run('list', { pattern: '*.md' })).content).toBe('README.md');
-    expect((await run('list', { pattern: 'notes/*.{md,txt}' })).content).toBe('notes/a.md\nnotes/c.txt');
+    expect((await run('list', { pattern: 'notes/*.{md,txt}' })).content).toBe(
+      'notes/a.md\nnotes/c.txt',
+    );
     expect((await run('list', { path: 'notes', pattern: '?.md' })).content).toBe('notes/a.md');
   });
 
   it('searches node_modules when path points into it', async () => {
-    expect((await run('list', { path: 'node_modules', pattern: '**/*.md' })).content).toBe('node_modules/pkg/index.md');
+    expect((await run('list', { path: 'node_modules', pattern: '**/*.md' })).content).toBe(
+      'node_modules/pkg/index.md',
+    );
   });
 
   it('says when nothing matches, and fails for a missing folder or an escaping pattern', async () => {
-    expect((await run('list', { pattern: '**/*.py' })).content).toBe(`No paths under ${groupDir} match **/*.py.`);
+    expect((await run('list', { pattern: '**/*.py' })).content).toBe(
+      `No paths under ${groupDir} match **/*.py.`,
+    );
     expect(await run('list', { path: 'nope' })).toEqual({
       content: `no such file or directory: ${path.join(groupDir, 'nope')}`,
       isError: true,
@@ -359,16 +418,24 @@ describe('grep tool', () => {
   });
 
   it('returns matching lines as path:line and skips binary files', async () => {
-    expect((await run('grep', { pattern: 'milk' })).content).toBe('notes/a.md:1: Buy milk\nnotes/b.txt:1: milk again');
+    expect((await run('grep', { pattern: 'milk' })).content).toBe(
+      'notes/a.md:1: Buy milk\nnotes/b.txt:1: milk again',
+    );
   });
 
   it('filters by glob and can ignore case', async () => {
-    expect((await run('grep', { pattern: 'MILK', glob: '*.md', ignore_case: true })).content).toBe('notes/a.md:1: Buy milk');
-    expect((await run('grep', { pattern: 'milk', glob: 'notes/*.txt' })).content).toBe('notes/b.txt:1: milk again');
+    expect((await run('grep', { pattern: 'MILK', glob: '*.md', ignore_case: true })).content).toBe(
+      'notes/a.md:1: Buy milk',
+    );
+    expect((await run('grep', { pattern: 'milk', glob: 'notes/*.txt' })).content).toBe(
+      'notes/b.txt:1: milk again',
+    );
   });
 
   it('searches a single file', async () => {
-    expect((await run('grep', { pattern: 'Bob', path: 'notes/a.md' })).content).toBe('notes/a.md:2: Call Bob');
+    expect((await run('grep', { pattern: 'Bob', path: 'notes/a.md' })).content).toBe(
+      'notes/a.md:2: Call Bob',
+    );
   });
 
   it('stops at the match limit and says so', async () => {
@@ -379,7 +446,10 @@ describe('grep tool', () => {
   });
 
   it('reports no matches without an error, and an invalid regex with one', async () => {
-    expect(await run('grep', { pattern: 'zebra' })).toEqual({ content: `No matches for /zebra/ in ${groupDir}.`, isError: false });
+    expect(await run('grep', { pattern: 'zebra' })).toEqual({
+      content: `No matches for /zebra/ in ${groupDir}.`,
+      isError: false,
+    });
     const invalid = await run('grep', { pattern: '(' });
     expect(invalid.isError).toBe(true);
     expect(invalid.content).toContain('invalid regular expression');
@@ -388,13 +458,19 @@ describe('grep tool', () => {
 
 describe('send_message tool', () => {
   it('calls the host and returns its answer', async () => {
-    expect(await run('send_message', { text: 'on it' })).toEqual({ content: 'delivered', isError: false });
+    expect(await run('send_message', { text: 'on it' })).toEqual({
+      content: 'delivered',
+      isError: false,
+    });
     expect(hostCalls).toEqual([{ name: 'send_message', args: { text: 'on it' } }]);
   });
 
   it('turns a refusal from the host into an error result', async () => {
     hostReply = { ok: false, result: 'not allowed' };
-    expect(await run('send_message', { text: 'hi' })).toEqual({ content: 'not allowed', isError: true });
+    expect(await run('send_message', { text: 'hi' })).toEqual({
+      content: 'not allowed',
+      isError: true,
+    });
   });
 
   it('rejects empty text without calling the host', async () => {
@@ -406,15 +482,25 @@ describe('send_message tool', () => {
 describe('transcript', () => {
   const turn = (question: string, size = 0): MessageParam[] => [
     { role: 'user', content: question },
-    { role: 'assistant', content: [{ type: 'tool_use', id: `t-${question}`, name: 'bash', input: { command: 'true' } }] },
-    { role: 'user', content: [{ type: 'tool_result', tool_use_id: `t-${question}`, content: 'x'.repeat(size) }] },
+    {
+      role: 'assistant',
+      content: [
+        { type: 'tool_use', id: `t-${question}`, name: 'bash', input: { command: 'true' } },
+      ],
+    },
+    {
+      role: 'user',
+      content: [{ type: 'tool_result', tool_use_id: `t-${question}`, content: 'x'.repeat(size) }],
+    },
     { role: 'assistant', content: [{ type: 'text', text: `answer to ${question}` }] },
   ];
 
   it('accepts complete turns and names what breaks a conversation', () => {
     expect(conversationProblem([...turn('a'), ...turn('b')])).toBeNull();
     expect(conversationProblem(turn('a').slice(0, 2))).toContain('tool call t-a is never answered');
-    expect(conversationProblem([...turn('a').slice(0, 2), ...turn('b')])).toContain('does not answer tool call t-a');
+    expect(conversationProblem([...turn('a').slice(0, 2), ...turn('b')])).toContain(
+      'does not answer tool call t-a',
+    );
     expect(conversationProblem(turn('a').slice(0, 3))).toContain('ends in the middle of a turn');
     expect(conversationProblem(turn('a').slice(1))).toContain('does not start with a user message');
   });
@@ -437,7 +523,10 @@ describe('transcript', () => {
   it('moves an invalid transcript aside and starts fresh', () => {
     const session = path.join(root, 'session');
     fs.mkdirSync(session);
-    fs.writeFileSync(path.join(session, 'transcript.json'), JSON.stringify({ version: 1, messages: turn('a').slice(0, 3) }));
+    fs.writeFileSync(
+      path.join(session, 'transcript.json'),
+      JSON.stringify({ version: 1, messages: turn('a').slice(0, 3) }),
+    );
     expect(loadTranscript(session, silentLog, new Date('2026-01-02T03:04:05.678Z'))).toEqual([]);
     expect(fs.readdirSync(session)).toEqual(['transcript.corrupt-2026-01-02T03-04-05-678Z.json']);
   });

@@ -17,7 +17,11 @@ import type { Outbox } from '../outbox.js';
 import type { GroupRun, RunOutcome } from '../queue/group-queue.js';
 import { buildPrompt, formatOutbound, isTriggerMessage, promptMessages } from '../router.js';
 import { groupMounts } from '../sandbox/mounts.js';
-import { DEFAULT_LIMITS, type ContainerRuntime, type RunningContainer } from '../sandbox/runtime.js';
+import {
+  DEFAULT_LIMITS,
+  type ContainerRuntime,
+  type RunningContainer,
+} from '../sandbox/runtime.js';
 import type { Group, Store, StoredMessage } from '../store/index.js';
 import type { HostTools, RunBinding } from './host-tools.js';
 import type { ModelRequest, ModelResult } from './model-broker.js';
@@ -32,7 +36,10 @@ import {
 
 /** What the run needs from the model broker; an interface so tests can count calls. */
 export interface ModelCaller {
-  complete(req: ModelRequest, opts?: { signal?: AbortSignal; group?: string }): Promise<ModelResult>;
+  complete(
+    req: ModelRequest,
+    opts?: { signal?: AbortSignal; group?: string },
+  ): Promise<ModelResult>;
 }
 
 export interface AgentRunConfig {
@@ -158,7 +165,11 @@ export class AgentRun implements GroupRun {
     private readonly deps: AgentRunDeps,
     private readonly group: Group,
   ) {
-    this.log = deps.log.child({ mod: 'agent-run', group: group.folder, run: this.runId.slice(0, 8) });
+    this.log = deps.log.child({
+      mod: 'agent-run',
+      group: group.folder,
+      run: this.runId.slice(0, 8),
+    });
     this.finished = new Promise((resolve) => (this.settle = resolve));
     void this.start();
   }
@@ -212,12 +223,20 @@ export class AgentRun implements GroupRun {
         ...(uid !== undefined && uid !== 0 ? { user: `${uid}:${process.getgid?.() ?? uid}` } : {}),
       });
     } catch (err) {
-      this.end(new RunFailedError(`could not start the agent container: ${(err as Error).message}`, { cause: err }));
+      this.end(
+        new RunFailedError(`could not start the agent container: ${(err as Error).message}`, {
+          cause: err,
+        }),
+      );
       return;
     }
     const container = this.container;
     this.log.info({ container: container.name }, 'container started');
-    this.deps.events.emit('run:started', { groupJid: this.group.jid, runId: this.runId, container: container.name });
+    this.deps.events.emit('run:started', {
+      groupJid: this.group.jid,
+      runId: this.runId,
+      container: container.name,
+    });
 
     const decoder = new FrameDecoder(RunnerToHostSchema);
     container.stdout.setEncoding('utf8');
@@ -266,9 +285,12 @@ export class AgentRun implements GroupRun {
     } else if (this.turn || this.state === 'starting') {
       const tail = this.stderrTail.trim().split('\n').slice(-5).join('\n');
       this.end(
-        new RunFailedError(`the agent container exited (code ${exitCode}) in the middle of a turn${tail ? `: ${tail}` : ''}`, {
-          cause: err,
-        }),
+        new RunFailedError(
+          `the agent container exited (code ${exitCode}) in the middle of a turn${tail ? `: ${tail}` : ''}`,
+          {
+            cause: err,
+          },
+        ),
       );
     } else {
       this.end(null);
@@ -322,7 +344,12 @@ export class AgentRun implements GroupRun {
     if (!pending) return false;
     this.clearIdleTimer();
     this.turnCount += 1;
-    this.turn = { id: `${this.runId}:${this.turnCount}`, throughSeq: pending.throughSeq, replies: [], failure: null };
+    this.turn = {
+      id: `${this.runId}:${this.turnCount}`,
+      throughSeq: pending.throughSeq,
+      replies: [],
+      failure: null,
+    };
     this.state = 'busy';
     const prompt = buildPrompt(pending.messages, pending.omitted);
     this.log.info({ turn: this.turnCount, messages: pending.messages.length }, 'turn started');
@@ -351,7 +378,9 @@ export class AgentRun implements GroupRun {
     }
     this.turn = null;
     if (frame.status === 'failed' || turn.failure) {
-      this.fail(new RunFailedError(`the agent's turn failed: ${turn.failure ?? 'no reason given'}`));
+      this.fail(
+        new RunFailedError(`the agent's turn failed: ${turn.failure ?? 'no reason given'}`),
+      );
       return;
     }
     const items = this.deps.store.commitTurn({
@@ -364,8 +393,15 @@ export class AgentRun implements GroupRun {
       now: this.deps.now(),
     });
     await this.deps.outbox.deliver(items);
-    this.log.info({ turn: this.turnCount, replies: items.length, usage: frame.usage }, 'turn finished');
-    this.deps.events.emit('turn:finished', { groupJid: this.group.jid, turnId: turn.id, throughSeq: turn.throughSeq });
+    this.log.info(
+      { turn: this.turnCount, replies: items.length, usage: frame.usage },
+      'turn finished',
+    );
+    this.deps.events.emit('turn:finished', {
+      groupJid: this.group.jid,
+      turnId: turn.id,
+      throughSeq: turn.throughSeq,
+    });
     this.afterTurn();
   }
 
@@ -393,7 +429,11 @@ export class AgentRun implements GroupRun {
     switch (frame.type) {
       case 'ready':
         if (frame.protocol !== PROTOCOL_VERSION) {
-          this.fail(new RunFailedError(`runner speaks protocol ${frame.protocol}, host speaks ${PROTOCOL_VERSION}; rebuild the image with \`clawbar image build\``));
+          this.fail(
+            new RunFailedError(
+              `runner speaks protocol ${frame.protocol}, host speaks ${PROTOCOL_VERSION}; rebuild the image with \`clawbar image build\``,
+            ),
+          );
           return;
         }
         if (this.state === 'starting' && !this.startNextTurnIfPending(true)) {
@@ -435,11 +475,17 @@ export class AgentRun implements GroupRun {
     this.badFrames += 1;
     this.log.warn({ error, count: this.badFrames }, 'bad frame from the container');
     if (this.badFrames > MAX_BAD_FRAMES) {
-      this.fail(new RunFailedError(`the agent container sent ${this.badFrames} malformed frames; last: ${error}`));
+      this.fail(
+        new RunFailedError(
+          `the agent container sent ${this.badFrames} malformed frames; last: ${error}`,
+        ),
+      );
     }
   }
 
-  private async brokerModelCall(frame: Extract<RunnerToHost, { type: 'model.request' }>): Promise<void> {
+  private async brokerModelCall(
+    frame: Extract<RunnerToHost, { type: 'model.request' }>,
+  ): Promise<void> {
     const request: ModelRequest = {
       system: frame.system,
       messages: frame.messages,
@@ -447,7 +493,10 @@ export class AgentRun implements GroupRun {
       maxTokens: frame.maxTokens,
     };
     try {
-      const result = await this.deps.broker.complete(request, { signal: this.abort.signal, group: this.group.folder });
+      const result = await this.deps.broker.complete(request, {
+        signal: this.abort.signal,
+        group: this.group.folder,
+      });
       this.send({
         type: 'model.result',
         requestId: frame.requestId,
@@ -457,7 +506,12 @@ export class AgentRun implements GroupRun {
       });
     } catch (err) {
       const retryable = (err as { retryable?: unknown }).retryable === true;
-      this.send({ type: 'model.error', requestId: frame.requestId, message: (err as Error).message, retryable });
+      this.send({
+        type: 'model.error',
+        requestId: frame.requestId,
+        message: (err as Error).message,
+        retryable,
+      });
     }
     this.touch();
   }
@@ -492,7 +546,9 @@ export class AgentRun implements GroupRun {
   private armSilenceTimer(ms: number, what: string): void {
     this.clearSilenceTimer();
     this.silenceTimer = setTimeout(() => {
-      this.fail(new RunTimeoutError(`${what} for ${Math.round(ms / 1000)} s; the container was stopped`));
+      this.fail(
+        new RunTimeoutError(`${what} for ${Math.round(ms / 1000)} s; the container was stopped`),
+      );
     }, ms);
   }
 

@@ -44,7 +44,10 @@ export class HostTools {
     const parsed = HostCallArgsSchemas[name].safeParse(rawArgs);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      return { ok: false, result: `bad arguments for ${name}: ${issue?.path.join('.') || 'args'}: ${issue?.message}` };
+      return {
+        ok: false,
+        result: `bad arguments for ${name}: ${issue?.path.join('.') || 'args'}: ${issue?.message}`,
+      };
     }
     try {
       switch (name) {
@@ -61,17 +64,27 @@ export class HostTools {
     }
   }
 
-  private async sendMessage(binding: RunBinding, args: { text: string; chatJid?: string }): Promise<HostCallResult> {
+  private async sendMessage(
+    binding: RunBinding,
+    args: { text: string; chatJid?: string },
+  ): Promise<HostCallResult> {
     const target = args.chatJid ?? binding.chatJid;
     if (target !== binding.chatJid) {
       if (!binding.isMain) {
-        this.log.warn({ group: binding.groupJid, target }, 'denied: non-main group tried to message another chat');
-        return { ok: false, result: 'not allowed: this group may only send messages to its own chat' };
+        this.log.warn(
+          { group: binding.groupJid, target },
+          'denied: non-main group tried to message another chat',
+        );
+        return {
+          ok: false,
+          result: 'not allowed: this group may only send messages to its own chat',
+        };
       }
       if (!this.deps.store.getChat(target)) return { ok: false, result: `unknown chat ${target}` };
     }
     const text = this.deps.formatOutbound(args.text);
-    if (text === null) return { ok: false, result: 'nothing to send after removing <internal> text' };
+    if (text === null)
+      return { ok: false, result: 'nothing to send after removing <internal> text' };
     const item = this.deps.store.enqueueOutbound(target, text, binding.turnId, this.deps.now());
     await this.deps.outbox.deliver([item]);
     return { ok: true, result: 'sent' };

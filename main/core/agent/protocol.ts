@@ -212,7 +212,10 @@ export class FrameDecoder<T> {
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       const where = issue?.path.length ? issue.path.join('.') : 'frame';
-      return { ok: false, error: `invalid frame (${where}: ${issue?.message ?? 'bad shape'}): ${preview(line)}` };
+      return {
+        ok: false,
+        error: `invalid frame (${where}: ${issue?.message ?? 'bad shape'}): ${preview(line)}`,
+      };
     }
     return { ok: true, frame: parsed.data };
   }

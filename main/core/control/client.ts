@@ -1,6 +1,11 @@
 /** A client for the control socket, used by the CLI. */
 import net from 'node:net';
-import type { ControlErrorCode, ControlMethod, ControlParams, ControlResponse } from './protocol.js';
+import type {
+  ControlErrorCode,
+  ControlMethod,
+  ControlParams,
+  ControlResponse,
+} from './protocol.js';
 
 /** `serve` is not running (no socket, or nobody behind it). */
 export class ServeNotRunningError extends Error {
@@ -35,7 +40,8 @@ export class ControlClient {
         resolve(new ControlClient(socket));
       });
       socket.once('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(new ServeNotRunningError(socketPath, { cause: err }));
+        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED')
+          reject(new ServeNotRunningError(socketPath, { cause: err }));
         else reject(err);
       });
     });
@@ -57,7 +63,11 @@ export class ControlClient {
             response = JSON.parse(line) as ControlResponse;
           } catch {
             cleanup();
-            reject(new Error(`clawbar serve answered with something that is not JSON: ${line.slice(0, 120)}`));
+            reject(
+              new Error(
+                `clawbar serve answered with something that is not JSON: ${line.slice(0, 120)}`,
+              ),
+            );
             return;
           }
           // Id 0 is the server's answer to a request it could not read (too large, not JSON):

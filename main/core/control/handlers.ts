@@ -82,7 +82,9 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
     'groups.resume': async (p) => groupView(core.resumeGroup(p.group)),
     send: async (p) => {
       if (p.wait && !serving) {
-        throw new CoreInputError('--wait needs `clawbar serve` running; the message was not stored');
+        throw new CoreInputError(
+          '--wait needs `clawbar serve` running; the message was not stored',
+        );
       }
       const posted = core.postLocal(p.group, p.from ?? 'you', p.text);
       const base = {
@@ -93,7 +95,11 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
         ...(posted.group.paused ? { paused: true } : {}),
       };
       if (!p.wait || !posted.triggered || posted.group.paused) return { ...base, replies: [] };
-      const reply = await core.waitForReply(posted.group.jid, posted.message.seq, p.timeoutMs ?? DEFAULT_WAIT_MS);
+      const reply = await core.waitForReply(
+        posted.group.jid,
+        posted.message.seq,
+        p.timeoutMs ?? DEFAULT_WAIT_MS,
+      );
       return { ...base, replies: reply.replies.map(messageView) };
     },
     messages: async (p) => {

@@ -99,7 +99,10 @@ export class ControlServer {
       this.reply(socket, {
         id: 0,
         ok: false,
-        error: { code: 'bad_request', message: `request too large (the limit is ${MAX_REQUEST_BYTES} bytes a line)` },
+        error: {
+          code: 'bad_request',
+          message: `request too large (the limit is ${MAX_REQUEST_BYTES} bytes a line)`,
+        },
       });
     socket.on('data', (chunk: string) => {
       buffer += chunk;
@@ -128,20 +131,35 @@ export class ControlServer {
     try {
       raw = JSON.parse(line);
     } catch {
-      this.reply(socket, { id: 0, ok: false, error: { code: 'bad_request', message: 'request is not JSON' } });
+      this.reply(socket, {
+        id: 0,
+        ok: false,
+        error: { code: 'bad_request', message: 'request is not JSON' },
+      });
       return;
     }
     const request = ControlRequestSchema.safeParse(raw);
     if (!request.success) {
-      this.reply(socket, { id: 0, ok: false, error: { code: 'bad_request', message: 'request needs id, method, params' } });
+      this.reply(socket, {
+        id: 0,
+        ok: false,
+        error: { code: 'bad_request', message: 'request needs id, method, params' },
+      });
       return;
     }
     const { id, method } = request.data;
     if (!isControlMethod(method)) {
-      this.reply(socket, { id, ok: false, error: { code: 'bad_request', message: `unknown method "${method}"` } });
+      this.reply(socket, {
+        id,
+        ok: false,
+        error: { code: 'bad_request', message: `unknown method "${method}"` },
+      });
       return;
     }
-    this.reply(socket, { id, ...(await invokeControl(this.handlers, method, request.data.params, this.log)) });
+    this.reply(socket, {
+      id,
+      ...(await invokeControl(this.handlers, method, request.data.params, this.log)),
+    });
   }
 
   private reply(socket: net.Socket, response: ControlResponse): void {
@@ -158,9 +176,12 @@ export async function invokeControl(
   method: ControlMethod,
   rawParams: unknown,
   log?: Logger,
-): Promise<{ ok: true; result: unknown } | { ok: false; error: { code: ControlErrorCode; message: string } }> {
+): Promise<
+  { ok: true; result: unknown } | { ok: false; error: { code: ControlErrorCode; message: string } }
+> {
   const params = ControlMethods[method].safeParse(rawParams ?? {});
-  if (!params.success) return { ok: false, error: { code: 'bad_request', message: describeZodError(params.error) } };
+  if (!params.success)
+    return { ok: false, error: { code: 'bad_request', message: describeZodError(params.error) } };
   try {
     // The handler table is keyed by method; the params were parsed with that method's schema.
     const handler = handlers[method] as (p: unknown) => Promise<unknown>;
@@ -181,7 +202,10 @@ export function describeZodError(error: ZodError): string {
 /** Maps an error to what the client is told. Unexpected errors keep their message, not their stack. */
 export function classify(err: unknown): { code: ControlErrorCode; message: string } {
   if (err instanceof UnknownGroupError) return { code: 'not_found', message: err.message };
-  if (err instanceof CoreInputError || (err instanceof Error && err.name === 'InvalidFolderNameError')) {
+  if (
+    err instanceof CoreInputError ||
+    (err instanceof Error && err.name === 'InvalidFolderNameError')
+  ) {
     return { code: 'bad_request', message: err.message };
   }
   return { code: 'failed', message: err instanceof Error ? err.message : String(err) };

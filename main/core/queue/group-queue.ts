@@ -84,7 +84,9 @@ export class GroupQueue {
 
   constructor(private readonly deps: GroupQueueDeps) {
     if (!Number.isInteger(deps.maxConcurrency) || deps.maxConcurrency < 1) {
-      throw new RangeError(`maxConcurrency must be a whole number of at least 1, got ${deps.maxConcurrency}`);
+      throw new RangeError(
+        `maxConcurrency must be a whole number of at least 1, got ${deps.maxConcurrency}`,
+      );
     }
     this.retry = deps.retry ?? DEFAULT_RETRY;
     this.log = deps.log.child({ mod: 'queue' });
@@ -137,7 +139,12 @@ export class GroupQueue {
       if (state.run) running.push({ groupJid, idle: state.run.idle });
       if (state.retryTimer) retrying.push(groupJid);
     }
-    return { maxConcurrency: this.deps.maxConcurrency, running, waiting: [...this.waiting], retrying };
+    return {
+      maxConcurrency: this.deps.maxConcurrency,
+      running,
+      waiting: [...this.waiting],
+      retrying,
+    };
   }
 
   /**
@@ -166,7 +173,10 @@ export class GroupQueue {
     const first = await Promise.race([Promise.allSettled(runs.map((r) => r.finished)), graceOver]);
     clearTimeout(timer);
     if (first === 'timeout' && stillRunning.size > 0) {
-      this.log.warn({ runs: stillRunning.size }, 'runs did not stop in time; killing their containers');
+      this.log.warn(
+        { runs: stillRunning.size },
+        'runs did not stop in time; killing their containers',
+      );
       await Promise.allSettled([...stillRunning].map((r) => r.kill()));
     }
   }
@@ -249,12 +259,18 @@ export class GroupQueue {
       const attempts = state.failures;
       state.failures = 0;
       state.pending = false;
-      this.log.error({ group: groupJid, attempts, err: error }, 'giving up after repeated failures');
+      this.log.error(
+        { group: groupJid, attempts, err: error },
+        'giving up after repeated failures',
+      );
       this.deps.onGiveUp(groupJid, error, attempts);
       return;
     }
     const delay = this.retry.baseDelayMs * 2 ** (state.failures - 1);
-    this.log.warn({ group: groupJid, attempt: state.failures, delayMs: delay, err: error }, 'run failed; retrying');
+    this.log.warn(
+      { group: groupJid, attempt: state.failures, delayMs: delay, err: error },
+      'run failed; retrying',
+    );
     state.pending = true;
     state.retryTimer = setTimeout(() => {
       state.retryTimer = null;

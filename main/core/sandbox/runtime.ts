@@ -66,8 +66,7 @@ export interface RunningContainer {
 }
 
 export type RuntimeState =
-  | { ok: true; version: string }
-  | { ok: false; reason: string; fix: string };
+  { ok: true; version: string } | { ok: false; reason: string; fix: string };
 
 export interface ImageState {
   image: string;
@@ -83,7 +82,9 @@ export interface ContainerRuntime {
   inspectImage(image: string): Promise<ImageState>;
   start(spec: ContainerSpec): Promise<RunningContainer>;
   /** Containers carrying our label, running or not. */
-  listOurs(): Promise<Array<{ id: string; name: string; state: string; labels: Record<string, string> }>>;
+  listOurs(): Promise<
+    Array<{ id: string; name: string; state: string; labels: Record<string, string> }>
+  >;
   /** Removes containers left behind by a previous process (after a crash). Returns how many. */
   removeOrphans(): Promise<number>;
 }

@@ -97,9 +97,12 @@ export function migrate(db: Db, migrations: readonly Migration[], file = 'the da
       apply.immediate();
     } catch (err) {
       if (err instanceof DatabaseFromTheFutureError) throw err;
-      throw new MigrationError(`migration ${migration.version} (${migration.name}) failed: ${(err as Error).message}`, {
-        cause: err,
-      });
+      throw new MigrationError(
+        `migration ${migration.version} (${migration.name}) failed: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
     }
   }
 }

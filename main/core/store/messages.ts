@@ -65,15 +65,23 @@ export function messageQueries(db: Db) {
     INSERT INTO messages (chat_jid, id, sender, sender_name, text, timestamp, from_me, from_bot, quoted_id, media_ref, turn_id)
     VALUES (@chatJid, @id, @sender, @senderName, @text, @timestamp, @fromMe, @fromBot, @quotedId, @mediaRef, @turnId)
     ON CONFLICT (chat_jid, id) DO NOTHING`);
-  const touchChat = db.prepare(`UPDATE chats SET last_activity = MAX(COALESCE(last_activity, 0), ?) WHERE jid = ?`);
+  const touchChat = db.prepare(
+    `UPDATE chats SET last_activity = MAX(COALESCE(last_activity, 0), ?) WHERE jid = ?`,
+  );
   const bySeq = db.prepare(`SELECT * FROM messages WHERE seq = ?`);
   const byId = db.prepare(`SELECT * FROM messages WHERE chat_jid = ? AND id = ?`);
-  const since = db.prepare(`SELECT * FROM messages WHERE chat_jid = ? AND seq > ? ORDER BY seq LIMIT ?`);
+  const since = db.prepare(
+    `SELECT * FROM messages WHERE chat_jid = ? AND seq > ? ORDER BY seq LIMIT ?`,
+  );
   const recent = db.prepare(
     `SELECT * FROM (SELECT * FROM messages WHERE chat_jid = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq`,
   );
-  const byTurn = db.prepare(`SELECT * FROM messages WHERE turn_id = ? AND from_bot = 1 ORDER BY seq`);
-  const latestSeq = db.prepare(`SELECT COALESCE(MAX(seq), 0) AS seq FROM messages WHERE chat_jid = ?`);
+  const byTurn = db.prepare(
+    `SELECT * FROM messages WHERE turn_id = ? AND from_bot = 1 ORDER BY seq`,
+  );
+  const latestSeq = db.prepare(
+    `SELECT COALESCE(MAX(seq), 0) AS seq FROM messages WHERE chat_jid = ?`,
+  );
 
   return {
     upsertChat(chat: Chat): void {
@@ -92,29 +100,34 @@ export function messageQueries(db: Db) {
      * The repeat is looked up first: an INSERT that hits the conflict still uses up an
      * AUTOINCREMENT seq and writes sqlite_sequence, on every redelivery.
      */
-    insertMessage: db.transaction((msg: NewMessage): { message: StoredMessage; inserted: boolean } => {
-      const known = byId.get(msg.chatJid, msg.id) as MessageRow | undefined;
-      if (known) return { message: toMessage(known), inserted: false };
-      const info = insert.run({
-        chatJid: msg.chatJid,
-        id: msg.id,
-        sender: msg.sender,
-        senderName: msg.senderName,
-        text: msg.text,
-        timestamp: msg.timestamp,
-        fromMe: msg.fromMe ? 1 : 0,
-        fromBot: msg.fromBot ? 1 : 0,
-        quotedId: msg.quotedId ?? null,
-        mediaRef: msg.mediaRef ?? null,
-        turnId: msg.turnId ?? null,
-      });
-      if (info.changes === 1) {
-        touchChat.run(msg.timestamp, msg.chatJid);
-        return { message: toMessage(bySeq.get(info.lastInsertRowid) as MessageRow), inserted: true };
-      }
-      const existing = byId.get(msg.chatJid, msg.id) as MessageRow;
-      return { message: toMessage(existing), inserted: false };
-    }),
+    insertMessage: db.transaction(
+      (msg: NewMessage): { message: StoredMessage; inserted: boolean } => {
+        const known = byId.get(msg.chatJid, msg.id) as MessageRow | undefined;
+        if (known) return { message: toMessage(known), inserted: false };
+        const info = insert.run({
+          chatJid: msg.chatJid,
+          id: msg.id,
+          sender: msg.sender,
+          senderName: msg.senderName,
+          text: msg.text,
+          timestamp: msg.timestamp,
+          fromMe: msg.fromMe ? 1 : 0,
+          fromBot: msg.fromBot ? 1 : 0,
+          quotedId: msg.quotedId ?? null,
+          mediaRef: msg.mediaRef ?? null,
+          turnId: msg.turnId ?? null,
+        });
+        if (info.changes === 1) {
+          touchChat.run(msg.timestamp, msg.chatJid);
+          return {
+            message: toMessage(bySeq.get(info.lastInsertRowid) as MessageRow),
+            inserted: true,
+          };
+        }
+        const existing = byId.get(msg.chatJid, msg.id) as MessageRow;
+        return { message: toMessage(existing), inserted: false };
+      },
+    ),
     /** Messages of a chat after `afterSeq`, oldest first. */
     messagesSince(chatJid: string, afterSeq: number, limit = 500): StoredMessage[] {
       return (since.all(chatJid, afterSeq, limit) as MessageRow[]).map(toMessage);

@@ -78,7 +78,12 @@ export function runStateQueries(db: Db) {
   const setSetting = db.prepare(`
     INSERT INTO settings (key, value) VALUES (@key, @value) ON CONFLICT (key) DO UPDATE SET value = @value`);
 
-  const enqueueOutbound = (chatJid: string, text: string, turnId: string | null, now: number): OutboxItem =>
+  const enqueueOutbound = (
+    chatJid: string,
+    text: string,
+    turnId: string | null,
+    now: number,
+  ): OutboxItem =>
     toOutbox(outboxById.get(enqueue.run(chatJid, text, turnId, now).lastInsertRowid) as OutboxRow);
 
   return {
@@ -86,7 +91,10 @@ export function runStateQueries(db: Db) {
       return (getCursor.get(groupJid) as { last_seq: number } | undefined)?.last_seq ?? 0;
     },
     sessionOf(groupJid: string): string | null {
-      return (getSession.get(groupJid) as { session_ref: string | null } | undefined)?.session_ref ?? null;
+      return (
+        (getSession.get(groupJid) as { session_ref: string | null } | undefined)?.session_ref ??
+        null
+      );
     },
     /** Queues one outgoing message (e.g. from the agent's send_message tool). */
     enqueueOutbound,
@@ -99,10 +107,16 @@ export function runStateQueries(db: Db) {
      * A crash before this commits re-runs the turn; a crash after it sends nothing twice.
      */
     commitTurn: db.transaction((turn: TurnCommit): OutboxItem[] => {
-      const items = turn.replies.map((r) => enqueueOutbound(r.chatJid, r.text, turn.turnId, turn.now));
+      const items = turn.replies.map((r) =>
+        enqueueOutbound(r.chatJid, r.text, turn.turnId, turn.now),
+      );
       advanceCursor.run({ groupJid: turn.groupJid, seq: turn.throughSeq });
       setSession.run({ groupJid: turn.groupJid, ref: turn.sessionRef, now: turn.now });
-      addUsage.run({ groupJid: turn.groupJid, day: new Date(turn.now).toISOString().slice(0, 10), ...turn.usage });
+      addUsage.run({
+        groupJid: turn.groupJid,
+        day: new Date(turn.now).toISOString().slice(0, 10),
+        ...turn.usage,
+      });
       return items;
     }),
     /**
@@ -112,7 +126,10 @@ export function runStateQueries(db: Db) {
      * success) carries a new channel message id, so (chat, id) alone would not catch it.
      */
     markDelivered: db.transaction(
-      (item: OutboxItem, delivered: { id: string; sender: string; senderName: string; timestamp: number }): boolean => {
+      (
+        item: OutboxItem,
+        delivered: { id: string; sender: string; senderName: string; timestamp: number },
+      ): boolean => {
         if (markSent.run(delivered.timestamp, item.id).changes === 0) return false;
         insertBotMessage.run({
           chatJid: item.chatJid,

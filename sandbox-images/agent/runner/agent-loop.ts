@@ -8,7 +8,12 @@
  * turn's prompt also suits the host, whose retry sends the same prompt again.
  */
 import { z } from 'zod';
-import { MAX_FRAME_BYTES, type ContentBlock, type MessageParam, type Usage } from '../../../main/core/agent/protocol.js';
+import {
+  MAX_FRAME_BYTES,
+  type ContentBlock,
+  type MessageParam,
+  type Usage,
+} from '../../../main/core/agent/protocol.js';
 import { ModelCallError, clampMessage, type RunnerHost } from './host-link.js';
 import { describeError, type RunnerLog } from './log.js';
 import { TOOL_DEFINITIONS, executeTool, type ToolContext } from './tools.js';
@@ -95,7 +100,12 @@ export class AgentSession {
    *   turn ends as failed.
    */
   async runTurn(userText: string, signal: AbortSignal): Promise<void> {
-    const usage: Usage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
+    const usage: Usage = {
+      inputTokens: 0,
+      outputTokens: 0,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+    };
     const turn: MessageParam[] = [{ role: 'user', content: userText }];
     let status: 'ok' | 'failed' = 'ok';
     try {
@@ -105,7 +115,9 @@ export class AgentSession {
       if (visible !== '') this.deps.host.send({ type: 'output', text: clampText(visible) });
       this.save();
     } catch (err) {
-      const reason = signal.aborted ? `turn cancelled: ${describeError(signal.reason)}` : turnFailure(err);
+      const reason = signal.aborted
+        ? `turn cancelled: ${describeError(signal.reason)}`
+        : turnFailure(err);
       this.deps.log.error(reason);
       this.deps.host.send({ type: 'error', message: clampMessage(reason) });
       status = 'failed';
@@ -152,7 +164,12 @@ export class AgentSession {
     let paused = false;
     for (let call = 1; ; call++) {
       const reply = await this.deps.host.requestModel(
-        { system, messages: this.fitRequest(system, turn), tools: [...TOOL_DEFINITIONS], maxTokens: this.limits.maxTokens },
+        {
+          system,
+          messages: this.fitRequest(system, turn),
+          tools: [...TOOL_DEFINITIONS],
+          maxTokens: this.limits.maxTokens,
+        },
         signal,
       );
       addUsage(usage, reply.usage);
@@ -170,7 +187,9 @@ export class AgentSession {
       const toolUses = content.filter((block) => block.type === 'tool_use').map(parseToolUse);
       if (!paused && toolUses.length === 0) return answerText(turn[turn.length - 1]);
       if (call >= this.limits.maxModelCalls) {
-        throw new TurnError(`stopped after ${call} model calls in one turn without a final answer (a runaway tool loop?)`);
+        throw new TurnError(
+          `stopped after ${call} model calls in one turn without a final answer (a runaway tool loop?)`,
+        );
       }
       if (paused) continue;
       const results: ContentBlock[] = [];
@@ -206,7 +225,8 @@ export class AgentSession {
     const overhead = 512 + Buffer.byteLength(JSON.stringify({ system, tools: TOOL_DEFINITIONS }));
     for (;;) {
       const messages = [...this.history, ...turn];
-      if (overhead + Buffer.byteLength(JSON.stringify(messages)) <= this.limits.maxRequestBytes) return messages;
+      if (overhead + Buffer.byteLength(JSON.stringify(messages)) <= this.limits.maxRequestBytes)
+        return messages;
       // With a single turn left in the history, drop that too: only the current turn is kept.
       const shorter = dropOldestTurn(this.history) ?? (this.history.length > 0 ? [] : null);
       if (shorter === null) {
@@ -214,7 +234,9 @@ export class AgentSession {
           `this turn has grown past the ${this.limits.maxRequestBytes}-byte request limit; ask for smaller steps or a new conversation`,
         );
       }
-      this.deps.log.warn('dropped the oldest turn from the conversation to fit the request size limit');
+      this.deps.log.warn(
+        'dropped the oldest turn from the conversation to fit the request size limit',
+      );
       this.history = shorter;
     }
   }
@@ -234,7 +256,10 @@ const EMPTY_REPLY = '(no reply)';
  * assistant message with no content at all, in later requests.
  */
 function usableContent(content: readonly ContentBlock[]): ContentBlock[] {
-  const kept = content.filter((block) => block.type !== 'text' || (typeof block.text === 'string' && block.text.trim() !== ''));
+  const kept = content.filter(
+    (block) =>
+      block.type !== 'text' || (typeof block.text === 'string' && block.text.trim() !== ''),
+  );
   return kept.length > 0 ? kept : [{ type: 'text', text: EMPTY_REPLY }];
 }
 

@@ -68,7 +68,10 @@ export class HeadTailBuffer {
     const tail = this.tail.slice(-this.tailChars);
     const omittedChars = this.total - this.head.length - tail.length;
     if (omittedChars <= 0) return { text: this.head + tail, omittedChars: 0 };
-    return { text: `${this.head}\n\n[… ${omittedChars} characters of output omitted …]\n\n${tail}`, omittedChars };
+    return {
+      text: `${this.head}\n\n[… ${omittedChars} characters of output omitted …]\n\n${tail}`,
+      omittedChars,
+    };
   }
 }
 
@@ -118,14 +121,26 @@ export function runBash(options: BashOptions): Promise<BashResult> {
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
 
-    const finish = (exitCode: number | null, exitSignal: NodeJS.Signals | null, outputLeftOpen: boolean): void => {
+    const finish = (
+      exitCode: number | null,
+      exitSignal: NodeJS.Signals | null,
+      outputLeftOpen: boolean,
+    ): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timeoutTimer);
       clearTimeout(graceTimer);
       options.signal?.removeEventListener('abort', onAbort);
       const { text, omittedChars } = buffer.result();
-      resolve({ output: text, omittedChars, exitCode, exitSignal, timedOut, aborted, outputLeftOpen });
+      resolve({
+        output: text,
+        omittedChars,
+        exitCode,
+        exitSignal,
+        timedOut,
+        aborted,
+        outputLeftOpen,
+      });
     };
 
     child.on('error', (err) => {

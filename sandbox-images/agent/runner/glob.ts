@@ -162,7 +162,11 @@ export async function walkTree(
       if (++seen > maxEntries) return { exhausted: true, stopped: false };
       const relativePath = relativeDir ? `${relativeDir}/${dirent.name}` : dirent.name;
       const absolutePath = path.join(absoluteDir, dirent.name);
-      let kind: WalkEntry['kind'] | null = dirent.isDirectory() ? 'directory' : dirent.isFile() ? 'file' : null;
+      let kind: WalkEntry['kind'] | null = dirent.isDirectory()
+        ? 'directory'
+        : dirent.isFile()
+          ? 'file'
+          : null;
       if (dirent.isSymbolicLink()) {
         const target = await fs.stat(absolutePath).catch(() => null);
         kind = target?.isDirectory() ? 'directory' : target?.isFile() ? 'file' : null;
@@ -170,7 +174,8 @@ export async function walkTree(
         subdirectories.push(relativePath);
       }
       if (kind === null) continue; // sockets, fifos, devices, broken links
-      if ((await visit({ absolutePath, relativePath, kind })) === false) return { exhausted: false, stopped: true };
+      if ((await visit({ absolutePath, relativePath, kind })) === false)
+        return { exhausted: false, stopped: true };
     }
     // Reverse so that popping the stack continues in name order.
     for (let i = subdirectories.length - 1; i >= 0; i--) pending.push(subdirectories[i] ?? '');

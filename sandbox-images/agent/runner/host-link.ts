@@ -13,7 +13,10 @@ import {
 import type { RunnerLog } from './log.js';
 import type { HostCallReply } from './tools.js';
 
-export type ModelRequest = Omit<Extract<RunnerToHost, { type: 'model.request' }>, 'type' | 'requestId'>;
+export type ModelRequest = Omit<
+  Extract<RunnerToHost, { type: 'model.request' }>,
+  'type' | 'requestId'
+>;
 export type ModelResult = Extract<HostToRunner, { type: 'model.result' }>;
 type ReplyFrame = Extract<HostToRunner, { type: 'model.result' | 'model.error' | 'tool.result' }>;
 
@@ -90,12 +93,16 @@ export class HostLink implements RunnerHost {
 
   requestModel(request: ModelRequest, signal?: AbortSignal): Promise<ModelResult> {
     const requestId = `model-${randomUUID()}`;
-    return this.awaitReply(this.modelWaiters, requestId, signal, () => this.trySend({ type: 'model.request', requestId, ...request }));
+    return this.awaitReply(this.modelWaiters, requestId, signal, () =>
+      this.trySend({ type: 'model.request', requestId, ...request }),
+    );
   }
 
   callHost(name: HostCallName, args: unknown, signal?: AbortSignal): Promise<HostCallReply> {
     const callId = `call-${randomUUID()}`;
-    return this.awaitReply(this.callWaiters, callId, signal, () => this.trySend({ type: 'host.call', callId, name, args }));
+    return this.awaitReply(this.callWaiters, callId, signal, () =>
+      this.trySend({ type: 'host.call', callId, name, args }),
+    );
   }
 
   /**
@@ -107,7 +114,8 @@ export class HostLink implements RunnerHost {
       case 'model.result':
       case 'model.error': {
         const waiter = this.modelWaiters.get(frame.requestId);
-        if (!waiter) return this.reportError(`ignored ${frame.type} for unknown request ${frame.requestId}`);
+        if (!waiter)
+          return this.reportError(`ignored ${frame.type} for unknown request ${frame.requestId}`);
         this.modelWaiters.delete(frame.requestId);
         if (frame.type === 'model.result') waiter.resolve(frame);
         else waiter.reject(new ModelCallError(frame.message, frame.retryable));
@@ -115,7 +123,8 @@ export class HostLink implements RunnerHost {
       }
       case 'tool.result': {
         const waiter = this.callWaiters.get(frame.callId);
-        if (!waiter) return this.reportError(`ignored tool.result for unknown call ${frame.callId}`);
+        if (!waiter)
+          return this.reportError(`ignored tool.result for unknown call ${frame.callId}`);
         this.callWaiters.delete(frame.callId);
         waiter.resolve({ ok: frame.ok, result: frame.result });
         return;

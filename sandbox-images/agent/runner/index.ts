@@ -198,7 +198,10 @@ function exitAfterFlush(code: number): void {
 /** Reports a crash as an `error` frame and exits non-zero. */
 function crash(err: unknown): void {
   try {
-    link.reportError(`runner crashed: ${describeError(err)}`, err instanceof Error ? err.stack : undefined);
+    link.reportError(
+      `runner crashed: ${describeError(err)}`,
+      err instanceof Error ? err.stack : undefined,
+    );
   } finally {
     exitAfterFlush(1);
   }

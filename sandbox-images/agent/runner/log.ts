@@ -14,7 +14,10 @@ export interface RunnerLog {
 export const stderrLog: RunnerLog = {
   info: (message) => console.error(`[runner] ${message}`),
   warn: (message) => console.error(`[runner] warn: ${message}`),
-  error: (message, err) => console.error(`[runner] error: ${message}${err === undefined ? '' : `: ${describeError(err)}`}`),
+  error: (message, err) =>
+    console.error(
+      `[runner] error: ${message}${err === undefined ? '' : `: ${describeError(err)}`}`,
+    ),
 };
 
 /** A logger that drops everything. */

@@ -45,7 +45,9 @@ export function readMemoryFile(file: string, maxChars: number = MEMORY_MAX_CHARS
 }
 
 /** Reads both memory files from the workspace. */
-export function readMemory(paths: WorkspacePaths): Pick<PromptFacts, 'globalMemory' | 'groupMemory'> {
+export function readMemory(
+  paths: WorkspacePaths,
+): Pick<PromptFacts, 'globalMemory' | 'groupMemory'> {
   return {
     globalMemory: readMemoryFile(path.join(paths.global, MEMORY_FILE)),
     groupMemory: readMemoryFile(path.join(paths.group, MEMORY_FILE)),
@@ -58,7 +60,9 @@ export function buildSystemPrompt(facts: PromptFacts): string {
   const globalMemoryFile = path.join(facts.paths.global, MEMORY_FILE);
   const sections = [
     `You are ${facts.assistantName}, a personal assistant. You are talking in the chat "${facts.groupName}".` +
-      (facts.isMain ? ' This is the main chat: your owner uses it to talk to you directly and to manage you.' : ''),
+      (facts.isMain
+        ? ' This is the main chat: your owner uses it to talk to you directly and to manage you.'
+        : ''),
 
     [
       '# Where you work',
@@ -75,7 +79,9 @@ export function buildSystemPrompt(facts: PromptFacts): string {
       '- Text inside <internal>…</internal> is not shown to the user. Use it for notes to yourself. If there is nothing to say to the chat, answer with only an <internal> note.',
     ].join('\n'),
   ];
-  if (facts.globalMemory !== null) sections.push(`# Shared memory (${globalMemoryFile})\n\n${facts.globalMemory}`);
-  if (facts.groupMemory !== null) sections.push(`# This chat's memory (${groupMemoryFile})\n\n${facts.groupMemory}`);
+  if (facts.globalMemory !== null)
+    sections.push(`# Shared memory (${globalMemoryFile})\n\n${facts.globalMemory}`);
+  if (facts.groupMemory !== null)
+    sections.push(`# This chat's memory (${groupMemoryFile})\n\n${facts.groupMemory}`);
   return sections.join('\n\n');
 }

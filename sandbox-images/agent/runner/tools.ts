@@ -13,7 +13,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { HostCallArgsSchemas, type HostCallName, type ToolDefinition } from '../../../main/core/agent/protocol.js';
+import {
+  HostCallArgsSchemas,
+  type HostCallName,
+  type ToolDefinition,
+} from '../../../main/core/agent/protocol.js';
 import { runBash } from './bash.js';
 import { fsErrorMessage } from './fs-errors.js';
 import { globToRegExp, splitLiteralPrefix, walkTree } from './glob.js';
@@ -94,7 +98,10 @@ function defineTool<Input extends z.ZodType>(spec: ToolSpec<Input>): RegisteredT
     async execute(rawInput, context) {
       const parsed = spec.input.safeParse(rawInput);
       if (!parsed.success) {
-        return { content: `Invalid input for ${spec.name}: ${formatIssues(parsed.error)}`, isError: true };
+        return {
+          content: `Invalid input for ${spec.name}: ${formatIssues(parsed.error)}`,
+          isError: true,
+        };
       }
       const result = await spec.run(parsed.data, context);
       return typeof result === 'string' ? { content: result, isError: false } : result;
@@ -127,13 +134,16 @@ function looksBinary(bytes: Buffer): boolean {
 }
 
 function truncateLine(line: string): string {
-  return line.length > TOOL_LIMITS.maxLineChars ? `${line.slice(0, TOOL_LIMITS.maxLineChars)}… [line truncated]` : line;
+  return line.length > TOOL_LIMITS.maxLineChars
+    ? `${line.slice(0, TOOL_LIMITS.maxLineChars)}… [line truncated]`
+    : line;
 }
 
 /** Reads a text file for read and edit, with clear errors for folders, huge and binary files. */
 async function readTextFile(absolutePath: string): Promise<string> {
   const stats = await fs.stat(absolutePath);
-  if (stats.isDirectory()) throw new ToolError(`${absolutePath} is a directory; use the list tool to see what it holds`);
+  if (stats.isDirectory())
+    throw new ToolError(`${absolutePath} is a directory; use the list tool to see what it holds`);
   if (stats.size > TOOL_LIMITS.maxFileBytes) {
     throw new ToolError(
       `${absolutePath} is ${stats.size} bytes, too large to load whole; use bash (head, tail, sed -n) to look at parts of it`,
@@ -141,14 +151,21 @@ async function readTextFile(absolutePath: string): Promise<string> {
   }
   const bytes = await fs.readFile(absolutePath);
   if (looksBinary(bytes)) {
-    throw new ToolError(`${absolutePath} looks like a binary file (it contains NUL bytes); inspect it with bash, e.g. file or xxd`);
+    throw new ToolError(
+      `${absolutePath} looks like a binary file (it contains NUL bytes); inspect it with bash, e.g. file or xxd`,
+    );
   }
   return bytes.toString('utf8');
 }
 
 function countOccurrences(haystack: string, needle: string): number {
   let count = 0;
-  for (let at = haystack.indexOf(needle); at !== -1; at = haystack.indexOf(needle, at + needle.length)) count++;
+  for (
+    let at = haystack.indexOf(needle);
+    at !== -1;
+    at = haystack.indexOf(needle, at + needle.length)
+  )
+    count++;
   return count;
 }
 
@@ -177,7 +194,8 @@ const bashTool = defineTool({
     // Checked first because spawn reports a missing cwd as "spawn bash ENOENT", which
     // reads as if bash were missing.
     const cwdStats = await fs.stat(context.groupDir).catch(() => null);
-    if (!cwdStats?.isDirectory()) throw new ToolError(`the group folder ${context.groupDir} does not exist`);
+    if (!cwdStats?.isDirectory())
+      throw new ToolError(`the group folder ${context.groupDir} does not exist`);
     const timeoutMs = input.timeout_ms ?? TOOL_LIMITS.bashDefaultTimeoutMs;
     const result = await runBash({
       command: input.command,
@@ -187,10 +205,16 @@ const bashTool = defineTool({
       ...(context.signal ? { signal: context.signal } : {}),
     });
     const notes: string[] = [];
-    if (result.timedOut) notes.push(`[timed out after ${timeoutMs} ms; the command and everything it started were killed]`);
+    if (result.timedOut)
+      notes.push(
+        `[timed out after ${timeoutMs} ms; the command and everything it started were killed]`,
+      );
     else if (result.exitSignal) notes.push(`[killed by signal ${result.exitSignal}]`);
     else notes.push(`[exit code ${result.exitCode ?? 'unknown'}]`);
-    if (result.outputLeftOpen) notes.push('[a background process still holds the output open; its later output is not shown]');
+    if (result.outputLeftOpen)
+      notes.push(
+        '[a background process still holds the output open; its later output is not shown]',
+      );
     const output = result.output === '' ? '(no output)' : result.output.replace(/\n$/, '');
     const failed = result.timedOut || result.aborted || result.exitCode !== 0;
     return { content: `${output}\n${notes.join('\n')}`, isError: failed };
@@ -206,7 +230,12 @@ const readTool = defineTool({
     `line, from 1) and limit (default ${TOOL_LIMITS.readDefaultLines} lines). Relative paths are in the group folder.`,
   input: z.strictObject({
     path: pathField.describe('The file to read, absolute or relative to the group folder.'),
-    offset: z.number().int().min(1).optional().describe('The first line to return, counting from 1.'),
+    offset: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('The first line to return, counting from 1.'),
     limit: z.number().int().min(1).max(10_000).optional().describe('How many lines to return.'),
   }),
   async run(input, context) {
@@ -217,9 +246,14 @@ const readTool = defineTool({
     if (text.endsWith('\n')) lines.pop();
     const first = input.offset ?? 1;
     if (first > lines.length) {
-      throw new ToolError(`offset ${first} is past the end of ${absolutePath}, which has ${lines.length} lines`);
+      throw new ToolError(
+        `offset ${first} is past the end of ${absolutePath}, which has ${lines.length} lines`,
+      );
     }
-    const wanted = Math.min(lines.length, first - 1 + (input.limit ?? TOOL_LIMITS.readDefaultLines));
+    const wanted = Math.min(
+      lines.length,
+      first - 1 + (input.limit ?? TOOL_LIMITS.readDefaultLines),
+    );
     const width = String(wanted).length;
     const shown: string[] = [];
     let chars = 0;
@@ -266,11 +300,15 @@ const editTool = defineTool({
     path: pathField.describe('The file to edit, absolute or relative to the group folder.'),
     old_string: z.string().min(1).describe('The exact text to replace.'),
     new_string: z.string().describe('The text to put in its place.'),
-    replace_all: z.boolean().optional().describe('Replace every occurrence instead of requiring exactly one.'),
+    replace_all: z
+      .boolean()
+      .optional()
+      .describe('Replace every occurrence instead of requiring exactly one.'),
   }),
   async run(input, context) {
     const absolutePath = resolveToolPath(context.groupDir, input.path);
-    if (input.old_string === input.new_string) throw new ToolError('old_string and new_string are the same; nothing to change');
+    if (input.old_string === input.new_string)
+      throw new ToolError('old_string and new_string are the same; nothing to change');
     const text = await readTextFile(absolutePath);
     const count = countOccurrences(text, input.old_string);
     if (count === 0) {
@@ -312,10 +350,13 @@ const listTool = defineTool({
     const base = resolveToolPath(context.groupDir, input.path ?? '.');
     const stats = await fs.stat(base);
     if (!stats.isDirectory()) {
-      if (input.pattern !== undefined) throw new ToolError(`${base} is a file, not a folder to search`);
+      if (input.pattern !== undefined)
+        throw new ToolError(`${base} is a file, not a folder to search`);
       return `${base} is a file of ${stats.size} bytes.`;
     }
-    return input.pattern === undefined ? listFolder(base) : findByGlob(base, input.pattern, context);
+    return input.pattern === undefined
+      ? listFolder(base)
+      : findByGlob(base, input.pattern, context);
   },
 });
 
@@ -323,16 +364,28 @@ async function listFolder(folder: string): Promise<string> {
   const dirents = await fs.readdir(folder, { withFileTypes: true });
   if (dirents.length === 0) return `${folder} is empty.`;
   const names = dirents
-    .map((dirent) => (dirent.isDirectory() ? `${dirent.name}/` : dirent.isSymbolicLink() ? `${dirent.name}@` : dirent.name))
+    .map((dirent) =>
+      dirent.isDirectory()
+        ? `${dirent.name}/`
+        : dirent.isSymbolicLink()
+          ? `${dirent.name}@`
+          : dirent.name,
+    )
     .sort();
   const shown = names.slice(0, TOOL_LIMITS.listMaxEntries);
   const more = names.length - shown.length;
-  return [`${folder} (${names.length} entries):`, ...shown, ...(more > 0 ? [`[${more} more not shown]`] : [])].join('\n');
+  return [
+    `${folder} (${names.length} entries):`,
+    ...shown,
+    ...(more > 0 ? [`[${more} more not shown]`] : []),
+  ].join('\n');
 }
 
 async function findByGlob(base: string, pattern: string, context: ToolContext): Promise<string> {
   if (path.isAbsolute(pattern) || pattern.split('/').includes('..')) {
-    throw new ToolError('pattern must be relative to path and stay below it; put the folder to search in path');
+    throw new ToolError(
+      'pattern must be relative to path and stay below it; put the folder to search in path',
+    );
   }
   const { prefix, rest } = splitLiteralPrefix(pattern.replace(/^\.\//, ''));
   const matcher = globToRegExp(rest);
@@ -349,7 +402,10 @@ async function findByGlob(base: string, pattern: string, context: ToolContext): 
             full = true;
             return false;
           }
-          matches.push(displayPath(context.groupDir, entry.absolutePath) + (entry.kind === 'directory' ? '/' : ''));
+          matches.push(
+            displayPath(context.groupDir, entry.absolutePath) +
+              (entry.kind === 'directory' ? '/' : ''),
+          );
         },
         context.signal ? { signal: context.signal } : {},
       )
@@ -357,7 +413,8 @@ async function findByGlob(base: string, pattern: string, context: ToolContext): 
   if (matches.length === 0) return `No paths under ${base} match ${pattern}.`;
   matches.sort();
   if (full) matches.push(`[stopped at ${TOOL_LIMITS.listMaxEntries} matches; narrow the pattern]`);
-  if (summary.exhausted) matches.push('[the tree is too large to search whole; narrow path or pattern]');
+  if (summary.exhausted)
+    matches.push('[the tree is too large to search whole; narrow path or pattern]');
   return matches.join('\n');
 }
 
@@ -370,9 +427,20 @@ const grepTool = defineTool({
     'is a file or a folder (default: the group folder); glob filters file names (`*.md`, or `docs/**/*.md` to match ' +
     `the path). Binary files, .git and node_modules are skipped. At most ${TOOL_LIMITS.grepMaxMatches} matches.`,
   input: z.strictObject({
-    pattern: z.string().min(1).max(1000).describe('A JavaScript regular expression, without slashes.'),
-    path: pathField.optional().describe('A file or folder, absolute or relative to the group folder.'),
-    glob: z.string().min(1).max(1000).optional().describe('Only search files whose name (or path, if it has a /) matches.'),
+    pattern: z
+      .string()
+      .min(1)
+      .max(1000)
+      .describe('A JavaScript regular expression, without slashes.'),
+    path: pathField
+      .optional()
+      .describe('A file or folder, absolute or relative to the group folder.'),
+    glob: z
+      .string()
+      .min(1)
+      .max(1000)
+      .optional()
+      .describe('Only search files whose name (or path, if it has a /) matches.'),
     ignore_case: z.boolean().optional().describe('Match letters regardless of case.'),
   }),
   async run(input, context) {
@@ -380,7 +448,9 @@ const grepTool = defineTool({
     try {
       regex = new RegExp(input.pattern, input.ignore_case === true ? 'i' : '');
     } catch (err) {
-      throw new ToolError(`invalid regular expression: ${err instanceof Error ? err.message : String(err)}`);
+      throw new ToolError(
+        `invalid regular expression: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
     const fileFilter = input.glob === undefined ? null : globToRegExp(input.glob);
     const filterOnPath = input.glob?.includes('/') ?? false;
@@ -405,7 +475,10 @@ const grepTool = defineTool({
         const line = fileLines[index] ?? '';
         if (!regex.test(line)) continue;
         const hit = `${displayPath(context.groupDir, absolutePath)}:${index + 1}: ${truncateLine(line)}`;
-        if (lines.length >= TOOL_LIMITS.grepMaxMatches || chars + hit.length > TOOL_LIMITS.grepMaxOutputChars) {
+        if (
+          lines.length >= TOOL_LIMITS.grepMaxMatches ||
+          chars + hit.length > TOOL_LIMITS.grepMaxOutputChars
+        ) {
           full = true;
           return false;
         }
@@ -431,9 +504,11 @@ const grepTool = defineTool({
     } else {
       await searchFile(base);
     }
-    if (full) lines.push(`[stopped after ${lines.length} matches; narrow the pattern, path or glob]`);
+    if (full)
+      lines.push(`[stopped after ${lines.length} matches; narrow the pattern, path or glob]`);
     if (exhausted) lines.push('[the tree is too large to search whole; narrow path or glob]');
-    if (skippedLarge > 0) lines.push(`[${skippedLarge} files over ${TOOL_LIMITS.maxFileBytes} bytes were skipped]`);
+    if (skippedLarge > 0)
+      lines.push(`[${skippedLarge} files over ${TOOL_LIMITS.maxFileBytes} bytes were skipped]`);
     return lines.length === 0 ? `No matches for /${input.pattern}/ in ${base}.` : lines.join('\n');
   },
 });
@@ -457,7 +532,15 @@ const sendMessageTool = defineTool({
 
 // ── registry ───────────────────────────────────────────────────────────────
 
-const TOOLS: readonly RegisteredTool[] = [bashTool, readTool, writeTool, editTool, listTool, grepTool, sendMessageTool];
+const TOOLS: readonly RegisteredTool[] = [
+  bashTool,
+  readTool,
+  writeTool,
+  editTool,
+  listTool,
+  grepTool,
+  sendMessageTool,
+];
 const TOOLS_BY_NAME = new Map(TOOLS.map((tool) => [tool.definition.name, tool]));
 
 /** The tool definitions sent with every model request. */
@@ -468,10 +551,17 @@ export const TOOL_DEFINITIONS: readonly ToolDefinition[] = TOOLS.map((tool) => t
  * `is_error` outcome whose text says what went wrong. Only a cancelled turn (the context's
  * signal aborted) is reported by rethrowing, so the turn stops instead of carrying on.
  */
-export async function executeTool(name: string, input: unknown, context: ToolContext): Promise<ToolOutcome> {
+export async function executeTool(
+  name: string,
+  input: unknown,
+  context: ToolContext,
+): Promise<ToolOutcome> {
   const tool = TOOLS_BY_NAME.get(name);
   if (!tool) {
-    return { content: `Unknown tool "${name}". Available tools: ${[...TOOLS_BY_NAME.keys()].join(', ')}.`, isError: true };
+    return {
+      content: `Unknown tool "${name}". Available tools: ${[...TOOLS_BY_NAME.keys()].join(', ')}.`,
+      isError: true,
+    };
   }
   try {
     const outcome = await tool.execute(input, context);
@@ -480,11 +570,17 @@ export async function executeTool(name: string, input: unknown, context: ToolCon
   } catch (err) {
     if (context.signal?.aborted) throw context.signal.reason;
     if (err instanceof ToolError) return { content: err.message, isError: true };
-    const target = isPathInput(input) ? resolveToolPath(context.groupDir, input.path) : context.groupDir;
+    const target = isPathInput(input)
+      ? resolveToolPath(context.groupDir, input.path)
+      : context.groupDir;
     return { content: fsErrorMessage(err, target), isError: true };
   }
 }
 
 function isPathInput(input: unknown): input is { path: string } {
-  return typeof input === 'object' && input !== null && typeof (input as { path?: unknown }).path === 'string';
+  return (
+    typeof input === 'object' &&
+    input !== null &&
+    typeof (input as { path?: unknown }).path === 'string'
+  );
 }

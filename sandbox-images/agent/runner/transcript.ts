@@ -38,13 +38,19 @@ export class TranscriptSaveError extends Error {
  * `transcript.corrupt-<time>.json` for a human to look at, and a fresh conversation starts:
  * a broken history must not break every future run of the group.
  */
-export function loadTranscript(sessionDir: string, log: RunnerLog, now: Date = new Date()): MessageParam[] {
+export function loadTranscript(
+  sessionDir: string,
+  log: RunnerLog,
+  now: Date = new Date(),
+): MessageParam[] {
   const file = path.join(sessionDir, TRANSCRIPT_FILE);
   let raw: string;
   try {
     raw = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    log.warn(`no transcript to resume (${fsErrorMessage(err, file)}); starting a fresh conversation`);
+    log.warn(
+      `no transcript to resume (${fsErrorMessage(err, file)}); starting a fresh conversation`,
+    );
     return [];
   }
   let problem: string | null;
@@ -62,12 +68,20 @@ export function loadTranscript(sessionDir: string, log: RunnerLog, now: Date = n
   }
   if (problem === null) return messages;
 
-  const aside = path.join(sessionDir, `transcript.corrupt-${now.toISOString().replace(/[:.]/g, '-')}.json`);
+  const aside = path.join(
+    sessionDir,
+    `transcript.corrupt-${now.toISOString().replace(/[:.]/g, '-')}.json`,
+  );
   try {
     fs.renameSync(file, aside);
-    log.error(`transcript ${file} is unusable (${problem}); moved it to ${aside} and started a fresh conversation`);
+    log.error(
+      `transcript ${file} is unusable (${problem}); moved it to ${aside} and started a fresh conversation`,
+    );
   } catch (err) {
-    log.error(`transcript ${file} is unusable (${problem}) and could not be moved aside; starting a fresh conversation`, err);
+    log.error(
+      `transcript ${file} is unusable (${problem}) and could not be moved aside; starting a fresh conversation`,
+      err,
+    );
   }
   return [];
 }
@@ -90,7 +104,9 @@ export function saveTranscript(sessionDir: string, messages: readonly MessagePar
     } catch {
       // Nothing was written, or the folder is unusable; either way the cause below matters.
     }
-    throw new TranscriptSaveError(`cannot save the transcript: ${fsErrorMessage(err, file)}`, { cause: err });
+    throw new TranscriptSaveError(`cannot save the transcript: ${fsErrorMessage(err, file)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -115,13 +131,19 @@ export function conversationProblem(messages: readonly MessageParam[]): string |
     if (message.role !== expectedRole) return `message ${index} should be from the ${expectedRole}`;
     const blocks = typeof message.content === 'string' ? [] : message.content;
     if (message.role === 'user') {
-      const answered = blocks.filter((block) => block.type === 'tool_result').map((block) => String(block.tool_use_id));
+      const answered = blocks
+        .filter((block) => block.type === 'tool_result')
+        .map((block) => String(block.tool_use_id));
       const unanswered = openToolUses.filter((id) => !answered.includes(id));
-      if (unanswered.length > 0) return `message ${index} does not answer tool call ${unanswered[0]}`;
-      if (answered.length !== openToolUses.length) return `message ${index} answers a tool call that was not made`;
+      if (unanswered.length > 0)
+        return `message ${index} does not answer tool call ${unanswered[0]}`;
+      if (answered.length !== openToolUses.length)
+        return `message ${index} answers a tool call that was not made`;
       openToolUses = [];
     } else {
-      openToolUses = blocks.filter((block) => block.type === 'tool_use').map((block) => String(block.id));
+      openToolUses = blocks
+        .filter((block) => block.type === 'tool_use')
+        .map((block) => String(block.id));
     }
   }
   if (messages[messages.length - 1]?.role !== 'assistant') return 'it ends in the middle of a turn';
@@ -151,7 +173,10 @@ export function dropOldestTurn(messages: readonly MessageParam[]): MessageParam[
  * This forgets old turns outright. Proper compaction, which summarises them and archives the
  * full text to the group folder (DESIGN.md §4), comes later.
  */
-export function trimConversation(messages: readonly MessageParam[], maxBytes: number = TRANSCRIPT_MAX_BYTES): MessageParam[] {
+export function trimConversation(
+  messages: readonly MessageParam[],
+  maxBytes: number = TRANSCRIPT_MAX_BYTES,
+): MessageParam[] {
   let kept = [...messages];
   while (conversationBytes(kept) > maxBytes) {
     const shorter = dropOldestTurn(kept);
