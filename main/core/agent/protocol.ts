@@ -149,7 +149,28 @@ export function encodeFrame(frame: HostToRunner | RunnerToHost): string {
   return `${JSON.stringify(frame)}\n`;
 }
 
-export type DecodeResult<T> = { ok: true; frame: T } | { ok: false; error: string };
+/** Why a line was refused: it grew past the limit, was not JSON, or failed the schema. */
+export type DecodeFailure = 'too_large' | 'not_json' | 'invalid';
+
+export type DecodeResult<T> =
+  { ok: true; frame: T } | { ok: false; kind: DecodeFailure; error: string };
+
+/**
+ * Whether `text` takes more than `maxBytes` in UTF-8, without encoding it: a UTF-16 unit
+ * takes 1 to 3 bytes, so only strings near the limit need counting.
+ */
+function exceedsUtf8(text: string, maxBytes: number): boolean {
+  if (text.length * 3 <= maxBytes) return false;
+  if (text.length > maxBytes) return true;
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    // A surrogate pair is 4 bytes over two units: 2 each.
+    bytes += unit < 0x80 ? 1 : unit < 0x800 || (unit >= 0xd800 && unit <= 0xdfff) ? 2 : 3;
+    if (bytes > maxBytes) return true;
+  }
+  return false;
+}
 
 /**
  * Splits a text stream into lines and validates each as a frame.
@@ -175,8 +196,8 @@ export class FrameDecoder<T> {
       if (newline === -1) {
         if (!this.discarding) {
           this.buffer += rest;
-          if (this.buffer.length > this.maxBytes) {
-            results.push({ ok: false, error: `frame larger than ${this.maxBytes} bytes dropped` });
+          if (exceedsUtf8(this.buffer, this.maxBytes)) {
+            results.push(this.tooLarge());
             this.buffer = '';
             this.discarding = true;
           }
@@ -192,8 +213,8 @@ export class FrameDecoder<T> {
       }
       const line = this.buffer + piece;
       this.buffer = '';
-      if (line.length > this.maxBytes) {
-        results.push({ ok: false, error: `frame larger than ${this.maxBytes} bytes dropped` });
+      if (exceedsUtf8(line, this.maxBytes)) {
+        results.push(this.tooLarge());
         continue;
       }
       if (line.trim() === '') continue;
@@ -201,12 +222,20 @@ export class FrameDecoder<T> {
     }
   }
 
+  private tooLarge(): DecodeResult<T> {
+    return {
+      ok: false,
+      kind: 'too_large',
+      error: `frame larger than ${this.maxBytes} bytes dropped`,
+    };
+  }
+
   private parseLine(line: string): DecodeResult<T> {
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch {
-      return { ok: false, error: `not JSON: ${preview(line)}` };
+      return { ok: false, kind: 'not_json', error: `not JSON: ${preview(line)}` };
     }
     const parsed = this.schema.safeParse(value);
     if (!parsed.success) {
@@ -214,6 +243,7 @@ export class FrameDecoder<T> {
       const where = issue?.path.length ? issue.path.join('.') : 'frame';
       return {
         ok: false,
+        kind: 'invalid',
         error: `invalid frame (${where}: ${issue?.message ?? 'bad shape'}): ${preview(line)}`,
       };
     }

@@ -6,7 +6,8 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import { ZodError } from 'zod';
+import { ZodError, type z } from 'zod';
+import { FrameDecoder, type DecodeFailure } from '../agent/protocol.js';
 import { CoreInputError, UnknownGroupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ControlHandlers } from './handlers.js';
@@ -19,6 +20,15 @@ import {
   type ControlMethod,
   type ControlResponse,
 } from './protocol.js';
+
+/** What a client is told about a line it cannot have answered by id. */
+const REFUSAL: Record<DecodeFailure, string> = {
+  too_large: `request too large (the limit is ${MAX_REQUEST_BYTES} bytes a line)`,
+  not_json: 'request is not JSON',
+  invalid: 'request needs id, method, params',
+};
+
+type ControlRequest = z.infer<typeof ControlRequestSchema>;
 
 export class ServeAlreadyRunningError extends Error {
   constructor(socketPath: string) {
@@ -90,64 +100,24 @@ export class ControlServer {
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', (err) => this.log.debug({ err }, 'control connection error'));
     socket.setEncoding('utf8');
-    let buffer = '';
-    // After an oversized line is refused, the rest of it is skipped up to its newline, so the
-    // connection stays usable. (Ending the socket instead left the tail of the line to be read
-    // as a request of its own, answered with writes after end.)
-    let discarding = false;
-    const tooLarge = () =>
-      this.reply(socket, {
-        id: 0,
-        ok: false,
-        error: {
-          code: 'bad_request',
-          message: `request too large (the limit is ${MAX_REQUEST_BYTES} bytes a line)`,
-        },
-      });
+    // The same line splitter as the container protocol: an oversized line is refused once and
+    // skipped up to its newline, so the connection stays usable.
+    const decoder = new FrameDecoder(ControlRequestSchema, MAX_REQUEST_BYTES);
     socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) !== -1) {
-        const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
-        if (discarding) {
-          discarding = false;
-          continue;
-        }
-        // A whole line can arrive in one chunk; the limit holds for it too.
-        if (Buffer.byteLength(line, 'utf8') > MAX_REQUEST_BYTES) tooLarge();
-        else if (line.trim() !== '') void this.handleLine(socket, line);
-      }
-      if (Buffer.byteLength(buffer, 'utf8') > MAX_REQUEST_BYTES) {
-        if (!discarding) tooLarge();
-        discarding = true;
-        buffer = '';
+      for (const result of decoder.push(chunk)) {
+        if (result.ok) void this.handleRequest(socket, result.frame);
+        else
+          this.reply(socket, {
+            id: 0,
+            ok: false,
+            error: { code: 'bad_request', message: REFUSAL[result.kind] },
+          });
       }
     });
   }
 
-  private async handleLine(socket: net.Socket, line: string): Promise<void> {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(line);
-    } catch {
-      this.reply(socket, {
-        id: 0,
-        ok: false,
-        error: { code: 'bad_request', message: 'request is not JSON' },
-      });
-      return;
-    }
-    const request = ControlRequestSchema.safeParse(raw);
-    if (!request.success) {
-      this.reply(socket, {
-        id: 0,
-        ok: false,
-        error: { code: 'bad_request', message: 'request needs id, method, params' },
-      });
-      return;
-    }
-    const { id, method } = request.data;
+  private async handleRequest(socket: net.Socket, request: ControlRequest): Promise<void> {
+    const { id, method } = request;
     if (!isControlMethod(method)) {
       this.reply(socket, {
         id,
@@ -158,7 +128,7 @@ export class ControlServer {
     }
     this.reply(socket, {
       id,
-      ...(await invokeControl(this.handlers, method, request.data.params, this.log)),
+      ...(await invokeControl(this.handlers, method, request.params, this.log)),
     });
   }
 
