@@ -2,22 +2,31 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import readline from 'node:readline';
 import type { Readable } from 'node:stream';
 
 import Docker from 'dockerode';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { silentLogger } from '../../main/core/logger.js';
-import { ContainerStartError, DockerRuntime } from '../../main/core/sandbox/docker.js';
+import {
+  ContainerStartError,
+  ContainerWaitError,
+  DockerRuntime,
+  type DockerRuntimeDeps,
+} from '../../main/core/sandbox/docker.js';
 import { groupMounts } from '../../main/core/sandbox/mounts.js';
 import {
   DEFAULT_LIMITS,
+  ImageMissingError,
   OURS_LABEL,
+  RuntimeUnavailableError,
   SCOPE_LABEL,
   type ContainerSpec,
   type RunningContainer,
 } from '../../main/core/sandbox/runtime.js';
+import { startDockerProxy, type DockerProxy } from '../helpers/docker-proxy.js';
 import { buildTestImage, removeTestImage, requireDocker } from '../helpers/docker.js';
 
 /**
@@ -59,7 +68,7 @@ rl.on('close', () => {
 });
 `;
 
-const DOCKERFILE = `ARG BASE_IMAGE=clawbar-base:offline
+const DOCKERFILE = `ARG BASE_IMAGE
 FROM \${BASE_IMAGE}
 COPY echo.js /opt/echo.js
 CMD ["node", "/opt/echo.js"]
@@ -82,8 +91,40 @@ async function collect(stream: Readable): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** Settles `promise` and says how long that took; a rejection comes back as the value. */
+async function timed(promise: Promise<unknown>): Promise<{ value: unknown; ms: number }> {
+  const startedAt = performance.now();
+  const value = await promise.catch((err: unknown) => err);
+  return { value, ms: performance.now() - startedAt };
+}
+
+/** Retries `check` until it passes or `ms` have gone by (then its last failure is thrown). */
+async function eventually(check: () => Promise<void>, ms = 10_000): Promise<void> {
+  const until = performance.now() + ms;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      if (performance.now() > until) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+/** A spec for tests that never reach a real engine. */
+const NOWHERE_SPEC: ContainerSpec = {
+  name: 'clawbar-test-nowhere',
+  image: 'clawbar-agent:latest',
+  mounts: [],
+  env: {},
+  labels: {},
+  limits: DEFAULT_LIMITS,
+  network: false,
+};
+
 describe('DockerRuntime without an engine', () => {
-  it('check() says the engine is not answering and how to start it', async () => {
+  it('check() says the engine is not reachable and how to start it', async () => {
     const runtime = new DockerRuntime({
       log: silentLogger(),
       socketPath: '/nonexistent/docker.sock',
@@ -91,28 +132,36 @@ describe('DockerRuntime without an engine', () => {
     const state = await runtime.check();
     expect(state.ok).toBe(false);
     if (state.ok) return;
-    expect(state.reason).toMatch(/not answering/);
-    expect(state.fix).toMatch(/Docker Desktop.*dockerd/);
+    expect(state.reason).toBe(
+      'Docker engine not reachable: connect ENOENT /nonexistent/docker.sock',
+    );
+    expect(state.fix).toMatch(/start Docker Desktop.*dockerd/);
   });
 
-  it('start() fails with ContainerStartError naming the fix', async () => {
+  it('start() against a socket that does not exist rejects with RuntimeUnavailableError saying how to start Docker', async () => {
     const runtime = new DockerRuntime({
       log: silentLogger(),
       socketPath: '/nonexistent/docker.sock',
     });
+    const err = await runtime.start(NOWHERE_SPEC).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RuntimeUnavailableError);
+    expect((err as RuntimeUnavailableError).message).toBe(
+      'Docker engine not reachable: connect ENOENT /nonexistent/docker.sock',
+    );
+    expect((err as RuntimeUnavailableError).fix).toMatch(/start Docker Desktop.*start docker/);
+    expect((err as Error).cause).toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('start() with an already aborted signal rejects with its reason and sends nothing', async () => {
+    const runtime = new DockerRuntime({
+      log: silentLogger(),
+      socketPath: '/nonexistent/docker.sock',
+    });
+    const reason = new Error('stopped before it began');
     const err = await runtime
-      .start({
-        name: 'clawbar-test-nowhere',
-        image: 'clawbar-agent:latest',
-        mounts: [],
-        env: {},
-        labels: {},
-        limits: DEFAULT_LIMITS,
-        network: false,
-      })
+      .start(NOWHERE_SPEC, { signal: AbortSignal.abort(reason) })
       .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ContainerStartError);
-    expect((err as Error).message).toMatch(/engine is not answering \(ENOENT\).*dockerd/);
+    expect(err).toBe(reason);
   });
 });
 
@@ -302,14 +351,14 @@ requireDocker('DockerRuntime with a real engine', () => {
     expect(errors).toEqual([]);
   });
 
-  it('start() with a missing image throws ContainerStartError saying how to build it, and leaves nothing behind', async () => {
+  it('start() with a missing image throws ImageMissingError saying how to build it, and leaves nothing behind', async () => {
     const s = spec({ image: 'clawbar-test-missing:never' });
     const err = await runtime.start(s).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ContainerStartError);
-    expect((err as ContainerStartError).message).toBe(
-      'image clawbar-test-missing:never is not built; run `clawbar image build`',
+    expect(err).toBeInstanceOf(ImageMissingError);
+    expect((err as ImageMissingError).message).toBe(
+      'the agent image clawbar-test-missing:never is not built; run `clawbar image build`',
     );
-    expect((err as ContainerStartError).cause).toBeDefined();
+    expect((err as ImageMissingError).cause).toBeDefined();
     const left = await docker.listContainers({ all: true, filters: { name: [s.name] } });
     expect(left).toEqual([]);
   });
@@ -363,5 +412,232 @@ requireDocker('DockerRuntime with a real engine', () => {
       await foreign.remove({ force: true });
       await orphan.remove({ force: true }).catch(() => undefined);
     }
+  });
+
+  describe('when the engine goes away or wedges', () => {
+    // A scope of their own: these tests lose containers on purpose (the engine "went away") and
+    // count what removeOrphans() finds, so nothing else may share it.
+    const faultScope = `test-${randomBytes(6).toString('hex')}`;
+    const direct = new DockerRuntime({ log: silentLogger(), docker, scope: faultScope });
+    const proxies: DockerProxy[] = [];
+    /**
+     * How a cut shows up: ENOENT on a new connection, or EPIPE/ECONNRESET when the client reuses
+     * a keep-alive connection before it has read the proxy's close.
+     */
+    const CUT_REASON =
+      /^Docker engine not reachable: (connect ENOENT \S+|write EPIPE|read ECONNRESET|socket hang up)$/;
+
+    afterEach(async () => {
+      await Promise.allSettled(proxies.splice(0).map((proxy) => proxy.close()));
+    });
+
+    afterAll(async () => {
+      await direct.removeOrphans();
+    });
+
+    /** A runtime that reaches the engine only through a fault-injecting proxy. */
+    async function proxied(
+      deps: Partial<DockerRuntimeDeps> = {},
+    ): Promise<{ proxy: DockerProxy; runtime: DockerRuntime }> {
+      const proxy = await startDockerProxy();
+      proxies.push(proxy);
+      const runtime = new DockerRuntime({
+        log: silentLogger(),
+        socketPath: proxy.socketPath,
+        scope: faultScope,
+        ...deps,
+      });
+      return { proxy, runtime };
+    }
+
+    /** Starts a container that ignores its input and never exits, once it is surely running. */
+    async function startHung(runtime: DockerRuntime): Promise<RunningContainer> {
+      const c = await runtime.start(spec({ env: { MODE: 'hang' } }));
+      expect(await lineReader(c.stderr)()).toBe('echo: started');
+      return c;
+    }
+
+    /** The engine's lifecycle events for one container name since `since` (Unix seconds). */
+    async function containerEvents(name: string, since: number): Promise<string[]> {
+      const stream = await docker.getEvents({
+        since,
+        until: Date.now() / 1000,
+        filters: { type: ['container'], container: [name] },
+      });
+      const body = await collect(stream as unknown as Readable);
+      return body
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .map((line) => (JSON.parse(line) as { Action: string }).Action);
+    }
+
+    it('start() through a wedged engine rejects with RuntimeUnavailableError at its deadline', async () => {
+      const { proxy, runtime } = await proxied({ startTimeoutMs: 1500 });
+      proxy.hang();
+      const { value: err, ms } = await timed(runtime.start(spec()));
+      expect(err).toBeInstanceOf(RuntimeUnavailableError);
+      expect((err as RuntimeUnavailableError).message).toBe(
+        'the Docker engine did not start the container within 1.5 s',
+      );
+      expect((err as RuntimeUnavailableError).fix).toMatch(/restart/);
+      expect(ms).toBeGreaterThanOrEqual(1400);
+      expect(ms).toBeLessThan(2500);
+    });
+
+    it('aborting start() through a wedged engine rejects at once with the reason, and removes the container the engine makes later', async () => {
+      const { proxy, runtime } = await proxied();
+      proxy.hang();
+      const s = spec();
+      const since = Math.floor(Date.now() / 1000);
+      const controller = new AbortController();
+      const reason = new Error('the run was stopped');
+      const starting = timed(runtime.start(s, { signal: controller.signal }));
+      setTimeout(() => controller.abort(reason), 300);
+      const { value: err, ms } = await starting;
+      expect(err).toBe(reason);
+      expect(ms).toBeLessThan(1000);
+
+      // The engine comes back and carries out the create it was holding. start() has given up,
+      // so the container made now must be removed, not leaked.
+      await proxy.restore();
+      await eventually(async () => {
+        expect(await containerEvents(s.name, since)).toEqual(
+          expect.arrayContaining(['create', 'destroy']),
+        );
+      });
+      expect(await direct.listOurs()).toEqual([]);
+    });
+
+    it.each(['create', 'attach', 'start'] as const)(
+      'aborting start() right at its %s step rejects with the reason and leaves no container behind',
+      async (step) => {
+        // A real client, with the caller's abort timed to one step: after the create has been
+        // carried out (its answer arrives late), after the attach is open, or as `start` goes out.
+        const controller = new AbortController();
+        const reason = new Error(`stopped at ${step}`);
+        const client = new Docker();
+        const create = client.createContainer.bind(client);
+        client.createContainer = (async (options: Docker.ContainerCreateOptions) => {
+          const container = await create(options);
+          if (step === 'create') controller.abort(reason);
+          const attach = container.attach.bind(container);
+          container.attach = (async (attachOptions: Docker.ContainerAttachOptions) => {
+            const stream = await attach(attachOptions);
+            if (step === 'attach') controller.abort(reason);
+            return stream;
+          }) as typeof container.attach;
+          const start = container.start.bind(container);
+          container.start = (async (startOptions?: Docker.ContainerStartOptions) => {
+            if (step === 'start') controller.abort(reason);
+            return start(startOptions);
+          }) as typeof container.start;
+          return container;
+        }) as typeof client.createContainer;
+        const runtime = new DockerRuntime({
+          log: silentLogger(),
+          docker: client,
+          scope: faultScope,
+        });
+
+        const s = spec();
+        const since = Math.floor(Date.now() / 1000);
+        const { value: err, ms } = await timed(runtime.start(s, { signal: controller.signal }));
+        expect(err).toBe(reason);
+        expect(ms).toBeLessThan(2000);
+        await eventually(async () => {
+          expect(await containerEvents(s.name, since)).toEqual(
+            expect.arrayContaining(['create', 'destroy']),
+          );
+        });
+        expect(await direct.listOurs()).toEqual([]);
+      },
+    );
+
+    it('cutting the connection makes wait() reject and stdout end at once; once the engine is back, removeOrphans() removes the lost container and keeps the live one', async () => {
+      const { proxy, runtime } = await proxied();
+      const lost = await startHung(runtime);
+      const stdout = timed(collect(lost.stdout));
+
+      await proxy.cut();
+      const waited = await timed(lost.wait());
+      expect(waited.value).toBeInstanceOf(ContainerWaitError);
+      expect((waited.value as Error).message).toMatch(
+        new RegExp(`^lost track of container ${lost.name}: `),
+      );
+      expect(waited.ms).toBeLessThan(1000);
+      const ended = await stdout;
+      expect(ended.value).toBe('');
+
+      // The engine never heard of the cut: the container still runs, out of our sight.
+      await proxy.restore();
+      const live = await startHung(runtime);
+      expect((await runtime.listOurs()).map((c) => c.name).sort()).toEqual(
+        [lost.name, live.name].sort(),
+      );
+      expect(await runtime.removeOrphans(new Set([live.name]))).toBe(1);
+      expect(await runtime.listOurs()).toEqual([
+        expect.objectContaining({ name: live.name, state: 'running' }),
+      ]);
+      await live.kill();
+      expect(await live.wait()).toEqual({ exitCode: 137 });
+    });
+
+    it('kill() through a cut connection rejects with RuntimeUnavailableError at once', async () => {
+      const { proxy, runtime } = await proxied();
+      const c = await startHung(runtime);
+
+      await proxy.cut();
+      const { value: err, ms } = await timed(c.kill());
+      expect(err).toBeInstanceOf(RuntimeUnavailableError);
+      expect((err as Error).message).toMatch(CUT_REASON);
+      expect((err as RuntimeUnavailableError).fix).toMatch(/start Docker/);
+      expect(ms).toBeLessThan(1000);
+
+      await proxy.restore();
+      await c.kill();
+      await eventually(async () => expect(await direct.listOurs()).toEqual([]));
+    });
+
+    it('kill() through a wedged engine gives up at its deadline with RuntimeUnavailableError', async () => {
+      const { proxy, runtime } = await proxied({ killTimeoutMs: 1000 });
+      const c = await startHung(runtime);
+
+      proxy.hang();
+      const { value: err, ms } = await timed(c.kill());
+      expect(err).toBeInstanceOf(RuntimeUnavailableError);
+      expect((err as Error).message).toBe(
+        `the Docker engine did not kill container ${c.name} within 1 s`,
+      );
+      expect(ms).toBeGreaterThanOrEqual(900);
+      expect(ms).toBeLessThan(2000);
+
+      // Unwedged, the engine answers again, and the exit wait held meanwhile still reports.
+      await proxy.restore();
+      await c.kill();
+      expect(await c.wait()).toEqual({ exitCode: 137 });
+    });
+
+    it('check() through a cut connection says the engine is not reachable', async () => {
+      const { proxy, runtime } = await proxied();
+      expect(await runtime.check()).toMatchObject({ ok: true });
+      await proxy.cut();
+      expect(await runtime.check()).toEqual({
+        ok: false,
+        reason: expect.stringMatching(CUT_REASON),
+        fix: expect.stringMatching(/start Docker Desktop/),
+      });
+    });
+
+    it('check() through a wedged engine says it is not reachable once its deadline passes', async () => {
+      const { proxy, runtime } = await proxied({ checkTimeoutMs: 500 });
+      proxy.hang();
+      const { value: state, ms } = await timed(runtime.check());
+      expect(state).toEqual({
+        ok: false,
+        reason: 'Docker engine not reachable: it did not answer within 500 ms',
+        fix: expect.stringMatching(/restart/),
+      });
+      expect(ms).toBeLessThan(1500);
+    });
   });
 });

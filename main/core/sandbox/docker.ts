@@ -17,6 +17,8 @@ import { z } from 'zod';
 import type { Logger } from '../logger.js';
 import {
   OURS_LABEL,
+  ImageMissingError,
+  RuntimeUnavailableError,
   SCOPE_LABEL,
   type ContainerRuntime,
   type ContainerSpec,
@@ -24,6 +26,7 @@ import {
   type Mount,
   type RunningContainer,
   type RuntimeState,
+  type StartOptions,
 } from './runtime.js';
 
 /** What {@link DockerRuntime} needs. */
@@ -46,9 +49,19 @@ export interface DockerRuntimeDeps {
   scope?: string;
   /** How long `check()` waits for the engine to answer. @default 5000 */
   checkTimeoutMs?: number;
+  /**
+   * How long `start()` may take in all (create, attach, exit-wait registration, start) before
+   * it gives up with {@link RuntimeUnavailableError}. @default 30000
+   */
+  startTimeoutMs?: number;
+  /** How long a running container's `kill()` waits for the engine. @default 10000 */
+  killTimeoutMs?: number;
 }
 
-/** A container could not be created, attached or started. Nothing is left behind. */
+/**
+ * A container could not be created, attached or started, and the engine said why (an engine
+ * that cannot be reached is a {@link RuntimeUnavailableError} instead). Nothing is left behind.
+ */
 export class ContainerStartError extends Error {
   override readonly name = 'ContainerStartError';
   readonly containerName: string;
@@ -92,7 +105,20 @@ const UNREACHABLE_CODES = new Set([
   'ABORT_ERR',
 ]);
 
+/** Socket errors raised while connecting, before any byte of the request was sent. */
+const NEVER_CONNECTED_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'EACCES']);
+
+/** How every "cannot reach the engine" message starts, so users and logs can spot it. */
+const NOT_REACHABLE = 'Docker engine not reachable';
+
 const DEFAULT_CHECK_TIMEOUT_MS = 5000;
+const DEFAULT_START_TIMEOUT_MS = 30_000;
+const DEFAULT_KILL_TIMEOUT_MS = 10_000;
+/**
+ * How long clean-up after a failed start may take: removing the container, and waiting for the
+ * answer to a create that was still in flight when the start gave up.
+ */
+const CLEANUP_TIMEOUT_MS = 10_000;
 
 export class DockerRuntime implements ContainerRuntime {
   readonly kind = 'docker' as const;
@@ -100,6 +126,8 @@ export class DockerRuntime implements ContainerRuntime {
   private readonly log: Logger;
   private readonly scope: string | undefined;
   private readonly checkTimeoutMs: number;
+  private readonly startTimeoutMs: number;
+  private readonly killTimeoutMs: number;
 
   constructor(deps: DockerRuntimeDeps) {
     this.docker =
@@ -107,6 +135,8 @@ export class DockerRuntime implements ContainerRuntime {
     this.log = deps.log.child({ mod: 'docker' });
     this.scope = deps.scope;
     this.checkTimeoutMs = deps.checkTimeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS;
+    this.startTimeoutMs = deps.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+    this.killTimeoutMs = deps.killTimeoutMs ?? DEFAULT_KILL_TIMEOUT_MS;
   }
 
   async check(): Promise<RuntimeState> {
@@ -121,13 +151,15 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       const facts = dockerErrorFacts(err);
       this.log.warn({ err }, 'docker engine check failed');
-      return {
-        ok: false,
-        reason: abortSignal.aborted
-          ? `the Docker engine did not answer within ${this.checkTimeoutMs} ms`
-          : `the Docker engine is not answering: ${facts.message}`,
-        fix: fixFor(facts.code),
-      };
+      let reason: string;
+      if (abortSignal.aborted) {
+        reason = `${NOT_REACHABLE}: it did not answer within ${this.checkTimeoutMs} ms`;
+      } else if (isUnreachable(facts)) {
+        reason = `${NOT_REACHABLE}: ${facts.message}`;
+      } else {
+        reason = `the Docker engine is not answering: ${facts.message}`;
+      }
+      return { ok: false, reason, fix: fixFor(abortSignal.aborted ? 'ETIMEDOUT' : facts.code) };
     }
   }
 
@@ -141,38 +173,67 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async start(spec: ContainerSpec): Promise<RunningContainer> {
+  async start(spec: ContainerSpec, opts: StartOptions = {}): Promise<RunningContainer> {
+    const callerSignal = opts.signal;
+    callerSignal?.throwIfAborted();
     const log = this.log.child({ container: spec.name });
     const facts = { containerName: spec.name, image: spec.image };
     const startedAt = performance.now();
     const options = this.createOptions(spec);
 
+    // One signal for every request of this start: the caller's abort or our deadline, whichever
+    // comes first. It is never aborted once start() has returned, so the attach and exit-wait
+    // requests that carry it live on with the container.
+    const giveUp = new AbortController();
+    const signal = giveUp.signal;
+    const onCallerAbort = (): void => giveUp.abort(callerSignal?.reason);
+    callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
+    const deadline = setTimeout(() => {
+      giveUp.abort(
+        new RuntimeUnavailableError(
+          `the Docker engine did not start the container within ${seconds(this.startTimeoutMs)}`,
+          fixFor('ETIMEDOUT'),
+        ),
+      );
+    }, this.startTimeoutMs);
+
+    // The create request does not carry `signal`: aborting it would not tell us whether the
+    // engine made the container. It gets its answer (or its own later deadline) instead.
+    const createDeadline = new AbortController();
+    let creating: Promise<Docker.Container> | undefined;
     let container: Docker.Container | undefined;
     let attaching: Promise<Duplex> | undefined;
     let waiting: Promise<ExitWait> | undefined;
     let stage: 'create' | 'attach' | 'start' = 'create';
     try {
-      container = await this.docker.createContainer(options);
+      creating = this.docker.createContainer({ ...options, abortSignal: createDeadline.signal });
+      creating.catch(() => undefined);
+      container = await untilAborted(creating, signal);
       stage = 'attach';
       // Both requests go out before `start`, in parallel:
       // - attach first, or the runner's first output (and an early crash message) is lost;
       // - the exit wait first, or an AutoRemove container can exit and vanish before we ask,
       //   and `wait` answers 404 with the exit code gone (the docker CLI registers its wait
       //   before start for the same reason: cli/command/container/utils.go waitExitOrRemoved).
-      attaching = attachStdio(container);
-      waiting = registerExitWait(this.docker, container.id);
-      const socket = await attaching;
-      const exit = await waiting;
+      attaching = attachStdio(container, signal);
+      waiting = registerExitWait(this.docker, container.id, signal);
+      // Handled now: one may fail while we still await the other.
+      attaching.catch(() => undefined);
+      waiting.catch(() => undefined);
+      const socket = await untilAborted(attaching, signal);
+      const exit = await untilAborted(waiting, signal);
       stage = 'start';
       const stdio = this.wireStdio(socket, log);
-      await container.start();
+      await untilAborted(container.start({ abortSignal: signal }), signal);
       log.debug(
         { id: container.id, ms: Math.round(performance.now() - startedAt) },
         'container started',
       );
       return this.running(container, spec.name, stdio, exit, log);
     } catch (err) {
-      // Undo whatever exists. A container that never started is not auto-removed.
+      // Once the start is given up, that is the outcome, whatever the aborted request said.
+      const gaveUp = signal.aborted;
+      const failure: unknown = gaveUp ? signal.reason : startError(stage, spec, facts, err);
       void attaching?.then(
         (socket) => socket.destroy(),
         () => undefined,
@@ -181,8 +242,26 @@ export class DockerRuntime implements ContainerRuntime {
         (w) => w.cancel(),
         () => undefined,
       );
-      if (container) await forceRemove(container, log);
-      throw startError(stage, spec, facts, err);
+      // Undo whatever exists: a container that never started is not auto-removed. The removal
+      // has its own deadline and never holds up the rejection when the engine is in trouble.
+      let removal: Promise<void> | undefined;
+      if (container) {
+        removal = this.removeQuietly(container, log);
+      } else if (creating && gaveUp) {
+        this.removeLateCreate(creating, createDeadline, spec.name, log);
+      } else if (creating && mayHaveReachedEngine(err)) {
+        // The create request broke without an answer: the engine may have made the container.
+        void this.removeQuietly(this.docker.getContainer(spec.name), log);
+      }
+      // When the engine answered "no" it is healthy: wait for the removal (within the start's
+      // deadline), so a failed start leaves nothing behind the moment it rejects.
+      if (removal && !gaveUp && dockerErrorFacts(err).statusCode !== undefined) {
+        await untilAborted(removal, signal).catch(() => undefined);
+      }
+      throw failure;
+    } finally {
+      clearTimeout(deadline);
+      callerSignal?.removeEventListener('abort', onCallerAbort);
     }
   }
 
@@ -206,11 +285,12 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   /**
-   * Force-removes every container carrying our label (and scope). Call it only from the
-   * process that owns the containers — `serve` at startup — or it kills live runs.
+   * Force-removes every container carrying our label (and scope), except those named in
+   * `keep`. Call it only from the process that owns the containers — `serve` at startup, or
+   * once the engine is back, with its live runs in `keep` — or it kills live runs.
    */
-  async removeOrphans(): Promise<number> {
-    const ours = await this.listOurs();
+  async removeOrphans(keep: ReadonlySet<string> = new Set()): Promise<number> {
+    const ours = (await this.listOurs()).filter((c) => !keep.has(c.name));
     const results = await Promise.allSettled(
       ours.map((c) =>
         this.docker
@@ -234,8 +314,54 @@ export class DockerRuntime implements ContainerRuntime {
       );
     }
     if (ours.length > 0)
-      this.log.info({ found: ours.length, removed }, 'removed orphan containers');
+      this.log.info({ found: ours.length, removed, kept: keep.size }, 'removed orphan containers');
     return removed;
+  }
+
+  /**
+   * Force-removes a container, with a deadline; never rejects (the orphan sweep is the backstop).
+   */
+  private async removeQuietly(container: Docker.Container, log: Logger): Promise<void> {
+    try {
+      await withDeadline(CLEANUP_TIMEOUT_MS, (abortSignal) =>
+        container.remove({ force: true, abortSignal }),
+      );
+      log.debug({ id: container.id }, 'removed a container that failed to start');
+    } catch (err) {
+      const status = dockerErrorFacts(err).statusCode;
+      // 404: never made, or gone meanwhile. 409: AutoRemove is already removing it.
+      if (status === 404 || status === 409) return;
+      log.warn({ err, id: container.id }, 'could not remove a container that failed to start');
+    }
+  }
+
+  /**
+   * Removes what a create left behind when the start gave up before its answer: the container
+   * it made, once the answer arrives; or, when no answer comes within the clean-up deadline,
+   * whatever carries the spec's (unique) name.
+   */
+  private removeLateCreate(
+    creating: Promise<Docker.Container>,
+    createDeadline: AbortController,
+    name: string,
+    log: Logger,
+  ): void {
+    const timer = setTimeout(() => createDeadline.abort(), CLEANUP_TIMEOUT_MS);
+    // A wedged engine must not keep the process alive just for this.
+    timer.unref();
+    creating.then(
+      (container) => {
+        clearTimeout(timer);
+        log.debug({ id: container.id }, 'create answered after the start gave up; removing');
+        void this.removeQuietly(container, log);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        // An answer ("no such image", a name conflict) means nothing was made, or not by us.
+        if (!mayHaveReachedEngine(err)) return;
+        void this.removeQuietly(this.docker.getContainer(name), log);
+      },
+    );
   }
 
   /**
@@ -377,14 +503,22 @@ export class DockerRuntime implements ContainerRuntime {
       stderr: stdio.stderr,
       wait: () => exited,
       kill: async () => {
+        const abortSignal = AbortSignal.timeout(this.killTimeoutMs);
         try {
-          await container.kill({ signal: 'SIGKILL' });
+          await untilAborted(container.kill({ signal: 'SIGKILL', abortSignal }), abortSignal);
           log.debug('container killed');
         } catch (err) {
-          const status = dockerErrorFacts(err).statusCode;
+          const facts = dockerErrorFacts(err);
           // 404: already removed. 409: not running (exited, or being removed). Both are done.
-          if (status === 404 || status === 409) return;
-          throw engineError(`killing container ${name}`, err);
+          if (facts.statusCode === 404 || facts.statusCode === 409) return;
+          if (abortSignal.aborted) {
+            throw new RuntimeUnavailableError(
+              `the Docker engine did not kill container ${name} within ${seconds(this.killTimeoutMs)}`,
+              fixFor('ETIMEDOUT'),
+              { cause: err },
+            );
+          }
+          throw unreachableError(facts, err) ?? engineError(`killing container ${name}`, err);
         }
       },
     };
@@ -392,7 +526,7 @@ export class DockerRuntime implements ContainerRuntime {
 }
 
 /** Opens the hijacked attach stream: one duplex socket carrying stdin in, stdout+stderr out. */
-async function attachStdio(container: Docker.Container): Promise<Duplex> {
+async function attachStdio(container: Docker.Container, abortSignal: AbortSignal): Promise<Duplex> {
   // hijack: docker-modem upgrades the connection and hands back the raw socket, which (unlike
   // its HttpDuplex for non-hijacked stdin) supports a true half-close for EOF.
   const stream: unknown = await container.attach({
@@ -401,6 +535,7 @@ async function attachStdio(container: Docker.Container): Promise<Duplex> {
     stdout: true,
     stderr: true,
     hijack: true,
+    abortSignal,
   });
   if (!isDuplex(stream)) throw new Error('the engine did not return a bidirectional attach stream');
   return stream;
@@ -434,13 +569,14 @@ interface ExitWait {
  * registered waiter. Condition `removed` (AutoRemove is on) still reports the exit code, and
  * means a name is free again once `wait()` resolves.
  */
-function registerExitWait(docker: Docker, id: string): Promise<ExitWait> {
+function registerExitWait(docker: Docker, id: string, abortSignal: AbortSignal): Promise<ExitWait> {
   return new Promise((resolve, reject) => {
     docker.modem.dial(
       {
         path: `/containers/${encodeURIComponent(id)}/wait?`,
         method: 'POST',
         isStream: true,
+        abortSignal,
         // _query goes to the URL; an empty _body keeps docker-modem from echoing it as JSON.
         options: { _query: { condition: 'removed' }, _body: {} },
         statusCodes: {
@@ -463,7 +599,16 @@ function registerExitWait(docker: Docker, id: string): Promise<ExitWait> {
         const exited = new Promise<{ exitCode: number }>((resolveExit, rejectExit) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('error', rejectExit);
+          // A cut connection shows up here at once: 'error' ("aborted", ECONNRESET), then
+          // 'close' with the body incomplete.
+          res.on('error', (err) => {
+            rejectExit(
+              new Error(
+                `the connection to the Docker engine broke before the container exited (${err.message})`,
+                { cause: err },
+              ),
+            );
+          });
           res.on('close', () => {
             if (!res.complete) {
               rejectExit(
@@ -494,16 +639,6 @@ function registerExitWait(docker: Docker, id: string): Promise<ExitWait> {
       },
     );
   });
-}
-
-async function forceRemove(container: Docker.Container, log: Logger): Promise<void> {
-  try {
-    await container.remove({ force: true });
-  } catch (err) {
-    const status = dockerErrorFacts(err).statusCode;
-    if (status === 404 || status === 409) return;
-    log.warn({ err, id: container.id }, 'could not remove a container that failed to start');
-  }
 }
 
 /** Turns a mount into `host:container:ro|rw` bind syntax, which has no escaping for ':'. */
@@ -568,7 +703,69 @@ function fixFor(code: string | undefined): string {
   if (code === 'EACCES') {
     return 'your user may not use the Docker socket: add it to the docker group (sudo usermod -aG docker $USER) and log in again';
   }
+  if (code === 'ETIMEDOUT' || code === 'ABORT_ERR') {
+    // It may be running but wedged, or slow to come up.
+    return 'start or restart Docker Desktop (macOS) or dockerd (Linux: sudo systemctl restart docker)';
+  }
   return 'start Docker Desktop (macOS) or run dockerd (Linux: sudo systemctl start docker)';
+}
+
+/** The {@link RuntimeUnavailableError} for an error that says the engine is not there. */
+function unreachableError(
+  facts: DockerErrorFacts,
+  cause: unknown,
+): RuntimeUnavailableError | undefined {
+  if (!isUnreachable(facts)) return undefined;
+  return new RuntimeUnavailableError(`${NOT_REACHABLE}: ${facts.message}`, fixFor(facts.code), {
+    cause,
+  });
+}
+
+/**
+ * Whether a request that failed without an answer may still have been carried out: it broke
+ * after connecting (reset, timeout, our abort), not at the connect itself.
+ */
+function mayHaveReachedEngine(err: unknown): boolean {
+  const facts = dockerErrorFacts(err);
+  if (facts.statusCode !== undefined) return false;
+  return !(facts.code !== undefined && NEVER_CONNECTED_CODES.has(facts.code));
+}
+
+function seconds(ms: number): string {
+  return `${ms / 1000} s`;
+}
+
+/**
+ * Settles like `promise`, or rejects with the signal's reason as soon as it aborts. dockerode
+ * forwards `abortSignal` to its HTTP request, so an aborted request errors out too; the race
+ * makes the abort hold even if a request ignored it. The caller deals with a late settle.
+ */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    // Nobody else may be listening: its own rejection (the aborted request) is expected.
+    promise.catch(() => undefined);
+    return Promise.reject(signal.reason as Error);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
+}
+
+/** Runs one engine request that is aborted, and rejects, at a deadline of its own. */
+function withDeadline<T>(ms: number, call: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+  const abortSignal = AbortSignal.timeout(ms);
+  return untilAborted(call(abortSignal), abortSignal);
 }
 
 function engineError(what: string, err: unknown): DockerEngineError {
@@ -582,15 +779,21 @@ function startError(
   spec: ContainerSpec,
   facts: { containerName: string; image: string },
   err: unknown,
-): ContainerStartError {
-  if (err instanceof ContainerStartError) return err;
+): ContainerStartError | RuntimeUnavailableError | ImageMissingError {
+  if (
+    err instanceof ContainerStartError ||
+    err instanceof RuntimeUnavailableError ||
+    err instanceof ImageMissingError
+  ) {
+    return err;
+  }
   const e = dockerErrorFacts(err);
+  const unreachable = unreachableError(e, err);
+  if (unreachable) return unreachable;
+  if (stage === 'create' && e.statusCode === 404)
+    return new ImageMissingError(spec.image, { cause: err });
   let message: string;
-  if (isUnreachable(e)) {
-    message = `the Docker engine is not answering (${e.code}); ${fixFor(e.code)}`;
-  } else if (stage === 'create' && e.statusCode === 404) {
-    message = `image ${spec.image} is not built; run \`clawbar image build\``;
-  } else if (stage === 'create' && e.statusCode === 409) {
+  if (stage === 'create' && e.statusCode === 409) {
     message = `a container named ${spec.name} already exists: ${e.message}`;
   } else {
     message = `could not ${stage} container ${spec.name} (image ${spec.image}): ${e.message}`;

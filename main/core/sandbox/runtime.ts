@@ -59,10 +59,26 @@ export interface RunningContainer {
   readonly stdout: Readable;
   /** The container's stderr, kept apart from stdout; ends with it. */
   readonly stderr: Readable;
-  /** Resolves when the container exits, with its exit code. */
+  /**
+   * Resolves when the container exits, with its exit code. Rejects when the runtime loses track
+   * of the container (the engine restarted, or the connection to it broke): that is a failed
+   * run, never a clean exit.
+   */
   wait(): Promise<{ exitCode: number }>;
-  /** Stops the container now (SIGKILL). Safe to call twice or after exit. */
+  /**
+   * Stops the container now (SIGKILL). Safe to call twice or after exit. Has a deadline of its
+   * own, so a wedged engine cannot hang the caller; rejects with
+   * {@link RuntimeUnavailableError} when the engine cannot be reached.
+   */
   kill(): Promise<void>;
+}
+
+export interface StartOptions {
+  /**
+   * Aborting it gives the start up at whatever stage it is in (create, attach, start): start
+   * rejects with the signal's reason, and a container that was created is removed.
+   */
+  signal?: AbortSignal;
 }
 
 export type RuntimeState =
@@ -80,13 +96,37 @@ export interface ContainerRuntime {
   /** Whether the engine answers, with a fix for the user when it does not. */
   check(): Promise<RuntimeState>;
   inspectImage(image: string): Promise<ImageState>;
-  start(spec: ContainerSpec): Promise<RunningContainer>;
+  /**
+   * Creates, attaches and starts a container. It has a deadline of its own (a wedged engine
+   * rejects with {@link RuntimeUnavailableError}), and `opts.signal` cancels it sooner.
+   * @throws {RuntimeUnavailableError} when the engine cannot be reached or does not answer
+   */
+  start(spec: ContainerSpec, opts?: StartOptions): Promise<RunningContainer>;
   /** Containers carrying our label, running or not. */
   listOurs(): Promise<
     Array<{ id: string; name: string; state: string; labels: Record<string, string> }>
   >;
-  /** Removes containers left behind by a previous process (after a crash). Returns how many. */
-  removeOrphans(): Promise<number>;
+  /**
+   * Removes containers left behind by a previous process (after a crash), or lost while the
+   * engine was unreachable. Containers named in `keep` belong to live runs and stay.
+   * Returns how many were removed.
+   */
+  removeOrphans(keep?: ReadonlySet<string>): Promise<number>;
+}
+
+/**
+ * The container engine cannot be reached, or did not answer in time. This is not the run's
+ * fault: the core waits for the engine to come back instead of spending the group's retries.
+ */
+export class RuntimeUnavailableError extends Error {
+  override readonly name = 'RuntimeUnavailableError';
+  /** What the user can do about it, e.g. "start Docker Desktop". */
+  readonly fix: string;
+
+  constructor(message: string, fix: string, options?: ErrorOptions) {
+    super(message, options);
+    this.fix = fix;
+  }
 }
 
 /** The label every Clawbar container carries, so orphans can be found and cleaned. */
@@ -102,4 +142,18 @@ export const SCOPE_LABEL = 'dev.clawbar.scope';
 /** The {@link SCOPE_LABEL} value for a data root: a short, stable hash of its resolved path. */
 export function scopeForHome(home: string): string {
   return createHash('sha256').update(home).digest('hex').slice(0, 16);
+}
+
+/**
+ * The agent image is not there. A setup mistake, not a fault: retrying cannot help until the
+ * user builds it, so the run is reported at once with the fix.
+ */
+export class ImageMissingError extends Error {
+  override readonly name = 'ImageMissingError';
+  readonly image: string;
+
+  constructor(image: string, options?: ErrorOptions) {
+    super(`the agent image ${image} is not built; run \`clawbar image build\``, options);
+    this.image = image;
+  }
 }
