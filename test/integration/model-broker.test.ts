@@ -14,6 +14,7 @@ import {
   type ModelBrokerDeps,
   type ModelRequest,
 } from '../../main/core/agent/model-broker.js';
+import { retryAfterOf } from '../../main/core/agent/model-errors.js';
 import type { Logger } from '../../main/core/logger.js';
 import {
   errorTurn,
@@ -281,6 +282,72 @@ describe('ModelBroker', () => {
     const error = await modelError(broker.complete(request()));
 
     expect(error).toMatchObject({ kind, retryable, status });
+  });
+
+  it('reads a 429’s retry-after, in seconds, as retryAfterMs', async () => {
+    fake.enqueue(errorTurn(429, undefined, { headers: { 'retry-after': '7' } }));
+    const { broker } = makeBroker({ maxRetries: 0 });
+
+    const error = await modelError(broker.complete(request()));
+
+    expect(error).toMatchObject({
+      kind: 'rate_limit',
+      retryable: true,
+      status: 429,
+      retryAfterMs: 7000,
+    });
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it('prefers retry-after-ms over retry-after, rounding a fraction up', async () => {
+    fake.enqueue(
+      errorTurn(529, undefined, { retryAfterMs: 1500.2, headers: { 'retry-after': '7' } }),
+    );
+    const { broker } = makeBroker({ maxRetries: 0 });
+
+    const error = await modelError(broker.complete(request()));
+
+    expect(error).toMatchObject({ kind: 'overloaded', retryable: true, retryAfterMs: 1501 });
+  });
+
+  it.each([['soon'], ['-5'], ['7200'], ['NaN']])('ignores a retry-after of %j', async (value) => {
+    fake.enqueue(errorTurn(429, undefined, { headers: { 'retry-after': value } }));
+    const { broker } = makeBroker({ maxRetries: 0 });
+
+    const error = await modelError(broker.complete(request()));
+
+    expect(error).toMatchObject({ kind: 'rate_limit', retryable: true, retryAfterMs: null });
+  });
+
+  it('falls back to retry-after when retry-after-ms is garbage', async () => {
+    fake.enqueue(
+      errorTurn(429, undefined, { headers: { 'retry-after-ms': 'later', 'retry-after': '2' } }),
+    );
+    const { broker } = makeBroker({ maxRetries: 0 });
+
+    const error = await modelError(broker.complete(request()));
+
+    expect(error.retryAfterMs).toBe(2000);
+  });
+
+  it('has no retryAfterMs when the API does not say how long to wait', async () => {
+    fake.enqueue(errorTurn(503));
+    const { broker } = makeBroker({ maxRetries: 0 });
+
+    const error = await modelError(broker.complete(request()));
+
+    expect(error).toMatchObject({ kind: 'server', retryable: true, retryAfterMs: null });
+  });
+
+  it('reads a retry-after given as an HTTP date, relative to now', () => {
+    const now = Date.parse('2025-06-01T12:00:00Z');
+    const headers = (value: string) => new Headers({ 'retry-after': value });
+
+    expect(retryAfterOf(headers('Sun, 01 Jun 2025 12:00:30 GMT'), now)).toBe(30_000);
+    // In the past, or more than an hour away: nonsense, so ignored.
+    expect(retryAfterOf(headers('Sun, 01 Jun 2025 11:59:00 GMT'), now)).toBeNull();
+    expect(retryAfterOf(headers('Sun, 01 Jun 2025 14:00:00 GMT'), now)).toBeNull();
+    expect(retryAfterOf(undefined, now)).toBeNull();
   });
 
   it('classifies an error event inside the stream by its type', async () => {

@@ -363,15 +363,15 @@ describe('runner process', () => {
     });
   });
 
-  it('ends the turn on model.error without keeping the failed prompt', async () => {
+  it('ends the turn on a non-retryable model.error without keeping the failed prompt', async () => {
     const request = await startTurn({ prompt: 'This one fails.' });
     runner.send({
       type: 'model.error',
       requestId: request.requestId,
-      message: 'overloaded',
-      retryable: true,
+      message: 'prompt is too long',
+      retryable: false,
     });
-    expect((await runner.next('error')).message).toContain('overloaded');
+    expect((await runner.next('error')).message).toContain('prompt is too long');
     expect(await runner.next('done')).toEqual({
       type: 'done',
       usage: usage(0, 0),
@@ -386,6 +386,67 @@ describe('runner process', () => {
     reply(retry, [text('Worked.')]);
     await runner.next('output');
     expect((await runner.next('done')).sessionRef).toBe('transcript.json');
+  });
+
+  it('sends the model request again under a new id after a retryable model.error', async () => {
+    const request = await startTurn({ prompt: 'Try through the hiccup.' });
+    const failedAt = Date.now();
+    runner.send({
+      type: 'model.error',
+      requestId: request.requestId,
+      message: 'overloaded',
+      retryable: true,
+      retryAfterMs: 1_000,
+    });
+    // The first backoff is 2 s, give or take 20 % of jitter.
+    const again = await runner.next('model.request');
+    expect(Date.now() - failedAt).toBeGreaterThanOrEqual(1_500);
+    expect(again.requestId).not.toBe(request.requestId);
+    expect({ ...again, requestId: 'x' }).toEqual({ ...request, requestId: 'x' });
+    expect(runner.stderr).toMatch(/model call failed \(overloaded\); retry 1 of 4 in/);
+
+    reply(again, [text('Made it.')]);
+    expect(await runner.next('output')).toEqual({ type: 'output', text: 'Made it.' });
+    expect(await runner.next('done')).toMatchObject({ status: 'ok' });
+  });
+
+  it('marks a host frame it refuses with code bad_frame, and nothing else', async () => {
+    runner = RunnerUnderTest.start(workspace);
+    await runner.next('ready');
+    runner.send('{"type":"start"');
+    expect(await runner.next('error')).toMatchObject({
+      message: expect.stringContaining('not JSON'),
+      code: 'bad_frame',
+    });
+    runner.send({ ...startFrame(), prompt: '' } as HostToRunner);
+    expect(await runner.next('error')).toMatchObject({
+      message: expect.stringContaining('invalid frame (prompt:'),
+      code: 'bad_frame',
+    });
+
+    // A well-formed frame the runner cannot use is a warning, not a refused frame.
+    runner.send({ type: 'message', text: 'too early' });
+    const warning = await runner.next('error');
+    expect(warning.message).toContain('came before start');
+    expect(warning).not.toHaveProperty('code');
+
+    runner.send(startFrame({ prompt: 'Hello?' }));
+    const request = await runner.next('model.request');
+    // A reply that fails the schema is refused too; the request it meant to answer still waits.
+    runner.send({
+      type: 'model.error',
+      requestId: request.requestId,
+      message: 'overloaded',
+      retryable: true,
+      retryAfterMs: -1,
+    });
+    expect(await runner.next('error')).toMatchObject({
+      message: expect.stringContaining('invalid frame'),
+      code: 'bad_frame',
+    });
+    reply(request, [text('Hi.')]);
+    expect(await runner.next('output')).toEqual({ type: 'output', text: 'Hi.' });
+    expect(await runner.next('done')).toMatchObject({ status: 'ok' });
   });
 
   it('queues a message that arrives mid-turn and runs it after the turn', async () => {

@@ -16,7 +16,7 @@ import {
   executeTool,
   type HostCallReply,
   type ToolContext,
-} from '../../sandbox-images/agent/runner/tools.js';
+} from '../../sandbox-images/agent/runner/tools/index.js';
 import {
   conversationProblem,
   loadTranscript,

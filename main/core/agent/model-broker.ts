@@ -11,15 +11,19 @@
  * from config, the output ceiling is clamped, and prompt-cache breakpoints are set here (any the
  * container put in its blocks are dropped).
  */
-import Anthropic, {
-  APIConnectionError,
-  APIConnectionTimeoutError,
-  APIError,
-  APIUserAbortError,
-  type ClientOptions,
-} from '@anthropic-ai/sdk';
+import Anthropic, { type ClientOptions } from '@anthropic-ai/sdk';
 import type { Logger } from '../logger.js';
+import {
+  ModelError,
+  abortedError,
+  timeoutError,
+  toModelError,
+  type ModelErrorContext,
+} from './model-errors.js';
 import type { ContentBlock, MessageParam, ToolDefinition, Usage } from './protocol.js';
+
+// Re-exported so that importers of the broker keep finding the error type here.
+export { ModelError, type ModelErrorKind } from './model-errors.js';
 
 /**
  * The most output tokens one call may ask for, whatever the runner requests. It bounds the cost
@@ -92,58 +96,6 @@ export interface ModelResult {
   usage: Usage;
 }
 
-/** Why a model call failed. `retryable` on {@link ModelError} follows from it. */
-export type ModelErrorKind =
-  /** No API key is configured. */
-  | 'no_key'
-  /** 401: the key is wrong or revoked. */
-  | 'auth'
-  /** 402: billing. */
-  | 'billing'
-  /** 403: the key may not use this model or resource. */
-  | 'permission'
-  /** 404: unknown model or wrong base URL. */
-  | 'not_found'
-  /** Other 4xx: the request itself is bad (too long, malformed blocks…). */
-  | 'bad_request'
-  /** 429. */
-  | 'rate_limit'
-  /** 529, or an `overloaded_error` in the stream. */
-  | 'overloaded'
-  /** Other 5xx, 408, 409, or an `api_error` in the stream. */
-  | 'server'
-  /** The call ran past `timeoutMs`. */
-  | 'timeout'
-  /** The API could not be reached. */
-  | 'connection'
-  /** The stream broke off or made no sense. */
-  | 'stream'
-  /** The caller's signal aborted the call. */
-  | 'aborted';
-
-/**
- * A failed model call, with a message fit to show a user. The message never contains the API
- * key; the SDK's error is kept as `cause` for logs.
- */
-export class ModelError extends Error {
-  override readonly name = 'ModelError';
-  readonly kind: ModelErrorKind;
-  /** True when the same request may succeed later (rate limits, overload, network, timeouts). */
-  readonly retryable: boolean;
-  /** The HTTP status, when the API answered with one. */
-  readonly status: number | null;
-
-  constructor(
-    message: string,
-    opts: { kind: ModelErrorKind; retryable: boolean; status?: number | null; cause?: unknown },
-  ) {
-    super(message, { cause: opts.cause });
-    this.kind = opts.kind;
-    this.retryable = opts.retryable;
-    this.status = opts.status ?? null;
-  }
-}
-
 /** Content block types that accept `cache_control` in a request. */
 const CACHEABLE_BLOCK_TYPES = new Set([
   'text',
@@ -162,7 +114,7 @@ export class ModelBroker {
   private readonly baseURL: string;
   private readonly timeoutMs: number;
   private readonly promptCaching: boolean;
-  private readonly redactKey: (text: string) => string;
+  private readonly errorContext: ModelErrorContext;
 
   constructor(deps: ModelBrokerDeps) {
     this.log = deps.log.child({ mod: 'broker' });
@@ -171,8 +123,13 @@ export class ModelBroker {
     this.timeoutMs = deps.timeoutMs ?? DEFAULT_MODEL_TIMEOUT_MS;
     this.promptCaching = deps.promptCaching ?? true;
     const apiKey = deps.apiKey.trim();
-    // Belt and braces: the API or a proxy may echo a credential back in an error body.
-    this.redactKey = (text) => (apiKey ? text.split(apiKey).join('[redacted]') : text);
+    this.errorContext = {
+      baseURL: this.baseURL,
+      model: this.model,
+      // Belt and braces: the API or a proxy may echo a credential back in an error body.
+      redact: (text) => (apiKey ? text.split(apiKey).join('[redacted]') : text),
+      timeoutMs: this.timeoutMs,
+    };
     // No client without a key: the SDK would otherwise fall back to its own credential chain
     // (environment, profile files) and the call would go out with credentials we did not choose.
     this.client = apiKey
@@ -263,12 +220,15 @@ export class ModelBroker {
       );
       return result;
     } catch (err) {
-      const error = timedOut ? this.timeoutError(err) : this.toModelError(err);
+      const error = timedOut
+        ? timeoutError(this.timeoutMs, err)
+        : toModelError(err, this.errorContext);
       const fields = {
         group,
         kind: error.kind,
         status: error.status,
         retryable: error.retryable,
+        retryAfterMs: error.retryAfterMs,
         ms: Date.now() - started,
       };
       if (error.kind === 'aborted') this.log.info(fields, 'model call cancelled');
@@ -312,138 +272,6 @@ export class ModelBroker {
   private withCacheMark<T extends object>(block: T): T {
     return this.promptCaching ? { ...block, cache_control: { type: 'ephemeral' } } : block;
   }
-
-  private timeoutError(cause: unknown): ModelError {
-    return new ModelError(
-      `The Anthropic API did not finish within ${formatSeconds(this.timeoutMs)}.`,
-      { kind: 'timeout', retryable: true, cause },
-    );
-  }
-
-  private toModelError(err: unknown): ModelError {
-    if (err instanceof APIUserAbortError) return abortedError(err);
-    // Before APIConnectionError, which it extends.
-    if (err instanceof APIConnectionTimeoutError) return this.timeoutError(err);
-    if (err instanceof APIConnectionError) {
-      const reason = networkReason(err);
-      return new ModelError(
-        `Could not reach the Anthropic API at ${this.baseURL}${reason ? ` (${this.redactKey(reason)})` : ''}.`,
-        { kind: 'connection', retryable: true, cause: err },
-      );
-    }
-    if (err instanceof APIError) {
-      const detail = this.redactKey(truncate(err.apiMessage ?? err.message, 300));
-      return this.httpError(err.status, err.type, detail, err);
-    }
-    // What is left is whatever broke while reading the stream (the SDK wraps it in a plain
-    // AnthropicError), typically a connection dropped mid-answer. Nothing was handed to the
-    // runner yet, so the same request may simply be sent again.
-    const text = err instanceof Error ? err.message : String(err);
-    return new ModelError(
-      `The Anthropic API stream broke off: ${this.redactKey(truncate(text, 300))}`,
-      { kind: 'stream', retryable: true, cause: err },
-    );
-  }
-
-  /**
-   * Classifies an API error by status, or, for an `error` event inside a stream (which has no
-   * status of its own), by the error type in its body.
-   */
-  private httpError(
-    status: number | undefined,
-    type: string | null,
-    detail: string,
-    cause: unknown,
-  ): ModelError {
-    const kind = kindOf(status, type);
-    const code = status ?? type ?? 'error';
-    const make = (retryable: boolean, message: string): ModelError =>
-      new ModelError(message, { kind, retryable, status: status ?? null, cause });
-    switch (kind) {
-      case 'auth':
-        return make(
-          false,
-          `Anthropic API rejected the key (${code}: ${detail}). Check ANTHROPIC_API_KEY or the key in Settings.`,
-        );
-      case 'billing':
-        return make(
-          false,
-          `Anthropic API refused the call for billing reasons (${code}: ${detail}). Check the account's plan and credit.`,
-        );
-      case 'permission':
-        return make(
-          false,
-          `Anthropic API denied access (${code}: ${detail}). The key may not be allowed to use model "${this.model}".`,
-        );
-      case 'not_found':
-        return make(
-          false,
-          `Anthropic API answered not found (${code}: ${detail}). Check the model name "${this.model}" and the base URL ${this.baseURL}.`,
-        );
-      case 'bad_request':
-        return make(false, `Anthropic API rejected the request (${code}: ${detail}).`);
-      case 'rate_limit':
-        return make(
-          true,
-          `Anthropic API rate limit reached (${code}: ${detail}). Try again shortly.`,
-        );
-      case 'overloaded':
-        return make(true, `Anthropic API is overloaded (${code}: ${detail}). Try again shortly.`);
-      case 'server':
-        return make(true, `Anthropic API failed (${code}: ${detail}). Try again shortly.`);
-      default: {
-        const unreachable: never = kind;
-        return unreachable;
-      }
-    }
-  }
-}
-
-/** The kinds an answer from the API (an HTTP status or a stream `error` event) can have. */
-type ApiErrorKind = Exclude<
-  ModelErrorKind,
-  'no_key' | 'timeout' | 'connection' | 'stream' | 'aborted'
->;
-
-function kindOf(status: number | undefined, type: string | null): ApiErrorKind {
-  if (status === undefined) {
-    switch (type) {
-      case 'overloaded_error':
-        return 'overloaded';
-      case 'rate_limit_error':
-        return 'rate_limit';
-      case 'api_error':
-      case 'timeout_error':
-        return 'server';
-      case 'authentication_error':
-        return 'auth';
-      case 'permission_error':
-        return 'permission';
-      case 'not_found_error':
-        return 'not_found';
-      case 'billing_error':
-        return 'billing';
-      default:
-        return 'bad_request';
-    }
-  }
-  if (status === 401) return 'auth';
-  if (status === 402) return 'billing';
-  if (status === 403) return 'permission';
-  if (status === 404) return 'not_found';
-  if (status === 429) return 'rate_limit';
-  if (status === 529) return 'overloaded';
-  // The SDK retries 408 and 409 too, so they are transient by its own reckoning.
-  if (status === 408 || status === 409 || status >= 500) return 'server';
-  return 'bad_request';
-}
-
-function abortedError(cause?: unknown): ModelError {
-  return new ModelError('The model call was cancelled.', {
-    kind: 'aborted',
-    retryable: false,
-    cause,
-  });
 }
 
 function clampMaxTokens(requested: number): number {
@@ -474,26 +302,6 @@ function isBlock(value: unknown): value is ContentBlock {
     value !== null &&
     typeof (value as { type?: unknown }).type === 'string'
   );
-}
-
-/** The innermost network error code or message, e.g. `ECONNREFUSED`. */
-function networkReason(err: Error): string | null {
-  let reason: string | null = null;
-  let current: unknown = err.cause;
-  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
-    const code = (current as { code?: unknown }).code;
-    reason = typeof code === 'string' ? code : current.message;
-    current = current.cause;
-  }
-  return reason;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
-}
-
-function formatSeconds(ms: number): string {
-  return `${Math.round(ms / 100) / 10} s`;
 }
 
 /**

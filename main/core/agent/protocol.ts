@@ -81,6 +81,11 @@ export const HostToRunnerSchema = z.discriminatedUnion('type', [
     requestId: id,
     message: z.string().max(10_000),
     retryable: z.boolean(),
+    /**
+     * How long the API asked us to wait before trying again (its `retry-after`), when it said.
+     * The runner waits at least this long before it retries the same request.
+     */
+    retryAfterMs: z.number().int().nonnegative().max(3_600_000).optional(),
   }),
   z.object({
     type: z.literal('tool.result'),
@@ -129,7 +134,16 @@ export const RunnerToHostSchema = z.discriminatedUnion('type', [
      */
     status: z.enum(['ok', 'failed']).optional(),
   }),
-  z.object({ type: z.literal('error'), message: z.string().max(10_000) }),
+  z.object({
+    type: z.literal('error'),
+    message: z.string().max(10_000),
+    /**
+     * `bad_frame`: the runner refused a frame from the host (it failed the schema), so whatever
+     * that frame asked for will never happen: a refused `start` or `message` gets no `done`.
+     * Absent for warnings and turn failures, which a `done` follows.
+     */
+    code: z.enum(['bad_frame']).optional(),
+  }),
 ]);
 export type RunnerToHost = z.infer<typeof RunnerToHostSchema>;
 
@@ -141,6 +155,22 @@ export const HostCallArgsSchemas = {
     chatJid: z.string().min(1).max(256).optional(),
   }),
 } satisfies Record<HostCallName, z.ZodType>;
+
+// ── text shared by both sides ──────────────────────────────────────────────
+
+/** A closed `<internal>…</internal>` note: the agent's reasoning, never shown in the chat. */
+const INTERNAL_NOTE = /<internal>[\s\S]*?<\/internal>/gi;
+/** An `<internal>` note left open: everything after it is hidden too. */
+const UNCLOSED_INTERNAL_NOTE = /<internal>[\s\S]*$/i;
+
+/**
+ * Removes the agent's `<internal>` notes, closed or left open at the end. The runner does it
+ * before sending `output`, and the host again before anything reaches a chat, since the host
+ * trusts nothing a container sends.
+ */
+export function stripInternal(text: string): string {
+  return text.replace(INTERNAL_NOTE, '').replace(UNCLOSED_INTERNAL_NOTE, '');
+}
 
 // ── framing ────────────────────────────────────────────────────────────────
 

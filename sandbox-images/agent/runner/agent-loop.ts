@@ -10,13 +10,19 @@
 import { z } from 'zod';
 import {
   MAX_FRAME_BYTES,
+  stripInternal,
   type ContentBlock,
   type MessageParam,
   type Usage,
 } from '../../../main/core/agent/protocol.js';
 import { ModelCallError, clampMessage, type RunnerHost } from './host-link.js';
 import { describeError, type RunnerLog } from './log.js';
-import { TOOL_DEFINITIONS, executeTool, type ToolContext } from './tools.js';
+import {
+  DEFAULT_MODEL_RETRY,
+  requestModelWithRetry,
+  type ModelRetryPolicy,
+} from './model-retry.js';
+import { TOOL_DEFINITIONS, executeTool, type ToolContext } from './tools/index.js';
 import { TRANSCRIPT_FILE, dropOldestTurn, trimConversation } from './transcript.js';
 
 /** Limits on one turn and on what is kept between turns. */
@@ -49,6 +55,12 @@ export interface AgentSessionDeps {
   saveTranscript(messages: readonly MessageParam[]): void;
   log: RunnerLog;
   limits?: Partial<TurnLimits>;
+  /**
+   * How a model request the host answered with a retryable `model.error` is sent again within
+   * the turn. Tests inject `sleep` and short delays.
+   * @default DEFAULT_MODEL_RETRY (4 retries, backoff from 2 s, at most 3 minutes of waiting)
+   */
+  retry?: Partial<ModelRetryPolicy>;
 }
 
 /** A turn that ends without a final answer; its message goes to the host in an `error` frame. */
@@ -71,6 +83,7 @@ export class AgentSession {
   /** True when the history holds turns the transcript file does not (a save failed). */
   private unsaved = false;
   private readonly limits: TurnLimits;
+  private readonly retry: ModelRetryPolicy;
 
   /**
    * @param history completed turns to resume, e.g. from the transcript; empty for a fresh chat.
@@ -84,6 +97,7 @@ export class AgentSession {
     this.history = history;
     this.sessionRef = sessionRef;
     this.limits = { ...DEFAULT_TURN_LIMITS, ...deps.limits };
+    this.retry = { ...DEFAULT_MODEL_RETRY, ...deps.retry };
   }
 
   /** The completed turns so far. */
@@ -111,6 +125,8 @@ export class AgentSession {
     try {
       const answer = await this.toolLoop(turn, usage, signal);
       this.history = [...this.history, ...turn];
+      // The host strips `<internal>` notes again; doing it here too means a reply that is all
+      // notes sends no `output` at all.
       const visible = stripInternal(answer).trim();
       if (visible !== '') this.deps.host.send({ type: 'output', text: clampText(visible) });
       this.save();
@@ -163,7 +179,9 @@ export class AgentSession {
     const system = this.deps.systemPrompt();
     let paused = false;
     for (let call = 1; ; call++) {
-      const reply = await this.deps.host.requestModel(
+      // A retryable failure re-sends this same request: tools already run are not run again.
+      const reply = await requestModelWithRetry(
+        this.deps.host,
         {
           system,
           messages: this.fitRequest(system, turn),
@@ -171,6 +189,8 @@ export class AgentSession {
           maxTokens: this.limits.maxTokens,
         },
         signal,
+        this.retry,
+        this.deps.log,
       );
       addUsage(usage, reply.usage);
       const content = usableContent(reply.content);
@@ -283,15 +303,6 @@ function answerText(message: MessageParam | undefined): string {
     }
   }
   return text === EMPTY_REPLY ? '' : text;
-}
-
-/**
- * Removes `<internal>…</internal>` notes, which the system prompt promises stay hidden, and an
- * unclosed `<internal>` through to the end. The host's router strips them again; doing it here
- * too means a reply that is all notes sends no `output` at all.
- */
-export function stripInternal(text: string): string {
-  return text.replace(/<internal>[\s\S]*?<\/internal>/gi, '').replace(/<internal>[\s\S]*$/i, '');
 }
 
 function addUsage(total: Usage, more: Usage): void {

@@ -11,7 +11,7 @@ import {
   type RunnerToHost,
 } from '../../../main/core/agent/protocol.js';
 import type { RunnerLog } from './log.js';
-import type { HostCallReply } from './tools.js';
+import type { HostCallReply } from './tools/index.js';
 
 export type ModelRequest = Omit<
   Extract<RunnerToHost, { type: 'model.request' }>,
@@ -23,9 +23,14 @@ type ReplyFrame = Extract<HostToRunner, { type: 'model.result' | 'model.error' |
 /** The host answered a model request with `model.error`. */
 export class ModelCallError extends Error {
   override readonly name = 'ModelCallError';
+  /**
+   * @param retryable the same request may succeed later (rate limit, overload, network).
+   * @param retryAfterMs how long the API asked to wait before trying again, when it said.
+   */
   constructor(
     message: string,
     readonly retryable: boolean,
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message);
   }
@@ -91,6 +96,15 @@ export class HostLink implements RunnerHost {
     this.send({ type: 'error', message: clampMessage(message) });
   }
 
+  /**
+   * Reports a frame from the host that failed to decode or validate, as an `error` frame with
+   * code `bad_frame`: it tells the host that whatever the frame asked for will never happen.
+   */
+  reportBadFrame(message: string): void {
+    this.log.error(message);
+    this.send({ type: 'error', message: clampMessage(message), code: 'bad_frame' });
+  }
+
   requestModel(request: ModelRequest, signal?: AbortSignal): Promise<ModelResult> {
     const requestId = `model-${randomUUID()}`;
     return this.awaitReply(this.modelWaiters, requestId, signal, () =>
@@ -117,8 +131,12 @@ export class HostLink implements RunnerHost {
         if (!waiter)
           return this.reportError(`ignored ${frame.type} for unknown request ${frame.requestId}`);
         this.modelWaiters.delete(frame.requestId);
-        if (frame.type === 'model.result') waiter.resolve(frame);
-        else waiter.reject(new ModelCallError(frame.message, frame.retryable));
+        if (frame.type === 'model.result') {
+          waiter.resolve(frame);
+        } else {
+          const { message, retryable, retryAfterMs } = frame;
+          waiter.reject(new ModelCallError(message, retryable, retryAfterMs ?? null));
+        }
         return;
       }
       case 'tool.result': {

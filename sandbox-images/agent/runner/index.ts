@@ -80,7 +80,7 @@ async function main(): Promise<number> {
   const receive = (chunk: string): void => {
     for (const result of decoder.push(chunk)) {
       if (!result.ok) {
-        link.reportError(`bad frame from host: ${result.error}`);
+        link.reportBadFrame(`bad frame from host: ${result.error}`);
         continue;
       }
       const frame = result.frame;
