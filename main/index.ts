@@ -41,6 +41,7 @@ import { createTray, type TrayController } from './app/tray.js';
 import { createTrayWindow, type TrayWindow } from './app/window.js';
 import { bootCore } from './core/boot.js';
 import { resolveHome } from './core/config.js';
+import { installProcessGuards } from './core/process-guards.js';
 
 // Held for the life of the process: a Tray that is garbage-collected vanishes from the menu
 // bar (Electron FAQ, "My app's tray disappeared after a few minutes").
@@ -51,13 +52,15 @@ async function onReady(): Promise<void> {
 
   const booted = bootCore();
   const { core, log } = booted;
+  installProcessGuards(log);
   const control = await startControlSocket(booted);
   shutdownOnQuit(
     app,
     async () => {
       shell?.tray.destroy();
+      await booted.core.shutdown();
       await control.close();
-      await booted.close();
+      await booted.close(0);
     },
     log,
   );

@@ -5,10 +5,13 @@
  * Commands that act on the running core reach `serve` over its control socket. When `serve`
  * is not running, they open the database directly with dispatch off: groups can be managed
  * and messages stored, and the next `serve` answers them.
+ *
+ * Start-up cost matters here: `--help` and every command that `serve` answers load only the
+ * CLI's own small modules. Anything heavy (the database, Docker, the SDK, pino, zod) is
+ * behind a dynamic `import()` in the command that needs it; keep new imports here and in
+ * control.ts and output.ts light, or type-only. `npm run bench` measures it (bench/cli-start.ts).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { serveCommand } from './serve.js';
-import { imageBuildCommand } from './image.js';
 import { withControl } from './control.js';
 import { CliError, type Output, output } from './output.js';
 import type { GroupView, MessageView } from '../core/control/handlers.js';
@@ -76,7 +79,13 @@ function groupLine(g: GroupView): string {
 
 function messageLine(m: MessageView): string {
   const who = m.fromAssistant ? `${m.from} (assistant)` : m.from;
-  return `[${m.time}] ${who}: ${m.text}`;
+  const delivery =
+    m.delivery === 'failed'
+      ? ` [not delivered: ${m.error ?? 'failed'}]`
+      : m.delivery === 'queued'
+        ? ' [waiting to be delivered]'
+        : '';
+  return `[${m.time}] ${who}: ${m.text}${delivery}`;
 }
 
 async function groups(args: string[], out: Output): Promise<void> {
@@ -215,6 +224,25 @@ async function messages(args: string[], out: Output): Promise<void> {
   out.print(list, () => (list.length === 0 ? '(no messages)' : list.map(messageLine).join('\n')));
 }
 
+function channelLine(state: CoreStatus['channels'][number]['state']): string {
+  switch (state.state) {
+    case 'open':
+      return 'open';
+    case 'connecting':
+      return 'connecting';
+    case 'qr':
+      return 'waiting for a QR scan';
+    case 'pairing-code':
+      return `waiting for pairing code ${state.code}`;
+    case 'closed':
+      return `closed (${state.reason}${state.code === undefined ? '' : `, ${state.code}`})`;
+    default: {
+      const unreachable: never = state;
+      return String(unreachable);
+    }
+  }
+}
+
 async function status(args: string[], out: Output): Promise<void> {
   const { values } = parse(args, {}, { min: 0, max: 0, usage: 'clawbar status' });
   out.json = Boolean(values.json);
@@ -226,16 +254,27 @@ async function status(args: string[], out: Output): Promise<void> {
       ? `${s.runtime.kind} ${s.runtime.version}`
       : `${s.runtime.kind} unavailable: ${s.runtime.reason} (${s.runtime.fix})`;
     const running =
-      s.queue.running.map((r) => `${r.groupJid}${r.idle ? ' (idle)' : ''}`).join(', ') || 'none';
+      s.queue.running
+        .map((r) => `${r.groupJid}${r.work === 'task' ? ' (task)' : ''}${r.idle ? ' (idle)' : ''}`)
+        .join(', ') || 'none';
+    const held = s.queue.waitingForRuntime.length;
+    const channels = s.channels.map((c) => `${c.name} ${channelLine(c.state)}`).join(', ');
+    const failures = s.outbox.recentFailures.map(
+      (f) => `            failed for good: #${f.id} to ${f.chatJid}: ${f.error ?? 'unknown error'}`,
+    );
     return [
       `serve:      ${s.serving ? 'running' : 'not running'}`,
       `whatsapp:   not connected (not paired)`,
+      `channels:   ${channels || 'none'}`,
       `runtime:    ${runtime}`,
       `image:      ${s.image.image} ${s.image.present ? 'present' : 'missing; run `clawbar image build`'}`,
       `api key:    ${s.keyConfigured ? 'set' : 'missing; set ANTHROPIC_API_KEY'}`,
       `groups:     ${s.groups}`,
-      `queue:      ${s.queue.waiting.length} waiting, ${s.queue.retrying.length} retrying, cap ${s.queue.maxConcurrency}`,
+      `queue:      ${s.queue.waiting.length} waiting, ${s.queue.retrying.length} retrying, ` +
+        `${held} waiting for the container engine, cap ${s.queue.maxConcurrency}`,
       `containers: ${running}`,
+      `outbox:     ${s.outbox.queued} to deliver, ${s.outbox.failed} failed`,
+      ...failures,
     ].join('\n');
   });
 }
@@ -249,6 +288,7 @@ async function image(args: string[], out: Output): Promise<void> {
     { min: 0, max: 0, usage: 'clawbar image build [--base IMAGE]' },
   );
   out.json = Boolean(values.json);
+  const { imageBuildCommand } = await import('./image.js');
   await imageBuildCommand({ base: values.base as string | undefined }, out);
 }
 
@@ -268,6 +308,7 @@ async function main(argv: string[]): Promise<number> {
         );
         if (values.http)
           throw new CliError('--http: the browser dashboard is not available in this version yet');
+        const { serveCommand } = await import('./serve.js');
         return await serveCommand({ json: Boolean(values.json) });
       }
       case 'status':

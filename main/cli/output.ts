@@ -58,5 +58,8 @@ const knownNames = new Set([
   'ServeAlreadyRunningError',
   'ImageBuildError',
   'ContainerStartError',
+  'RuntimeUnavailableError',
+  'ImageMissingError',
+  'ReplyWaitError',
   'InvalidFolderNameError',
 ]);

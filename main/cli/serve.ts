@@ -2,10 +2,13 @@
 import { bootCore } from '../core/boot.js';
 import { controlHandlers } from '../core/control/handlers.js';
 import { ControlServer } from '../core/control/server.js';
+import { installProcessGuards } from '../core/process-guards.js';
 
 export async function serveCommand(opts: { json: boolean }): Promise<number> {
   const booted = bootCore();
   const { core, config, log } = booted;
+  // One run's forgotten rejection must not take every group down with the process.
+  installProcessGuards(log);
   const control = new ControlServer(
     config.socketPath,
     controlHandlers({ core, serving: true }),
@@ -40,8 +43,11 @@ export async function serveCommand(opts: { json: boolean }): Promise<number> {
       stopping = true;
       log.info({ signal }, 'shutting down');
       void (async () => {
+        // The core first: waiting clients are answered ("shutting down") while the control
+        // socket can still carry the answer, and runs get their grace period.
+        await core.shutdown();
         await control.close();
-        await booted.close();
+        await booted.close(0);
         resolve(0);
       })().catch((err: unknown) => {
         log.error({ err }, 'unclean shutdown');

@@ -1,11 +1,12 @@
 /**
  * Assembles the core from its parts, in order: data directory and database, configuration,
- * logger, container runtime, model broker, orchestrator. `clawbar serve`, the Electron app
- * and the CLI's offline path all start here.
+ * logger, container runtime, model broker, channels, orchestrator. `clawbar serve`, the
+ * Electron app and the CLI's offline path all start here.
  */
 import path from 'node:path';
 import { ModelBroker } from './agent/model-broker.js';
 import { loadConfig, resolveHome, type ClawbarConfig } from './config.js';
+import { LocalChannel } from './channels/local.js';
 import { Core } from './core.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime } from './sandbox/docker.js';
@@ -59,7 +60,16 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
       model: config.model,
       log,
     });
-    const core = new Core({ config, store, runtime, broker, log, dispatch: opts.dispatch ?? true });
+    const local = new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name });
+    const core = new Core({
+      config,
+      store,
+      runtime,
+      broker,
+      log,
+      channels: [local],
+      dispatch: opts.dispatch ?? true,
+    });
     return {
       core,
       store,

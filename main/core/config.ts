@@ -59,6 +59,14 @@ export const DEFAULTS = {
   hardTimeoutMs: 15 * 60_000,
 };
 
+/** The control socket's file name in the data directory (`clawbar serve` listens there). */
+export const SOCKET_FILE = 'clawbar.sock';
+
+/** Where the control socket of the Clawbar using `home` is. */
+export function socketPathIn(home: string): string {
+  return path.join(home, SOCKET_FILE);
+}
+
 /** The OS's per-user application-data directory for Clawbar. */
 export function defaultHome(
   platform = process.platform,
@@ -158,7 +166,7 @@ export function loadConfig(
     globalDir: path.join(home, 'groups', 'global'),
     sessionsDir: path.join(home, 'sessions'),
     logsDir: path.join(home, 'logs'),
-    socketPath: path.join(home, 'clawbar.sock'),
+    socketPath: socketPathIn(home),
     apiKey: pick('ANTHROPIC_API_KEY', 'anthropicApiKey'),
     baseURL,
     model: pick('CLAWBAR_MODEL', 'model') ?? DEFAULTS.model,

@@ -1,24 +1,37 @@
 /**
- * The orchestrator. It owns the store, the channels, the group queue and the container
- * runtime, and wires them: a stored message is routed, a triggered group is queued, the
- * queue starts an {@link AgentRun}, and the run's replies go out through the outbox.
+ * The orchestrator. It owns the store, the channels it is given, the group queue, the
+ * outbox worker and the container runtime, and wires them: a stored message is routed, a
+ * triggered group is queued, the queue starts an {@link AgentRun} for the group's next work
+ * item, the run commits its replies to the outbox, and the outbox worker delivers them.
  *
  * It never imports Electron: the tray app and `clawbar serve` both host it.
  */
-import { AgentRun, pendingTurn, type ModelCaller } from './agent/agent-run.js';
+import { AgentRun, type ModelCaller } from './agent/agent-run.js';
 import { HostTools } from './agent/host-tools.js';
-import type { Channel, InboundMessage } from './channels/channel.js';
+import { messageTurns, type TurnSource } from './agent/turns.js';
+import type { Channel, ChannelHooks, ChannelState, InboundMessage } from './channels/channel.js';
 import { LocalChannel } from './channels/local.js';
 import type { ClawbarConfig } from './config.js';
 import { CoreInputError } from './errors.js';
 import { CoreEventBus } from './events.js';
 import { GroupAdmin, type AddGroupInput } from './group-admin.js';
 import type { Logger } from './logger.js';
-import { Outbox } from './outbox.js';
-import { GroupQueue, type QueueSnapshot, type RetryPolicy } from './queue/group-queue.js';
-import { formatOutbound, isTriggerMessage } from './router.js';
-import type { ContainerRuntime, ImageState, RuntimeState } from './sandbox/runtime.js';
-import type { Group, Store, StoredMessage } from './store/index.js';
+import { OutboxWorker, type OutboxPolicy } from './outbox.js';
+import {
+  GroupQueue,
+  type QueueSnapshot,
+  type RetryPolicy,
+  type WorkItem,
+} from './queue/group-queue.js';
+import { formatOutbound, isTriggerMessage, pendingTurn } from './router.js';
+import { RuntimeHealth } from './sandbox/health.js';
+import {
+  RuntimeUnavailableError,
+  type ContainerRuntime,
+  type ImageState,
+  type RuntimeState,
+} from './sandbox/runtime.js';
+import type { Group, OutboxItem, Store, StoredMessage } from './store/index.js';
 
 export { CoreInputError };
 
@@ -28,15 +41,31 @@ export interface CoreDeps {
   runtime: ContainerRuntime;
   broker: ModelCaller;
   log: Logger;
+  /**
+   * The channels Clawbar talks through. The local chat (the CLI's and the tray's) is one of
+   * them; `postLocal` needs it.
+   */
+  channels: readonly Channel[];
   /** @default Date.now */
   now?: () => number;
   /** @default 5 s base, 5 retries */
   retry?: RetryPolicy;
+  /** @default DEFAULT_OUTBOX_POLICY */
+  outboxPolicy?: Partial<OutboxPolicy>;
+  /** How long a run may take from the start call to the runner's `ready`. @default 60000 */
+  readyTimeoutMs?: number;
+  /** Engine health checks while it is down: first delay, doubling up to 30 s. @default 1000 */
+  runtimeRecheckMs?: number;
   /**
    * False when the CLI uses the core without `serve`: messages are stored and routed, but no
    * agent runs; the next `serve` picks them up. @default true
    */
   dispatch?: boolean;
+}
+
+export interface ChannelStatus {
+  name: string;
+  state: ChannelState;
 }
 
 export interface CoreStatus {
@@ -45,6 +74,13 @@ export interface CoreStatus {
   queue: QueueSnapshot;
   groups: number;
   keyConfigured: boolean;
+  channels: ChannelStatus[];
+  outbox: {
+    queued: number;
+    failed: number;
+    /** The latest items that failed for good, newest first. */
+    recentFailures: Array<{ id: number; chatJid: string; error: string | null; at: number }>;
+  };
 }
 
 /** A message was accepted into a local chat. */
@@ -54,31 +90,60 @@ export interface PostedMessage {
   triggered: boolean;
 }
 
+/** What the assistant sent in the turn that answered a message. */
+export interface TurnReply {
+  turnId: string;
+  /** Delivered replies, as recorded in the chat. */
+  replies: StoredMessage[];
+  /** Replies of the turn not delivered (yet, or for good). */
+  undelivered: OutboxItem[];
+}
+
+/** A wait for a reply ended without one: shutdown, a gone client, give-up or timeout. */
+export class ReplyWaitError extends CoreInputError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReplyWaitError';
+  }
+}
+
+/** A scheduled task's run, as the scheduler hands it over: its turn source, built when it starts. */
+export type TaskSourceFactory = (group: Group) => TurnSource | null;
+
 export class Core {
-  readonly events = new CoreEventBus();
-  readonly local: LocalChannel;
+  readonly events: CoreEventBus;
+  readonly local: LocalChannel | null;
   readonly groups: GroupAdmin;
   readonly queue: GroupQueue;
-  private readonly outbox: Outbox;
+  readonly outbox: OutboxWorker;
   private readonly hostTools: HostTools;
-  private readonly channels: Channel[];
+  private readonly health: RuntimeHealth;
   private readonly log: Logger;
   private readonly now: () => number;
-  private started = false;
   private readonly dispatch: boolean;
+  private readonly liveRuns = new Set<AgentRun>();
+  private readonly taskSources = new Map<string, TaskSourceFactory>();
+  /** Aborted at shutdown: every `send --wait` still waiting is answered then. */
+  private readonly stopping = new AbortController();
+  private started = false;
 
   constructor(private readonly deps: CoreDeps) {
     this.log = deps.log.child({ mod: 'core' });
+    this.events = new CoreEventBus((event, err) =>
+      this.log.error({ event, err }, 'an event listener threw; the event went on'),
+    );
     this.now = deps.now ?? Date.now;
     this.dispatch = deps.dispatch ?? true;
-    this.local = new LocalChannel(this.now);
-    this.channels = [this.local];
+    this.local = deps.channels.find((c): c is LocalChannel => c instanceof LocalChannel) ?? null;
     this.groups = new GroupAdmin({ store: deps.store, config: deps.config, now: this.now });
-    this.outbox = new Outbox({
+    this.outbox = new OutboxWorker({
       store: deps.store,
-      channels: this.channels,
+      channels: deps.channels,
       assistantName: deps.config.assistantName,
       log: deps.log,
+      now: this.now,
+      ...(deps.outboxPolicy ? { policy: deps.outboxPolicy } : {}),
+      onSettled: (item, outcome) => this.events.emit('outbox:settled', { item, outcome }),
     });
     this.hostTools = new HostTools({
       store: deps.store,
@@ -87,19 +152,38 @@ export class Core {
       now: this.now,
       log: deps.log,
     });
+    this.health = new RuntimeHealth({
+      runtime: deps.runtime,
+      log: deps.log,
+      ...(deps.runtimeRecheckMs ? { baseDelayMs: deps.runtimeRecheckMs } : {}),
+      onDown: (state) =>
+        this.events.emit('runtime:state', { ok: false, reason: state.reason, fix: state.fix }),
+      onRestored: () => this.onRuntimeRestored(),
+    });
     this.queue = new GroupQueue({
       maxConcurrency: deps.config.maxConcurrency,
-      startRun: (jid) => this.startRun(jid),
+      startRun: (jid, work) => this.startRun(jid, work),
       isPaused: (jid) => deps.store.getGroup(jid)?.paused ?? true,
-      onGiveUp: (jid, error, attempts) => this.onGiveUp(jid, error, attempts),
+      onGiveUp: (jid, error, attempts, work) => this.onGiveUp(jid, error, attempts, work),
+      onRuntimeUnavailable: (error) =>
+        this.health.reportDown(
+          error.message,
+          error instanceof RuntimeUnavailableError ? error.fix : runtimeFix(error),
+        ),
       log: deps.log,
       ...(deps.retry ? { retry: deps.retry } : {}),
     });
   }
 
+  /** The assistant's name: the sender of its replies. */
+  get assistantName(): string {
+    return this.deps.config.assistantName;
+  }
+
   /**
-   * Boots in order: folders and memory templates, orphaned containers, channels, then
-   * recovery (undelivered replies go out, unanswered triggers are queued again).
+   * Boots in order: folders and memory templates, the container engine (orphans removed, or
+   * its absence noted so work waits for it), channels, then recovery: unanswered triggers are
+   * queued again. Undelivered replies go out when their channel reports that it is open.
    * Each step is idempotent.
    */
   async start(): Promise<void> {
@@ -108,26 +192,42 @@ export class Core {
     this.groups.ensureLayout();
     const runtime = await this.deps.runtime.check();
     if (runtime.ok) {
-      const removed = await this.deps.runtime.removeOrphans().catch((err: unknown) => {
-        this.log.warn({ err }, 'could not remove orphaned containers');
-        return 0;
-      });
-      if (removed > 0) this.log.info({ removed }, 'removed containers left by a previous run');
+      await this.removeOrphans();
     } else {
       this.log.warn(
         { reason: runtime.reason, fix: runtime.fix },
-        'container runtime unavailable; runs will retry',
+        'container runtime unavailable; work waits for it',
       );
+      this.queue.runtimeLost();
+      this.health.reportDown(runtime.reason, runtime.fix);
     }
-    for (const channel of this.channels) await channel.connect();
-    await this.outbox.flush();
+    for (const channel of this.deps.channels) {
+      try {
+        await channel.connect(this.hooksFor(channel));
+      } catch (err) {
+        // One channel failing to start must not keep the others (or the local chat) down.
+        this.log.error({ channel: channel.name, err }, 'channel failed to connect');
+      }
+    }
     this.recoverPending();
   }
 
-  /** Stops taking work, lets runs finish (or kills them after `graceMs`), closes channels. */
+  /**
+   * Stops taking work, answers every waiting `send --wait`, lets runs finish (or kills them
+   * after `graceMs`), stops delivering, and closes the channels.
+   */
   async shutdown(graceMs = 10_000): Promise<void> {
+    this.stopping.abort();
+    this.health.stop();
     await this.queue.shutdown(graceMs);
-    for (const channel of this.channels) await channel.disconnect().catch(() => undefined);
+    await this.outbox.stop(Math.min(graceMs, 5_000));
+    for (const channel of this.deps.channels) {
+      await channel
+        .disconnect()
+        .catch((err: unknown) =>
+          this.log.warn({ channel: channel.name, err }, 'channel did not disconnect cleanly'),
+        );
+    }
   }
 
   /**
@@ -159,16 +259,16 @@ export class Core {
   /** Puts a message a person typed into a local-chat group. */
   postLocal(groupRef: string, from: string, text: string): PostedMessage {
     const group = this.groups.resolve(groupRef);
-    if (!this.local.owns(group.jid)) {
+    const local = this.local;
+    if (!local) throw new CoreInputError('the local chat is not enabled in this Clawbar');
+    if (!local.owns(group.jid)) {
       throw new CoreInputError(
         `group "${group.name}" is a WhatsApp group; local messages go only to local-chat groups`,
       );
     }
     const trimmed = text.trim();
     if (trimmed === '') throw new CoreInputError('the message is empty');
-    const { message, triggered } = this.receive(
-      this.local.compose(group, validSender(from), trimmed),
-    );
+    const { message, triggered } = this.receive(local.compose(group, validSender(from), trimmed));
     return { message, group, triggered };
   }
 
@@ -195,9 +295,19 @@ export class Core {
   resumeGroup(ref: string): Group {
     const group = this.groups.setPaused(ref, false);
     // What waited while paused goes to the agent as one batch: one turn answers it all.
-    if (this.dispatch && pendingTurn(this.deps.store, group)) this.queue.enqueueMessage(group.jid);
+    if (this.dispatch && this.hasPendingTurn(group)) this.queue.enqueueMessage(group.jid);
     this.events.emit('group:changed', { groupJid: group.jid, change: 'resumed' });
     return group;
+  }
+
+  /**
+   * Queues one run of a scheduled task for the group. `source` builds the run's turn source
+   * when the run starts (the group's slot is free); returning null skips it.
+   */
+  enqueueTask(groupJid: string, taskId: string, source: TaskSourceFactory): void {
+    if (!this.deps.store.getGroup(groupJid)) throw new CoreInputError(`no group ${groupJid}`);
+    this.taskSources.set(taskId, source);
+    if (this.dispatch) this.queue.enqueueTask(groupJid, taskId);
   }
 
   /** The chat history of a group, both directions, oldest first. */
@@ -205,55 +315,101 @@ export class Core {
     return this.deps.store.recentMessages(groupJid, limit);
   }
 
+  /** A chat's replies that are not delivered: still queued, or failed for good. */
+  undelivered(chatJid: string): OutboxItem[] {
+    return this.deps.store.undeliveredOutbox(chatJid);
+  }
+
   async status(): Promise<CoreStatus> {
+    const { store } = this.deps;
+    // Asked afresh: the runtime's own answer says best why it is down and how to fix it.
     const [runtime, image] = await Promise.all([
       this.deps.runtime.check(),
       this.deps.runtime
         .inspectImage(this.deps.config.image)
         .catch((): ImageState => ({ image: this.deps.config.image, present: false })),
     ]);
+    const counts = store.outboxCounts();
     return {
       runtime: { ...runtime, kind: this.deps.runtime.kind },
       image,
       queue: this.queue.snapshot(),
-      groups: this.deps.store.listGroups().length,
+      groups: store.listGroups().length,
       keyConfigured: Boolean(this.deps.config.apiKey),
+      channels: this.deps.channels.map((c) => ({ name: c.name, state: c.state })),
+      outbox: {
+        ...counts,
+        recentFailures: store.failedOutbox(5).map((item) => ({
+          id: item.id,
+          chatJid: item.chatJid,
+          error: item.lastError,
+          at: item.failedAt ?? item.createdAt,
+        })),
+      },
     };
   }
 
   /**
-   * Resolves when the turn that answers message `seq` of the group has finished, with
-   * what the assistant sent in it; rejects if the group's runs are given up, or on timeout.
+   * Resolves when the turn that answers message `seq` of the group has finished and its
+   * replies are delivered (or have failed), with what the assistant sent in it.
+   *
+   * Rejects with a {@link ReplyWaitError} when the group's work is given up, when `signal`
+   * aborts (the client went away), when the core shuts down, or after `timeoutMs`. Its timer
+   * never keeps the process alive, and every listener is removed when it settles.
    */
   waitForReply(
     groupJid: string,
     seq: number,
     timeoutMs: number,
-  ): Promise<{ turnId: string; replies: StoredMessage[] }> {
+    signal?: AbortSignal,
+  ): Promise<TurnReply> {
     return new Promise((resolve, reject) => {
-      const unsubscribe: Array<() => void> = [];
-      const done = () => {
-        clearTimeout(timer);
-        for (const off of unsubscribe) off();
+      const deadline = this.now() + timeoutMs;
+      const cleanups: Array<() => void> = [];
+      let settled = false;
+      const finish = (outcome: () => void): void => {
+        if (settled) return;
+        settled = true;
+        for (const cleanup of cleanups) cleanup();
+        outcome();
       };
-      const timer = setTimeout(() => {
-        done();
-        reject(
-          new CoreInputError(
+      const fail = (message: string) => finish(() => reject(new ReplyWaitError(message)));
+      const onStop = () =>
+        fail('clawbar is shutting down; the message is stored and will be answered after restart');
+      const onGone = () => fail('the client went away; the message is stored and still queued');
+
+      if (this.stopping.signal.aborted) return onStop();
+      if (signal?.aborted) return onGone();
+      const timer = setTimeout(
+        () =>
+          fail(
             `no reply within ${Math.round(timeoutMs / 1000)} s; the message is stored and still queued`,
           ),
-        );
-      }, timeoutMs);
-      unsubscribe.push(
+        timeoutMs,
+      );
+      timer.unref();
+      cleanups.push(() => clearTimeout(timer));
+      this.stopping.signal.addEventListener('abort', onStop, { once: true });
+      cleanups.push(() => this.stopping.signal.removeEventListener('abort', onStop));
+      if (signal) {
+        signal.addEventListener('abort', onGone, { once: true });
+        cleanups.push(() => signal.removeEventListener('abort', onGone));
+      }
+      cleanups.push(
         this.events.on('turn:finished', (e) => {
-          if (e.groupJid !== groupJid || e.throughSeq < seq) return;
-          done();
-          resolve({ turnId: e.turnId, replies: this.deps.store.messagesOfTurn(e.turnId) });
+          if (e.groupJid !== groupJid || e.throughSeq === null || e.throughSeq < seq) return;
+          this.turnDelivered(e.turnId, deadline).then(
+            (reply) => finish(() => resolve(reply)),
+            (err: unknown) => fail(err instanceof Error ? err.message : String(err)),
+          );
         }),
         this.events.on('run:gave-up', (e) => {
           if (e.groupJid !== groupJid) return;
-          done();
-          reject(new Error(`the agent failed ${e.attempts} times and gave up: ${e.error}`));
+          fail(
+            e.attempts > 1
+              ? `the agent gave up after ${e.attempts} attempts: ${e.error}`
+              : `the agent gave up: ${e.error}`,
+          );
         }),
       );
     });
@@ -261,13 +417,80 @@ export class Core {
 
   // ── internals ──────────────────────────────────────────────────────────
 
-  private startRun(groupJid: string): AgentRun | null {
-    const group = this.deps.store.getGroup(groupJid);
-    if (!group || group.paused || !pendingTurn(this.deps.store, group)) return null;
-    const { config } = this.deps;
-    return new AgentRun(
+  private hooksFor(channel: Channel): ChannelHooks {
+    return {
+      onMessage: (message) => {
+        try {
+          this.receive(message);
+        } catch (err) {
+          this.log.error({ channel: channel.name, err }, 'could not store an inbound message');
+        }
+      },
+      onState: (state) => {
+        this.log.info({ channel: channel.name, state: state.state }, 'channel state');
+        this.outbox.channelState(channel, state);
+        this.events.emit('channel:state', { channel: channel.name, state });
+      },
+      onChatMetadata: (chat) => {
+        try {
+          this.deps.store.upsertChat({
+            jid: chat.jid,
+            name: chat.name,
+            channel: channel.name,
+            isGroup: chat.isGroup,
+            lastActivity: null,
+          });
+        } catch (err) {
+          this.log.error({ channel: channel.name, err }, 'could not record chat metadata');
+        }
+      },
+    };
+  }
+
+  /** Waits (until `deadline`) for a finished turn's replies to be delivered or fail. */
+  private async turnDelivered(turnId: string, deadline: number): Promise<TurnReply> {
+    const { store } = this.deps;
+    for (const item of store.outboxOfTurn(turnId)) {
+      if (item.state !== 'queued') continue;
+      const left = deadline - this.now();
+      if (left <= 0 || this.stopping.signal.aborted) break;
+      await this.outbox.whenSettled(item.id, left);
+    }
+    return {
+      turnId,
+      replies: store.messagesOfTurn(turnId),
+      undelivered: store.outboxOfTurn(turnId).filter((item) => item.state !== 'sent'),
+    };
+  }
+
+  private hasPendingTurn(group: Group): boolean {
+    return pendingTurn(this.deps.store, group, { timezone: this.deps.config.timezone }) !== null;
+  }
+
+  private startRun(groupJid: string, work: WorkItem): AgentRun | null {
+    const { store, config } = this.deps;
+    const group = store.getGroup(groupJid);
+    if (!group) return null;
+    let source: TurnSource | null;
+    switch (work.kind) {
+      case 'messages':
+        if (group.paused || !this.hasPendingTurn(group)) return null;
+        source = messageTurns({ store, groupJid, timezone: config.timezone });
+        break;
+      case 'task': {
+        const factory = this.taskSources.get(work.taskId);
+        this.taskSources.delete(work.taskId);
+        source = factory ? factory(group) : null;
+        break;
+      }
+      default: {
+        const unreachable: never = work;
+        throw new Error(`unknown work ${JSON.stringify(unreachable)}`);
+      }
+    }
+    if (!source) return null;
+    const run = new AgentRun(
       {
-        store: this.deps.store,
         runtime: this.deps.runtime,
         broker: this.deps.broker,
         hostTools: this.hostTools,
@@ -283,39 +506,81 @@ export class Core {
           timezone: config.timezone,
           idleTimeoutMs: config.idleTimeoutMs,
           hardTimeoutMs: config.hardTimeoutMs,
+          ...(this.deps.readyTimeoutMs ? { readyTimeoutMs: this.deps.readyTimeoutMs } : {}),
         },
-        isPaused: (jid) => this.deps.store.getGroup(jid)?.paused ?? true,
+        isPaused: (jid) => store.getGroup(jid)?.paused ?? true,
+        setTyping: (chatJid, typing) => this.setTyping(chatJid, typing),
         onIdle: () => this.queue.runIdle(groupJid),
         now: this.now,
         log: this.deps.log,
       },
       group,
+      source,
     );
+    this.liveRuns.add(run);
+    run.finished
+      .finally(() => this.liveRuns.delete(run))
+      .catch((err: unknown) => this.log.error({ err }, 'run bookkeeping failed'));
+    return run;
   }
 
-  /** Every retry failed: tell the chat (and, through the event, the tray). */
-  private onGiveUp(groupJid: string, error: Error, attempts: number): void {
-    const group = this.deps.store.getGroup(groupJid);
+  private setTyping(chatJid: string, typing: boolean): void {
+    this.events.emit('chat:typing', { chatJid, typing });
+    const channel = this.deps.channels.find((c) => c.owns(chatJid));
+    channel
+      ?.setTyping(chatJid, typing)
+      .catch((err: unknown) => this.log.debug({ err, chatJid }, 'typing indicator failed'));
+  }
+
+  /** The queue stopped trying: tell the chat (and, through the event, the tray). */
+  private onGiveUp(groupJid: string, error: Error, attempts: number, work: WorkItem): void {
     this.events.emit('run:gave-up', { groupJid, error: error.message, attempts });
+    const group = this.deps.store.getGroup(groupJid);
     if (!group) return;
-    const item = this.deps.store.enqueueOutbound(
-      group.jid,
-      `Sorry, I could not answer: the agent failed ${attempts} times (${error.message}). ` +
-        'Your messages are kept; I will try again when the next one arrives.',
-      null,
-      this.now(),
-    );
-    void this.outbox.deliver([item]);
+    const tries = attempts > 1 ? ` (${attempts} attempts)` : '';
+    const text =
+      work.kind === 'task'
+        ? `A scheduled task could not run${tries}: ${error.message}`
+        : `Sorry, I could not answer${tries}: ${error.message}. ` +
+          'Your messages are kept; I will try again when the next one arrives.';
+    this.deps.store.enqueueOutbound(group.jid, text, null, this.now(), 'notice');
+    this.outbox.notify();
+  }
+
+  /** The engine answers again: clear what it lost, then let the held work go. */
+  private async onRuntimeRestored(): Promise<void> {
+    this.events.emit('runtime:state', { ok: true });
+    await this.removeOrphans();
+    this.queue.runtimeRestored();
+  }
+
+  /** Removes containers of ours that no live run owns (left by a crash, or lost in an outage). */
+  private async removeOrphans(): Promise<void> {
+    const keep = new Set<string>();
+    for (const run of this.liveRuns) if (run.containerName) keep.add(run.containerName);
+    try {
+      const removed = await this.deps.runtime.removeOrphans(keep);
+      if (removed > 0) this.log.info({ removed }, 'removed containers no run owns');
+    } catch (err) {
+      this.log.warn({ err }, 'could not remove orphaned containers');
+    }
   }
 
   private recoverPending(): void {
+    if (!this.dispatch) return;
     for (const group of this.deps.store.listGroups()) {
-      if (!group.paused && pendingTurn(this.deps.store, group)) {
+      if (!group.paused && this.hasPendingTurn(group)) {
         this.log.info({ group: group.folder }, 're-queueing unanswered messages');
         this.queue.enqueueMessage(group.jid);
       }
     }
   }
+}
+
+function runtimeFix(error: Error): string {
+  return (error.cause as { fix?: unknown } | undefined)?.fix === undefined
+    ? 'start the container engine (Docker Desktop on macOS; `sudo systemctl start docker` on Linux)'
+    : String((error.cause as { fix: unknown }).fix);
 }
 
 function validSender(from: string): string {

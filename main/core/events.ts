@@ -3,25 +3,42 @@
  * here; the control server, the tray and tests listen. Nothing polls.
  */
 import { EventEmitter } from 'node:events';
-import type { StoredMessage } from './store/index.js';
+import type { ChannelName, ChannelState } from './channels/channel.js';
+import type { OutboxItem, StoredMessage } from './store/index.js';
 
 export interface CoreEvents {
   'message:stored': { message: StoredMessage; groupJid: string | null; triggered: boolean };
-  'turn:finished': { groupJid: string; turnId: string; throughSeq: number };
+  /** A turn was committed (or closed with a notice). `throughSeq` is null for a task's turn. */
+  'turn:finished': { groupJid: string; turnId: string; throughSeq: number | null };
   'run:started': { groupJid: string; runId: string; container: string };
   'run:finished': { groupJid: string; runId: string; ok: boolean; error?: string };
   'run:gave-up': { groupJid: string; error: string; attempts: number };
   /** A group was added, removed, paused or resumed, from any client. */
   'group:changed': { groupJid: string; change: 'added' | 'removed' | 'paused' | 'resumed' };
+  /** A channel's connection changed state (connecting, qr, pairing code, open, closed). */
+  'channel:state': { channel: ChannelName; state: ChannelState };
+  /** The assistant started or stopped "typing" in a chat (a turn for it runs). */
+  'chat:typing': { chatJid: string; typing: boolean };
+  /** An outbox item was delivered, or failed for good. */
+  'outbox:settled': { item: OutboxItem; outcome: 'sent' | 'failed' };
+  /** The container engine stopped answering, or answers again. */
+  'runtime:state': { ok: boolean; reason?: string; fix?: string };
 }
 
 type Listener<K extends keyof CoreEvents> = (payload: CoreEvents[K]) => void;
 
-/** A typed wrapper over EventEmitter, so a misspelt event name is a compile error. */
+/**
+ * A typed wrapper over EventEmitter, so a misspelt event name is a compile error. A listener
+ * that throws is reported to `onListenerError` and never reaches the emitter: announcing an
+ * event cannot break the code that announced it (a run settling, a delivery being recorded).
+ */
 export class CoreEventBus {
   private readonly emitter = new EventEmitter();
 
-  constructor() {
+  constructor(
+    private readonly onListenerError: (event: keyof CoreEvents, err: unknown) => void = () =>
+      undefined,
+  ) {
     // The control server adds one listener per waiting `send --wait`.
     this.emitter.setMaxListeners(1000);
   }
@@ -30,9 +47,23 @@ export class CoreEventBus {
     this.emitter.emit(event, payload);
   }
 
+  /** How many listeners are subscribed, over every event: for leak checks. */
+  listenerCount(): number {
+    return this.emitter
+      .eventNames()
+      .reduce((sum, name) => sum + this.emitter.listenerCount(name), 0);
+  }
+
   /** Subscribes; returns the function that unsubscribes. */
   on<K extends keyof CoreEvents>(event: K, listener: Listener<K>): () => void {
-    this.emitter.on(event, listener);
-    return () => this.emitter.off(event, listener);
+    const guarded = (payload: CoreEvents[K]): void => {
+      try {
+        listener(payload);
+      } catch (err) {
+        this.onListenerError(event, err);
+      }
+    };
+    this.emitter.on(event, guarded);
+    return () => this.emitter.off(event, guarded);
   }
 }

@@ -14,6 +14,7 @@ import {
   TEST_AGENT_IMAGE,
 } from '../helpers/clawbar.js';
 import { requireDocker } from '../helpers/docker.js';
+import { resolveHome } from '../../main/core/config.js';
 import { OURS_LABEL, SCOPE_LABEL, scopeForHome } from '../../main/core/sandbox/runtime.js';
 
 const API_KEY = 'sk-ant-test-crash';
@@ -68,9 +69,11 @@ requireDocker('crash recovery', () => {
       expect(second.logs()).toMatch(/re-queueing unanswered messages/);
 
       // The container of the killed serve was removed at start; only the new one remains.
+      // serve scopes its containers by the home it resolved (symlinks followed), so must we.
+      const scope = scopeForHome(resolveHome({ CLAWBAR_HOME: home }));
       const ours = await new Docker().listContainers({
         all: true,
-        filters: { label: [OURS_LABEL, `${SCOPE_LABEL}=${scopeForHome(home)}`] },
+        filters: { label: [OURS_LABEL, `${SCOPE_LABEL}=${scope}`] },
       });
       expect(ours.length).toBeLessThanOrEqual(1);
     } finally {
@@ -81,5 +84,45 @@ requireDocker('crash recovery', () => {
       (await cli(['messages', '--group', 'family', '--json'], env)).stdout,
     ) as unknown[];
     expect(history).toHaveLength(2);
+  }, 120_000);
+
+  it('SIGTERM with a send --wait in flight: serve exits within the grace period, the client is told, and the turn is answered once after restart', async () => {
+    const termHome = tempHome('clawbar-term-');
+    const termEnv = { ...env, CLAWBAR_HOME: termHome };
+    expect((await cli(['groups', 'add', '--name', 'Family'], termEnv)).code).toBe(0);
+    fake.script([
+      textTurn('too late', { delayMs: 60_000 }),
+      textTurn('Answered after the restart.'),
+    ]);
+    const first = await startServe(termEnv, termHome);
+    const waiting = cli(['send', '--group', 'family', '--wait', '@Andy still there?'], termEnv);
+    await fake.waitForRequests(fake.requests.length + 1);
+
+    const began = Date.now();
+    first.child.kill('SIGTERM');
+    expect(await first.stop()).toBe(0);
+    // The default grace period is 10 s; the model call would have taken a minute.
+    expect(Date.now() - began).toBeLessThan(15_000);
+    const told = await waiting;
+    expect(told.code).not.toBe(0);
+    expect(told.stderr).toMatch(
+      /shutting down; the message is stored and will be answered after restart/,
+    );
+
+    const second = await startServe(termEnv, termHome);
+    try {
+      const deadline = Date.now() + 60_000;
+      let replies: Array<{ fromAssistant: boolean; text: string }> = [];
+      while (Date.now() < deadline && replies.length === 0) {
+        const history = JSON.parse(
+          (await cli(['messages', '--group', 'family', '--json'], termEnv)).stdout,
+        ) as typeof replies;
+        replies = history.filter((m) => m.fromAssistant);
+        if (replies.length === 0) await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      expect(replies.map((m) => m.text)).toEqual(['Answered after the restart.']);
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
   }, 120_000);
 });

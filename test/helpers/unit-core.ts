@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ModelCaller } from '../../main/core/agent/agent-run.js';
 import { loadConfig } from '../../main/core/config.js';
+import { LocalChannel } from '../../main/core/channels/local.js';
 import { Core } from '../../main/core/core.js';
 import { silentLogger } from '../../main/core/logger.js';
 import type { RetryPolicy } from '../../main/core/queue/group-queue.js';
@@ -34,13 +35,21 @@ export const unavailableRuntime: ContainerRuntime = {
   removeOrphans: async () => 0,
 };
 
+/** An engine that answers its health check but cannot start containers: runs fail as faults. */
+export const brokenRuntime: ContainerRuntime = {
+  ...unavailableRuntime,
+  check: async () => ({ ok: true, version: 'test' }),
+};
+
 export const throwingBroker: ModelCaller = {
   complete: async () => {
     throw new Error('no model in unit tests');
   },
 };
 
-export async function startUnitCore(opts: { retry?: RetryPolicy } = {}): Promise<UnitCore> {
+export async function startUnitCore(
+  opts: { retry?: RetryPolicy; runtime?: ContainerRuntime } = {},
+): Promise<UnitCore> {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-app-'));
   const config = loadConfig({ CLAWBAR_HOME: home }, () => undefined);
   const dbPath = path.join(home, 'clawbar.db');
@@ -49,9 +58,10 @@ export async function startUnitCore(opts: { retry?: RetryPolicy } = {}): Promise
   const core = new Core({
     config,
     store,
-    runtime: unavailableRuntime,
+    runtime: opts.runtime ?? unavailableRuntime,
     broker: throwingBroker,
     log,
+    channels: [new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name })],
     ...(opts.retry ? { retry: opts.retry } : {}),
   });
   await core.start();

@@ -18,7 +18,8 @@ import {
 } from '../../main/core/control/handlers.js';
 import { MAX_REQUEST_BYTES } from '../../main/core/control/protocol.js';
 import { ControlServer, ServeAlreadyRunningError } from '../../main/core/control/server.js';
-import { Core } from '../../main/core/core.js';
+import { LocalChannel } from '../../main/core/channels/local.js';
+import { Core, type CoreStatus } from '../../main/core/core.js';
 import { silentLogger } from '../../main/core/logger.js';
 import type { ContainerRuntime, ContainerSpec } from '../../main/core/sandbox/runtime.js';
 import { openStore, type Store } from '../../main/core/store/index.js';
@@ -26,13 +27,18 @@ import { openStore, type Store } from '../../main/core/store/index.js';
 const SECRET_KEY = 'sk-ant-test-never-in-a-container';
 
 /** A runtime with no engine behind it: it records every start and refuses it. */
+/**
+ * An engine that answers its health check but cannot start a container: every start is
+ * recorded and fails as a fault. (An engine that does not answer at all makes the core hold
+ * work until it does, which these tests do not want.)
+ */
 class UnavailableRuntime implements ContainerRuntime {
   readonly kind = 'docker' as const;
   readonly starts: ContainerSpec[] = [];
   private notifyStart: (() => void) | null = null;
 
   async check() {
-    return { ok: false as const, reason: 'no engine in this test', fix: 'none needed' };
+    return { ok: true as const, version: 'test' };
   }
   async inspectImage(image: string) {
     return { image, present: false };
@@ -72,6 +78,7 @@ function makeCore(store: Store, runtime: ContainerRuntime, dispatch = true): Cor
     runtime,
     broker: unusedBroker,
     log: silentLogger(),
+    channels: [new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name })],
     dispatch,
     retry: { baseDelayMs: 60_000, maxRetries: 5 },
   });
@@ -138,6 +145,56 @@ describe('a serving control socket', () => {
     if (typeof message === 'string') expect((err as Error).message).toBe(message);
     else expect((err as Error).message).toMatch(message);
   }
+
+  it('shows a reply that failed for good in messages and in status, and one still queued as waiting', async () => {
+    await client.request('groups.add', { name: 'Family' });
+    const posted = core.postLocal('family', 'Alice', 'hello');
+    const failed = store.enqueueOutbound('local:family', 'lost reply', 't1', Date.now());
+    store.recordFailedAttempt(failed.id, {
+      error: 'the chat refused it',
+      giveUp: true,
+      nextAttemptAt: 0,
+      now: Date.now(),
+    });
+    // Delivery of this one is held back: the local chat is closed for the moment.
+    await core.local?.disconnect();
+    core.outbox.channelState(core.local!, core.local!.state);
+    store.enqueueOutbound('local:family', 'later reply', 't2', Date.now());
+
+    const history = (await client.request('messages', { group: 'family' })) as MessageView[];
+    expect(history.map((m) => [m.text, m.fromAssistant, m.delivery ?? 'delivered'])).toEqual([
+      [posted.message.text, false, 'delivered'],
+      ['lost reply', true, 'failed'],
+      ['later reply', true, 'queued'],
+    ]);
+    expect(history[1]?.error).toBe('the chat refused it');
+
+    const status = (await client.request('status', {})) as CoreStatus;
+    expect(status.outbox).toMatchObject({ queued: 1, failed: 1 });
+    expect(status.outbox.recentFailures).toEqual([
+      expect.objectContaining({
+        id: failed.id,
+        chatJid: 'local:family',
+        error: 'the chat refused it',
+      }),
+    ]);
+    expect(status.channels).toEqual([
+      { name: 'local', state: { state: 'closed', reason: 'disconnected', retrying: false } },
+    ]);
+  });
+
+  it('a send --wait whose client goes away is cancelled: no listener or timer is left behind', async () => {
+    await client.request('groups.add', { name: 'Family' });
+    const before = core.events.listenerCount();
+    const other = await ControlClient.connect(config.socketPath);
+    const pending = other
+      .request('send', { group: 'family', text: '@Andy hello', wait: true })
+      .catch((err: unknown) => err);
+    await expect.poll(() => core.events.listenerCount()).toBeGreaterThan(before);
+    other.close();
+    expect(await pending).toBeInstanceOf(Error);
+    await expect.poll(() => core.events.listenerCount()).toBe(before);
+  });
 
   it('creates the socket file readable and writable by its owner only', () => {
     const stat = fs.statSync(config.socketPath);
@@ -234,14 +291,21 @@ describe('a serving control socket', () => {
 
   it('turns a group name of ../x into folder x and creates nothing outside $CLAWBAR_HOME/groups', async () => {
     const parent = path.dirname(home);
-    const parentBefore = fs.readdirSync(parent).sort();
+    // The parent is the system temp dir, which other processes change: look only at what this
+    // test could have made there (its home's siblings by name, or an escaped "x").
+    const ownInParent = () =>
+      fs
+        .readdirSync(parent)
+        .filter((name) => name.startsWith(path.basename(home)) || name === 'x')
+        .sort();
+    const parentBefore = ownInParent();
     const homeBefore = fs.readdirSync(home).sort();
 
     const added = (await client.request('groups.add', { name: '../x' })) as GroupView;
     expect(added).toMatchObject({ name: '../x', folder: 'x', jid: 'local:x' });
     expect(fs.statSync(path.join(home, 'groups', 'x')).isDirectory()).toBe(true);
     expect(fs.readdirSync(home).sort()).toEqual(homeBefore);
-    expect(fs.readdirSync(parent).sort()).toEqual(parentBefore);
+    expect(ownInParent()).toEqual(parentBefore);
     expect(fs.existsSync(path.join(parent, 'x'))).toBe(false);
     // The group is still found by the name it was given.
     expect(await client.request('groups.pause', { group: '../x' })).toMatchObject({

@@ -7,10 +7,12 @@ import Docker from 'dockerode';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ModelBroker } from '../../main/core/agent/model-broker.js';
 import { loadConfig, type ClawbarConfig } from '../../main/core/config.js';
+import { LocalChannel } from '../../main/core/channels/local.js';
 import { Core } from '../../main/core/core.js';
 import { silentLogger } from '../../main/core/logger.js';
 import { DockerRuntime } from '../../main/core/sandbox/docker.js';
 import {
+  SCOPE_LABEL,
   scopeForHome,
   type ContainerRuntime,
   type ContainerSpec,
@@ -77,6 +79,7 @@ function harness(
     runtime,
     broker,
     log,
+    channels: [new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name })],
     retry: { baseDelayMs: 200, maxRetries: 1 },
   });
   const h: Harness = {
@@ -179,7 +182,7 @@ requireDocker('orchestrator with real containers', () => {
     it('survives garbage and oversized frames and still completes the turn', async () => {
       const image = await buildTestImage(docker, 'garbage-runner', {
         Dockerfile:
-          'FROM clawbar-base:offline\nCOPY runner.mjs /runner.mjs\nENTRYPOINT ["node", "/runner.mjs"]\n',
+          'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY runner.mjs /runner.mjs\nENTRYPOINT ["node", "/runner.mjs"]\n',
         'runner.mjs': GARBAGE_RUNNER,
       });
       images.push(image);
@@ -194,7 +197,7 @@ requireDocker('orchestrator with real containers', () => {
     it('retries a container that crashes, then gives up and tells the chat', async () => {
       const image = await buildTestImage(docker, 'crashing-runner', {
         Dockerfile:
-          'FROM clawbar-base:offline\nENTRYPOINT ["sh", "-c", "echo not-a-frame; exit 3"]\n',
+          'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nENTRYPOINT ["sh", "-c", "echo not-a-frame; exit 3"]\n',
       });
       images.push(image);
       const h = harness(fake, { image });
@@ -207,12 +210,14 @@ requireDocker('orchestrator with real containers', () => {
         h.core.waitForReply(posted.group.jid, posted.message.seq, 60_000),
       ).rejects.toThrow(/gave up/);
       expect(runs).toEqual([false, false]); // the first try and one retry
-      const history = h.core.messages(posted.group.jid, 10);
-      expect(history.map((m) => m.text)).toEqual([
-        '@Andy hello',
-        expect.stringMatching(/^Sorry, I could not answer/),
-      ]);
-      expect(history[1]?.fromBot).toBe(true);
+      // The notice goes out through the outbox worker, just after the give-up.
+      await expect
+        .poll(() => h.core.messages(posted.group.jid, 10).map((m) => m.text))
+        .toEqual([
+          '@Andy hello',
+          expect.stringMatching(/^Sorry, I could not answer \(2 attempts\)/),
+        ]);
+      expect(h.core.messages(posted.group.jid, 10)[1]?.fromBot).toBe(true);
       // The unanswered message is still pending: nothing was lost.
       expect(h.store.cursorOf(posted.group.jid)).toBeLessThan(posted.message.seq);
     }, 120_000);
@@ -220,7 +225,7 @@ requireDocker('orchestrator with real containers', () => {
     it('kills a run whose container goes silent past the hard timeout', async () => {
       const image = await buildTestImage(docker, 'silent-runner', {
         Dockerfile:
-          'FROM clawbar-base:offline\nENTRYPOINT ["node", "-e", "process.stdout.write(JSON.stringify({type:\'ready\',protocol:1})+\'\\\\n\'); setInterval(()=>{}, 1000)"]\n',
+          'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nENTRYPOINT ["node", "-e", "process.stdout.write(JSON.stringify({type:\'ready\',protocol:1})+\'\\\\n\'); setInterval(()=>{}, 1000)"]\n',
       });
       images.push(image);
       const h = harness(fake, { image, hardTimeoutMs: 1_500 });
@@ -234,7 +239,9 @@ requireDocker('orchestrator with real containers', () => {
       ).rejects.toThrow(/gave up/);
       expect(errors[0]).toMatch(/no output from the agent for 2 s/);
       const left = await docker.listContainers({
-        filters: { label: ['dev.clawbar.group=silent'] },
+        filters: {
+          label: ['dev.clawbar.group=silent', `${SCOPE_LABEL}=${scopeForHome(h.config.home)}`],
+        },
       });
       expect(left).toEqual([]);
     }, 120_000);

@@ -12,7 +12,7 @@ import {
   Tray,
   type MenuItemTemplate,
 } from '../fakes/electron.js';
-import { startUnitCore, type UnitCore } from '../helpers/unit-core.js';
+import { brokenRuntime, startUnitCore, type UnitCore } from '../helpers/unit-core.js';
 
 let unit: UnitCore;
 let family: Group;
@@ -92,25 +92,53 @@ describe('the tray menu', () => {
 
   it('clicking Pause pauses the group in the store and rebuilds the menu', () => {
     const tray = startTray();
+    const pause = action(groupItem(tray, 'Family'), 'Pause');
     const built = tray.menus.length;
-    action(groupItem(tray, 'Family'), 'Pause').click?.();
+    expect(unit.store.getGroup(family.jid)?.paused).toBe(false);
+    pause.click?.();
+    // The click's own effect: the store changed, and exactly one new menu shows it.
     expect(unit.store.getGroup(family.jid)?.paused).toBe(true);
     expect(tray.menus.length).toBe(built + 1);
     expect(action(groupItem(tray, 'Family (paused)'), 'Resume')).toBeDefined();
+    expect(unit.store.getGroup(work.jid)?.paused).toBe(true);
   });
 
   it('clicking Resume resumes the group in the store and rebuilds the menu', () => {
     const tray = startTray();
-    action(groupItem(tray, 'Work (paused)'), 'Resume').click?.();
+    const resume = action(groupItem(tray, 'Work (paused)'), 'Resume');
+    const built = tray.menus.length;
+    expect(unit.store.getGroup(work.jid)?.paused).toBe(true);
+    resume.click?.();
     expect(unit.store.getGroup(work.jid)?.paused).toBe(false);
+    expect(tray.menus.length).toBe(built + 1);
     expect(action(groupItem(tray, 'Work'), 'Pause')).toBeDefined();
+    expect(unit.store.getGroup(family.jid)?.paused).toBe(false);
   });
 
-  it('a click on a group removed meanwhile (from the CLI) just rebuilds the menu without it', () => {
+  it('a click on a group removed behind the tray’s back rebuilds the menu without it', () => {
+    const tray = startTray();
+    const pause = action(groupItem(tray, 'Family'), 'Pause');
+    // Removed straight in the database: no event fires, so the menu still offers the group.
+    expect(unit.store.removeGroup(family.jid)).toBe(true);
+    const built = tray.menus.length;
+    expect(groupItem(tray, 'Family')).toBeDefined();
+    expect(() => pause.click?.()).not.toThrow();
+    // Only the click can have rebuilt the menu.
+    expect(tray.menus.length).toBe(built + 1);
+    expect(items(tray).some((i) => i.label?.startsWith('Family'))).toBe(false);
+    expect(groupItem(tray, 'Work (paused)')).toBeDefined();
+    expect(unit.store.getGroup(family.jid)).toBeUndefined();
+  });
+
+  it('a click in a menu still open after the CLI removed its group rebuilds the menu again', () => {
     const tray = startTray();
     const pause = action(groupItem(tray, 'Family'), 'Pause');
     unit.core.removeGroup(family.jid);
+    // The removal's own rebuild is counted before the click.
+    const built = tray.menus.length;
+    expect(items(tray).some((i) => i.label?.startsWith('Family'))).toBe(false);
     expect(() => pause.click?.()).not.toThrow();
+    expect(tray.menus.length).toBe(built + 1);
     expect(items(tray).some((i) => i.label?.startsWith('Family'))).toBe(false);
   });
 
@@ -125,13 +153,22 @@ describe('the tray menu', () => {
     ).toBe(true);
   });
 
-  it('rebuilds when the core announces a triggered message or a run', () => {
+  it('rebuilds when the core announces a triggered message or a run, not an untriggered message', () => {
     const tray = startTray();
-    const built = tray.menus.length;
-    unit.core.postLocal('Work', 'Alice', 'no trigger, paused group');
+    let built = tray.menus.length;
+    const expectRebuilds = (count: number) => {
+      expect(tray.menus.length).toBe(built + count);
+      built = tray.menus.length;
+    };
+    // Work is paused, so a triggered message waits there and starts no run.
+    expect(unit.core.postLocal('Work', 'Alice', 'no trigger').triggered).toBe(false);
+    expectRebuilds(0);
+    expect(unit.core.postLocal('Work', 'Alice', '@Andy are you there?').triggered).toBe(true);
+    expectRebuilds(1);
     unit.core.events.emit('run:started', { groupJid: family.jid, runId: 'r1', container: 'c1' });
+    expectRebuilds(1);
     unit.core.events.emit('turn:finished', { groupJid: family.jid, turnId: 't1', throughSeq: 1 });
-    expect(tray.menus.length).toBe(built + 2);
+    expectRebuilds(1);
   });
 
   it('shows a group added or paused by another client (CLI, socket) at once', () => {
@@ -145,6 +182,8 @@ describe('the tray menu', () => {
   it('Open and Quit call the shell', () => {
     const tray = startTray();
     groupItem(tray, 'Open Clawbar…').click?.();
+    expect(opened).toHaveBeenCalledOnce();
+    expect(quit).not.toHaveBeenCalled();
     groupItem(tray, 'Quit Clawbar').click?.();
     expect(opened).toHaveBeenCalledOnce();
     expect(quit).toHaveBeenCalledOnce();
@@ -166,13 +205,21 @@ describe('the tray menu', () => {
     controller.destroy();
     const built = tray.menus.length;
     unit.core.events.emit('run:started', { groupJid: family.jid, runId: 'r1', container: 'c1' });
+    unit.core.addGroup({ name: 'Book Club' });
+    controller.rebuild();
     expect(tray.destroyed).toBe(true);
     expect(tray.menus.length).toBe(built);
   });
 });
 
 describe('the status line', () => {
-  const idle: QueueSnapshot = { maxConcurrency: 3, running: [], waiting: [], retrying: [] };
+  const idle: QueueSnapshot = {
+    maxConcurrency: 3,
+    running: [],
+    waiting: [],
+    retrying: [],
+    waitingForRuntime: [],
+  };
   const healthy = {
     runtime: { ok: true as const, version: '27.0', kind: 'docker' },
     image: { image: 'clawbar-agent:latest', present: true },
@@ -206,20 +253,28 @@ describe('the status line', () => {
     const busy: QueueSnapshot = {
       ...idle,
       running: [
-        { groupJid: 'a', idle: false },
-        { groupJid: 'b', idle: true },
+        { groupJid: 'a', idle: false, work: 'messages' },
+        { groupJid: 'b', idle: true, work: 'messages' },
       ],
       waiting: ['c'],
       retrying: ['d'],
+      waitingForRuntime: ['e'],
     };
-    expect(statusLine(healthy, busy)).toBe('Ready · 1 running · 2 waiting');
+    expect(statusLine(healthy, busy)).toBe('Ready · 1 running · 3 waiting');
   });
 });
 
 describe('notifications', () => {
   it('a run given up after every retry shows a notification naming the group', async () => {
+    await unit.close();
+    unit = await startUnitCore({
+      retry: { baseDelayMs: 1, maxRetries: 1 },
+      runtime: brokenRuntime,
+    });
+    unit.core.addGroup({ name: 'Family' });
     notifyGiveUps({ Notification, core: unit.core, log: silentLogger() });
-    // A real give-up: the runtime cannot start containers, so the run fails, is retried once, and is given up.
+    // A real give-up: the engine answers but cannot start containers, so the run fails, is
+    // retried once, and is given up. (An engine that does not answer is waited for instead.)
     unit.core.postLocal('Family', 'Alice', '@Andy are you there?');
     await vi.waitFor(() => expect(Notification.shown).toHaveLength(1), { timeout: 5_000 });
     expect(Notification.shown[0]?.title).toBe('Clawbar: Family could not be answered');
@@ -247,7 +302,11 @@ describe('notifications', () => {
     const tray = startTray();
     await vi.waitFor(() => expect(items(tray)[0]?.label).toBe('Docker unavailable: test'));
     const status = vi.spyOn(unit.core, 'status');
+    const built = tray.menus.length;
     unit.core.events.emit('run:gave-up', { groupJid: family.jid, error: 'boom', attempts: 6 });
     expect(status).toHaveBeenCalledOnce();
+    // The menu is rebuilt once the fresh status has answered, not before.
+    expect(tray.menus.length).toBe(built);
+    await vi.waitFor(() => expect(tray.menus.length).toBe(built + 1));
   });
 });

@@ -1,5 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { GroupQueue, type GroupRun, type RunOutcome } from '../../main/core/queue/group-queue.js';
+import {
+  GroupQueue,
+  type FailureKind,
+  type GroupRun,
+  type RunOutcome,
+  type WorkItem,
+} from '../../main/core/queue/group-queue.js';
 import { silentLogger } from '../../main/core/logger.js';
 
 /** A run the test finishes by hand. */
@@ -12,7 +18,13 @@ class ScriptedRun implements GroupRun {
   private settle!: (outcome: RunOutcome) => void;
   readonly finished = new Promise<RunOutcome>((resolve) => (this.settle = resolve));
 
-  constructor(readonly groupJid: string) {}
+  constructor(
+    readonly groupJid: string,
+    readonly work: WorkItem = { kind: 'messages' },
+  ) {
+    // A task run takes no messages (DESIGN.md §5), as AgentRun with a task source does.
+    if (work.kind === 'task') this.acceptOffers = false;
+  }
   offerMessages(): boolean {
     this.offered += 1;
     return this.acceptOffers;
@@ -27,24 +39,27 @@ class ScriptedRun implements GroupRun {
   succeed(): void {
     this.settle({ ok: true });
   }
-  fail(message = 'container crashed'): void {
-    this.settle({ ok: false, error: new Error(message) });
+  fail(message = 'container crashed', failure: FailureKind = 'retry'): void {
+    this.settle({ ok: false, error: new Error(message), failure });
   }
 }
 
 function harness(maxConcurrency = 3) {
   const started: ScriptedRun[] = [];
   const paused = new Set<string>();
-  const gaveUp: Array<{ groupJid: string; attempts: number }> = [];
+  const gaveUp: Array<{ groupJid: string; attempts: number; work: WorkItem['kind'] }> = [];
+  const runtimeLost: string[] = [];
   let liveRuns = 0;
   let peakRuns = 0;
   const queue = new GroupQueue({
     maxConcurrency,
     log: silentLogger(),
     isPaused: (jid) => paused.has(jid),
-    onGiveUp: (groupJid, _err, attempts) => gaveUp.push({ groupJid, attempts }),
-    startRun: (jid) => {
-      const run = new ScriptedRun(jid);
+    onGiveUp: (groupJid, _err, attempts, work) =>
+      gaveUp.push({ groupJid, attempts, work: work.kind }),
+    onRuntimeUnavailable: (err) => runtimeLost.push(err.message),
+    startRun: (jid, work) => {
+      const run = new ScriptedRun(jid, work);
       started.push(run);
       liveRuns += 1;
       peakRuns = Math.max(peakRuns, liveRuns);
@@ -54,7 +69,7 @@ function harness(maxConcurrency = 3) {
   });
   const runsOf = (jid: string) => started.filter((r) => r.groupJid === jid);
   const last = (jid: string) => runsOf(jid).at(-1) as ScriptedRun;
-  return { queue, started, paused, gaveUp, runsOf, last, peak: () => peakRuns };
+  return { queue, started, paused, gaveUp, runtimeLost, runsOf, last, peak: () => peakRuns };
 }
 
 /** Lets promise callbacks (run.finished handlers) run. */
@@ -181,7 +196,7 @@ describe('GroupQueue', () => {
       await vi.advanceTimersByTimeAsync(200_000);
     }
     expect(h.runsOf('a')).toHaveLength(6);
-    expect(h.gaveUp).toEqual([{ groupJid: 'a', attempts: 6 }]);
+    expect(h.gaveUp).toEqual([{ groupJid: 'a', attempts: 6, work: 'messages' }]);
     // A later message starts afresh, with a full set of retries.
     h.queue.enqueueMessage('a');
     expect(h.runsOf('a')).toHaveLength(7);
@@ -279,6 +294,7 @@ describe('GroupQueue', () => {
       log: silentLogger(),
       isPaused: () => false,
       onGiveUp: () => undefined,
+      onRuntimeUnavailable: () => undefined,
       startRun: () => {
         calls += 1;
         throw new Error('docker is down');
@@ -289,6 +305,125 @@ describe('GroupQueue', () => {
     expect(queue.snapshot().retrying).toEqual(['a']);
     await vi.advanceTimersByTimeAsync(5_000);
     expect(calls).toBe(2);
+  });
+
+  it('reports a final failure once, without retrying, and takes the next message afresh', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    h.last('a').fail('no API key', 'final');
+    await settle();
+    await vi.advanceTimersByTimeAsync(300_000);
+    expect(h.runsOf('a')).toHaveLength(1);
+    expect(h.gaveUp).toEqual([{ groupJid: 'a', attempts: 1, work: 'messages' }]);
+    h.queue.enqueueMessage('a');
+    expect(h.runsOf('a')).toHaveLength(2);
+  });
+
+  it('spends no retry while the container engine is unreachable, and resumes in order when it is back', async () => {
+    const h = harness(3);
+    h.queue.enqueueMessage('a');
+    h.queue.enqueueMessage('b');
+    h.last('a').fail('engine gone', 'runtime-unavailable');
+    await settle();
+    expect(h.runtimeLost).toEqual(['engine gone']);
+    // While it is down, new work waits too, and nothing is retried on a timer.
+    h.queue.enqueueMessage('c');
+    h.last('b').fail('engine gone', 'runtime-unavailable');
+    await settle();
+    await vi.advanceTimersByTimeAsync(600_000);
+    expect(h.started).toHaveLength(2);
+    expect(h.queue.snapshot().waitingForRuntime).toEqual(['a', 'c', 'b']);
+    expect(h.gaveUp).toEqual([]);
+
+    h.queue.runtimeRestored();
+    expect(h.started.map((r) => r.groupJid)).toEqual(['a', 'b', 'a', 'c', 'b']);
+    expect(h.queue.snapshot().waitingForRuntime).toEqual([]);
+    // The outage was not counted: a real failure now waits the first delay, not a later one.
+    h.last('a').fail();
+    await settle();
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(h.runsOf('a')).toHaveLength(3);
+  });
+
+  it('holds user messages while a task runs, then answers them in a run of their own', async () => {
+    const h = harness();
+    h.queue.enqueueTask('a', 'briefing');
+    const taskRun = h.last('a');
+    expect(taskRun.work).toEqual({ kind: 'task', taskId: 'briefing' });
+    h.queue.enqueueMessage('a');
+    h.queue.enqueueMessage('a');
+    expect(taskRun.offered).toBe(2); // offered, and refused: not injected into the task
+    expect(h.runsOf('a')).toHaveLength(1);
+    taskRun.succeed();
+    await settle();
+    expect(h.runsOf('a')).toHaveLength(2);
+    expect(h.last('a').work).toEqual({ kind: 'messages' });
+  });
+
+  it('makes a warm message run stop for a due task, and runs the task before waiting messages', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    const chat = h.last('a');
+    chat.idle = true;
+    h.queue.enqueueTask('a', 'report');
+    expect(chat.stopRequested).toBe(true);
+    chat.acceptOffers = false; // winding down
+    h.queue.enqueueMessage('a');
+    chat.succeed();
+    await settle();
+    expect(h.last('a').work).toEqual({ kind: 'task', taskId: 'report' });
+    h.last('a').succeed();
+    await settle();
+    expect(h.last('a').work).toEqual({ kind: 'messages' });
+  });
+
+  it('queues the same task once, even if it is due again while waiting', () => {
+    const h = harness(1);
+    h.queue.enqueueMessage('busy');
+    h.queue.enqueueTask('a', 't1');
+    h.queue.enqueueTask('a', 't1');
+    expect(h.queue.snapshot().waiting).toEqual(['a']);
+    h.last('busy').succeed();
+    return settle().then(() => {
+      expect(h.runsOf('a').map((r) => r.work)).toEqual([{ kind: 'task', taskId: 't1' }]);
+    });
+  });
+
+  it('retries a failed task run and then gives it up as a task', async () => {
+    const h = harness();
+    h.queue.enqueueTask('a', 'nightly');
+    for (let attempt = 0; attempt < 6; attempt++) {
+      h.last('a').fail();
+      await settle();
+      await vi.advanceTimersByTimeAsync(200_000);
+    }
+    expect(h.runsOf('a').every((r) => r.work.kind === 'task')).toBe(true);
+    expect(h.gaveUp).toEqual([{ groupJid: 'a', attempts: 6, work: 'task' }]);
+  });
+
+  it('a throwing give-up callback does not break the queue', async () => {
+    let runs = 0;
+    const queue = new GroupQueue({
+      maxConcurrency: 1,
+      log: silentLogger(),
+      isPaused: () => false,
+      onGiveUp: () => {
+        throw new Error('listener bug');
+      },
+      onRuntimeUnavailable: () => undefined,
+      startRun: (jid) => {
+        runs += 1;
+        const run = new ScriptedRun(jid);
+        run.fail('bad', 'final');
+        return run;
+      },
+    });
+    queue.enqueueMessage('a');
+    await settle();
+    queue.enqueueMessage('b');
+    await settle();
+    expect(runs).toBe(2);
+    expect(queue.snapshot().running).toEqual([]);
   });
 
   it('rejects a nonsensical concurrency cap', () => {

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HostTools, type RunBinding } from '../../main/core/agent/host-tools.js';
 import { LocalChannel } from '../../main/core/channels/local.js';
 import { silentLogger } from '../../main/core/logger.js';
-import { Outbox } from '../../main/core/outbox.js';
+import type { OutboundMessage, SentMessage } from '../../main/core/channels/channel.js';
+import { OutboxWorker } from '../../main/core/outbox.js';
 import { formatOutbound } from '../../main/core/router.js';
 import { openStore, type NewGroup, type Store } from '../../main/core/store/index.js';
 
@@ -14,23 +15,26 @@ const FAMILY = 'local:family';
 const WORK = 'local:work';
 const MAIN = 'local:main';
 
-/** The real local channel, recording what it was asked to send. */
+/** The real local channel, recording what it was asked to send; `hold` makes it slow. */
 class RecordingLocalChannel extends LocalChannel {
   readonly sent: Array<{ chatJid: string; text: string }> = [];
+  hold: Promise<void> | null = null;
 
   constructor() {
-    super(() => NOW);
+    super({ now: () => NOW, chatName: () => 'chat' });
   }
 
-  override async send(chatJid: string, text: string): Promise<{ id: string; timestamp: number }> {
-    this.sent.push({ chatJid, text });
-    return super.send(chatJid, text);
+  override async send(message: OutboundMessage): Promise<SentMessage> {
+    if (this.hold) await this.hold;
+    this.sent.push({ chatJid: message.chatJid, text: message.text });
+    return super.send(message);
   }
 }
 
 let dir: string;
 let store: Store;
 let channel: RecordingLocalChannel;
+let outbox: OutboxWorker;
 let tools: HostTools;
 
 const group = (jid: string, folder: string, isMain = false): NewGroup => ({
@@ -75,7 +79,7 @@ function outboxRows(): Array<{
   }>;
 }
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-host-tools-'));
   store = openStore(path.join(dir, 'clawbar.db'));
   store.addGroup(group(FAMILY, 'family'), NOW);
@@ -83,11 +87,17 @@ beforeEach(() => {
   store.addGroup(group(MAIN, 'main', true), NOW);
   channel = new RecordingLocalChannel();
   const log = silentLogger();
-  const outbox = new Outbox({ store, channels: [channel], assistantName: 'Andy', log });
-  tools = new HostTools({ store, outbox, formatOutbound, now: () => NOW, log });
+  outbox = new OutboxWorker({ store, channels: [channel], assistantName: 'Andy', log });
+  await channel.connect({
+    onMessage: () => undefined,
+    onState: (state) => outbox.channelState(channel, state),
+    onChatMetadata: () => undefined,
+  });
+  tools = new HostTools({ store, outbox, formatOutbound, now: () => NOW, log, sendConfirmMs: 300 });
 });
 
-afterEach(() => {
+afterEach(async () => {
+  await outbox.stop(0);
   store.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -192,6 +202,39 @@ describe('send_message authorization', () => {
     expect(redirected.ok).toBe(false);
     expect(redirected.result).toContain('not allowed');
     expect(store.recentMessages(WORK, 10)).toEqual([]);
+  });
+});
+
+describe('send_message tells the truth about delivery', () => {
+  it('answers "queued" when the chat is not reachable, and the item goes out once it is', async () => {
+    await channel.disconnect();
+    outbox.channelState(channel, channel.state);
+    const answer = await tools.call(familyRun, 'send_message', { text: 'later' });
+    expect(answer.ok).toBe(true);
+    expect(answer.result).toMatch(/^queued/);
+    expect(channel.sent).toEqual([]);
+    expect(outboxRows()).toEqual([
+      { chat_jid: FAMILY, text: 'later', turn_id: 'turn-family', state: 'queued' },
+    ]);
+
+    await channel.connect({
+      onMessage: () => undefined,
+      onState: (state) => outbox.channelState(channel, state),
+      onChatMetadata: () => undefined,
+    });
+    await vi.waitFor(() => expect(channel.sent).toEqual([{ chatJid: FAMILY, text: 'later' }]));
+    expect(outboxRows()[0]?.state).toBe('sent');
+  });
+
+  it('a slow channel does not hold the call past the confirmation wait', async () => {
+    let release!: () => void;
+    channel.hold = new Promise((resolve) => (release = resolve));
+    const started = Date.now();
+    const answer = await tools.call(familyRun, 'send_message', { text: 'slowly' });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(answer.result).toMatch(/^queued/);
+    release();
+    await vi.waitFor(() => expect(outboxRows()[0]?.state).toBe('sent'));
   });
 });
 

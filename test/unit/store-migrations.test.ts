@@ -15,6 +15,7 @@ import {
 } from '../../main/core/store/database.js';
 import { openStore } from '../../main/core/store/index.js';
 import { migration001 } from '../../main/core/store/migrations/001-initial.js';
+import { migration002 } from '../../main/core/store/migrations/002-outbox-worker.js';
 import { MIGRATIONS, type Migration } from '../../main/core/store/migrations/index.js';
 
 const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -108,7 +109,7 @@ describe('opening a database file', () => {
       expect(reopened.messagesSince('local:family', 0).map((m) => m.text)).toEqual(['hello']);
       expect(reopened.getSetting('theme')).toBe('dark');
       expect(() => migrate(reopened.db, MIGRATIONS)).not.toThrow();
-      expect(reopened.latestSeq('local:family')).toBe(1);
+      expect(reopened.recentMessages('local:family', 5).map((m) => m.seq)).toEqual([1]);
     } finally {
       reopened.close();
     }
@@ -272,6 +273,63 @@ describe('migration 001 (initial schema)', () => {
     expect(db.prepare(`SELECT COUNT(*) AS n FROM sessions`).get()).toEqual({ n: 0 });
     expect(db.prepare(`SELECT COUNT(*) AS n FROM messages`).get()).toEqual({ n: 1 });
     expect(db.prepare(`SELECT COUNT(*) AS n FROM chats`).get()).toEqual({ n: 1 });
+  });
+});
+
+describe('migration 002 (case-insensitive group names, outbox worker state)', () => {
+  let db: Db;
+
+  const addGroupRow = (jid: string, folder: string, name: string): void => {
+    db.prepare(`INSERT INTO chats (jid, name, channel, is_group) VALUES (?, ?, 'local', 1)`).run(
+      jid,
+      name,
+    );
+    db.prepare(
+      `INSERT INTO groups (jid, folder, name, trigger, created_at) VALUES (?, ?, ?, '@Andy', 0)`,
+    ).run(jid, folder, name);
+  };
+
+  beforeEach(() => {
+    db = track(new Database(file));
+    db.pragma('foreign_keys = ON');
+    migrate(db, [migration001]);
+  });
+
+  it('renames groups whose names clash by case, keeping the oldest name, and then refuses such clashes', () => {
+    addGroupRow('local:family', 'family', 'Family');
+    addGroupRow('local:family-2', 'family-2', 'FAMILY');
+    addGroupRow('local:work', 'work', 'Work');
+    db.prepare(
+      `INSERT INTO outbox (chat_jid, text, state, created_at) VALUES ('local:family', 'hi', 'queued', 1)`,
+    ).run();
+
+    migrate(db, [migration001, migration002]);
+
+    expect(userVersion(db)).toBe(2);
+    const names = db.prepare(`SELECT jid, name FROM groups ORDER BY rowid`).all();
+    expect(names).toEqual([
+      { jid: 'local:family', name: 'Family' },
+      { jid: 'local:family-2', name: 'FAMILY (2)' },
+      { jid: 'local:work', name: 'Work' },
+    ]);
+    expect(() => addGroupRow('local:work-2', 'work-2', 'wORK')).toThrow(/UNIQUE/);
+    // Existing outbox rows get the new columns' defaults.
+    expect(
+      db.prepare(`SELECT kind, next_attempt_at, failed_at, attempts FROM outbox`).get(),
+    ).toEqual({ kind: 'reply', next_attempt_at: null, failed_at: null, attempts: 0 });
+  });
+
+  it('accepts only reply and notice as outbox kinds', () => {
+    migrate(db, [migration001, migration002]);
+    addGroupRow('local:family', 'family', 'Family');
+    const insert = (kind: string) =>
+      db
+        .prepare(
+          `INSERT INTO outbox (chat_jid, text, kind, created_at) VALUES ('local:family', 'x', ?, 1)`,
+        )
+        .run(kind);
+    expect(() => insert('notice')).not.toThrow();
+    expect(() => insert('spam')).toThrow(/CHECK/);
   });
 });
 

@@ -77,6 +77,13 @@ function group(over: Partial<NewGroup> = {}): NewGroup {
   };
 }
 
+const failed = (error: string, giveUp: boolean, nextAttemptAt = NOON + 1_000) => ({
+  error,
+  giveUp,
+  nextAttemptAt,
+  now: NOON,
+});
+
 const usage = (
   inputTokens: number,
   outputTokens: number,
@@ -98,6 +105,7 @@ function turn(over: Partial<TurnCommit> = {}): TurnCommit {
     sessionRef: 'session-1',
     usage: usage(100, 20),
     now: NOON,
+    day: new Date(over.now ?? NOON).toISOString().slice(0, 10),
     ...over,
   };
 }
@@ -148,7 +156,7 @@ describe('insertMessage', () => {
     expect(repeat.inserted).toBe(false);
     expect(repeat.message).toEqual(first.message);
     expect(count('messages')).toBe(1);
-    expect(store.latestSeq(FAMILY)).toBe(first.message.seq);
+    expect(store.recentMessages(FAMILY, 5).map((m) => m.seq)).toEqual([first.message.seq]);
     expect(store.getChat(FAMILY)?.lastActivity).toBe(NOON);
     // The ignored insert did not use up a seq either.
     expect(store.insertMessage(message('m2')).message.seq).toBe(first.message.seq + 1);
@@ -202,12 +210,6 @@ describe('reading messages', () => {
     expect(store.recentMessages(WORK, 3).map((m) => m.id)).toEqual(['w3', 'w4', 'w5']);
     expect(store.recentMessages(WORK, 50).map((m) => m.id)).toEqual(['w1', 'w2', 'w3', 'w4', 'w5']);
     expect(store.recentMessages('local:nobody', 3)).toEqual([]);
-  });
-
-  it('latestSeq is the highest seq of that chat alone, and 0 for a chat without messages', () => {
-    expect(store.latestSeq(FAMILY)).toBe(9);
-    expect(store.latestSeq(WORK)).toBe(10);
-    expect(store.latestSeq('local:nobody')).toBe(0);
   });
 });
 
@@ -351,20 +353,26 @@ describe('commitTurn', () => {
         chatJid: FAMILY,
         text: 'first reply',
         turnId: 'turn-1',
+        kind: 'reply',
         state: 'queued',
         attempts: 0,
         lastError: null,
+        nextAttemptAt: null,
         createdAt: NOON,
+        failedAt: null,
       },
       {
         id: 2,
         chatJid: WORK,
         text: 'note for work',
         turnId: 'turn-1',
+        kind: 'reply',
         state: 'queued',
         attempts: 0,
         lastError: null,
+        nextAttemptAt: null,
         createdAt: NOON,
+        failedAt: null,
       },
     ]);
     expect(store.queuedOutbox()).toEqual(items);
@@ -515,7 +523,7 @@ describe('the outbox', () => {
   it('lists only queued items, oldest first', () => {
     const [first, second, third] = items as [OutboxItem, OutboxItem, OutboxItem];
     store.markDelivered(second, delivery('wa-2'));
-    store.markDeliveryFailed(third.id, 'offline', 1);
+    store.recordFailedAttempt(third.id, failed('offline', true));
 
     expect(store.queuedOutbox().map((item) => item.id)).toEqual([first.id]);
 
@@ -527,29 +535,41 @@ describe('the outbox', () => {
     expect(later).toMatchObject({ state: 'queued', turnId: null, attempts: 0 });
   });
 
-  it('counts failed attempts, keeps the last error, and marks the item failed at the limit', () => {
+  it('counts failed attempts, keeps the last error and the retry time, and marks the item failed when told', () => {
     const [first] = items as [OutboxItem];
 
-    store.markDeliveryFailed(first.id, 'timeout', 3);
-    store.markDeliveryFailed(first.id, 'connection closed', 3);
+    store.recordFailedAttempt(first.id, failed('timeout', false, NOON + 2_000));
+    const second = store.recordFailedAttempt(
+      first.id,
+      failed('connection closed', false, NOON + 4_000),
+    );
+    expect(second).toMatchObject({ state: 'queued', attempts: 2, nextAttemptAt: NOON + 4_000 });
     expect(outboxRow(first.id)).toEqual({
       state: 'queued',
       attempts: 2,
       lastError: 'connection closed',
       sentAt: null,
     });
-    expect(store.queuedOutbox().map((item) => item.id)).toContain(first.id);
+    expect(store.nextOutboxItem(FAMILY)?.id).toBe(first.id);
 
-    store.markDeliveryFailed(first.id, 'still offline', 3);
-    expect(outboxRow(first.id)).toEqual({
+    const given = store.recordFailedAttempt(first.id, failed('still offline', true));
+    expect(given).toMatchObject({
       state: 'failed',
       attempts: 3,
-      lastError: 'still offline',
-      sentAt: null,
+      failedAt: NOON,
+      nextAttemptAt: null,
     });
     expect(store.queuedOutbox().map((item) => item.id)).not.toContain(first.id);
+    expect(store.outboxCounts()).toEqual({ queued: 2, failed: 1 });
+    expect(store.failedOutbox(5).map((item) => item.id)).toEqual([first.id]);
+    expect(store.undeliveredOutbox(FAMILY).map((item) => [item.id, item.state])).toEqual([
+      [first.id, 'failed'],
+      [(items[1] as OutboxItem).id, 'queued'],
+      [(items[2] as OutboxItem).id, 'queued'],
+    ]);
 
-    store.markDeliveryFailed(first.id, 'after giving up', 3);
+    // A report after giving up changes nothing.
+    expect(store.recordFailedAttempt(first.id, failed('after giving up', true))).toBeUndefined();
     expect(outboxRow(first.id)).toEqual({
       state: 'failed',
       attempts: 3,
@@ -558,11 +578,20 @@ describe('the outbox', () => {
     });
   });
 
+  it('keeps a chat in order: its next item is the oldest still queued', () => {
+    const [first, second] = items as [OutboxItem, OutboxItem];
+    expect(store.nextOutboxItem(FAMILY)?.id).toBe(first.id);
+    store.markDelivered(first, delivery('wa-1'));
+    expect(store.nextOutboxItem(FAMILY)?.id).toBe(second.id);
+    expect(store.chatsWithQueuedOutbox()).toEqual([FAMILY]);
+    expect(store.nextOutboxItem(WORK)).toBeUndefined();
+  });
+
   it('leaves a sent item sent when a late failure report arrives', () => {
     const [first] = items as [OutboxItem];
     store.markDelivered(first, delivery('wa-1'));
 
-    store.markDeliveryFailed(first.id, 'late timeout', 1);
+    store.recordFailedAttempt(first.id, failed('late timeout', true));
 
     expect(outboxRow(first.id)).toEqual({
       state: 'sent',
@@ -672,7 +701,7 @@ describe('crash safety', () => {
       store.addGroup({ jid: 'local:family', folder: 'family', name: 'Family', trigger: '@Andy', requiresTrigger: true, isMain: false, channel: 'local' }, 1);
       store.insertMessage({ chatJid: 'local:family', id: 'm1', sender: 'local:alice', senderName: 'Alice', text: 'hello', timestamp: 1 });
       store.commitTurn({ groupJid: 'local:family', throughSeq: 1, turnId: 'turn-1', replies: [{ chatJid: 'local:family', text: 'hi Alice' }],
-        sessionRef: 'session-1', usage: { inputTokens: 10, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 }, now: 1 });
+        sessionRef: 'session-1', usage: { inputTokens: 10, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 }, day: '1970-01-01', now: 1 });
       store.setSetting('theme', 'dark');
       console.log('committed');
       process.kill(process.pid, 'SIGKILL');`;

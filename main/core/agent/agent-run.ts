@@ -2,37 +2,56 @@
  * One run of a group's agent: a container started for the group, spoken to over the
  * JSON-lines protocol, kept warm for follow-ups until it idles out.
  *
- * A run handles turns. Each turn answers every message since the group's cursor: the host
- * sends the catch-up prompt, brokers the runner's model calls, runs its host calls, and on
- * `done` commits the replies and the cursor move in one transaction, then delivers them.
+ * A run works through the turns its {@link TurnSource} plans: chat messages, or one scheduled
+ * task. For each turn the host sends the prompt, brokers the runner's model calls, runs its
+ * host calls, and on `done` hands the replies to the turn's commit, which makes them durable
+ * with the source's bookkeeping in one transaction. The outbox worker delivers them later; a
+ * run never waits on a channel.
  *
- * State machine: starting → busy ⇄ idle → stopping → ended.
+ * States, changed only by {@link AgentRun.to}, which also owns each state's timer:
+ *
+ *   starting ─▶ booting ─▶ busy ⇄ idle
+ *       │          │        │      │
+ *       └──────────┴────────┴──────┴─▶ stopping ─▶ ended
+ *
+ * - starting: the runtime is creating the container; the ready deadline runs from here.
+ * - booting: the container is up; waiting for the runner's `ready`.
+ * - busy: a turn is under way; the silence (hard) timeout runs.
+ * - idle: warm, waiting for a follow-up; the idle timeout runs.
+ * - stopping: shutting down or killed; a deadline settles the run even if the engine never
+ *   reports the exit, so a wedged engine cannot pin a slot.
+ *
+ * Every failure carries a {@link FailureKind} for the queue: container faults are retried,
+ * an unreachable engine is waited out, and what would only fail again is reported once.
  */
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { CoreEventBus } from '../events.js';
+import type { CoreEventBus } from '../events.js';
 import type { Logger } from '../logger.js';
-import type { Outbox } from '../outbox.js';
-import type { GroupRun, RunOutcome } from '../queue/group-queue.js';
-import { buildPrompt, formatOutbound, isTriggerMessage, promptMessages } from '../router.js';
+import type { FailureKind, GroupRun, RunOutcome } from '../queue/group-queue.js';
+import { formatOutbound } from '../router.js';
+import { containerUser, prepareGroupFolders } from '../sandbox/folders.js';
 import { groupMounts } from '../sandbox/mounts.js';
 import {
   DEFAULT_LIMITS,
+  ImageMissingError,
+  RuntimeUnavailableError,
   type ContainerRuntime,
   type RunningContainer,
 } from '../sandbox/runtime.js';
-import type { Group, Store, StoredMessage } from '../store/index.js';
+import type { Group, TokenUsage } from '../store/index.js';
 import type { HostTools, RunBinding } from './host-tools.js';
 import type { ModelRequest, ModelResult } from './model-broker.js';
 import {
   encodeFrame,
   FrameDecoder,
+  HostToRunnerSchema,
+  MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
   RunnerToHostSchema,
   type HostToRunner,
   type RunnerToHost,
 } from './protocol.js';
+import type { PlannedTurn, TurnSource } from './turns.js';
 
 /** What the run needs from the model broker; an interface so tests can count calls. */
 export interface ModelCaller {
@@ -55,26 +74,30 @@ export interface AgentRunConfig {
   idleTimeoutMs: number;
   /** @default 900000 */
   hardTimeoutMs: number;
-  /** How long the runner may take to say `ready`. @default 60000 */
+  /** How long the container may take from the start call to the runner's `ready`. @default 60000 */
   readyTimeoutMs?: number;
+  /** How long a stopping container may take to exit before the run settles anyway. @default 10000 */
+  stopTimeoutMs?: number;
 }
 
 export interface AgentRunDeps {
-  store: Store;
   runtime: ContainerRuntime;
   broker: ModelCaller;
   hostTools: HostTools;
-  outbox: Outbox;
+  /** Told when a turn has queued something for delivery. */
+  outbox: { notify(): void };
   events: CoreEventBus;
   config: AgentRunConfig;
   isPaused(groupJid: string): boolean;
+  /** Shows or clears "typing…" in the group's chat. Must not throw. */
+  setTyping(chatJid: string, typing: boolean): void;
   /** Called each time the run goes idle, warm, between turns. */
   onIdle(): void;
   now(): number;
   log: Logger;
 }
 
-/** The run hit its hard timeout: the container went silent mid-turn. */
+/** The run hit a deadline: the container never became ready, or went silent mid-turn. */
 export class RunTimeoutError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
@@ -90,73 +113,71 @@ export class RunFailedError extends Error {
   }
 }
 
-type RunState = 'starting' | 'busy' | 'idle' | 'stopping' | 'ended';
+type RunState = 'starting' | 'booting' | 'busy' | 'idle' | 'stopping' | 'ended';
+
+/** Which states may follow each state. Anything else is a bug, refused loudly. */
+const NEXT_STATES: Record<RunState, readonly RunState[]> = {
+  starting: ['booting', 'stopping', 'ended'],
+  booting: ['busy', 'stopping', 'ended'],
+  busy: ['busy', 'idle', 'stopping', 'ended'],
+  idle: ['busy', 'stopping', 'ended'],
+  stopping: ['ended'],
+  ended: [],
+};
+
+/** The timer each state runs; `starting` and `booting` share one ready deadline. */
+type TimerKind = 'ready' | 'silence' | 'idle' | 'stop' | null;
+const STATE_TIMER: Record<RunState, TimerKind> = {
+  starting: 'ready',
+  booting: 'ready',
+  busy: 'silence',
+  idle: 'idle',
+  stopping: 'stop',
+  ended: null,
+};
 
 interface Turn {
   id: string;
-  throughSeq: number;
+  plan: PlannedTurn;
   replies: string[];
+  /** The runner's last `error` message in this turn; a `done` with status ok clears it. */
   failure: string | null;
+  /** Tokens the host's own broker recorded for this turn's model calls. */
+  usage: TokenUsage;
+  /** The last model call of the turn failed, per the host's own broker: why. */
+  modelError: Error | null;
+}
+
+interface Failure {
+  error: Error;
+  kind: FailureKind;
 }
 
 /** Malformed frames tolerated in one run before the container is judged broken. */
 const MAX_BAD_FRAMES = 20;
 /** Runner stderr kept for the failure report. */
 const STDERR_TAIL_CHARS = 4_000;
-/** The runner's image user; mounts are handed to it when the host runs as root. */
-const IMAGE_UID = 10001;
+/** How long a started turn's frame may take to reach the container. */
+const DEFAULT_READY_TIMEOUT_MS = 60_000;
+const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
-/** The most messages one prompt carries; older pending ones are summarised as a count. */
-export const MAX_PROMPT_MESSAGES = 200;
-const PAGE = 500;
-
-export interface PendingTurn {
-  /** The newest pending messages, at most {@link MAX_PROMPT_MESSAGES}, oldest first. */
-  messages: StoredMessage[];
-  /** Pending messages left out of the prompt for length. */
-  omitted: number;
-  /** The cursor moves here once the turn commits. */
-  throughSeq: number;
-}
-
-/**
- * What a new turn for `group` would answer: every message since the cursor, or null when
- * none of them is a trigger (they stay stored and ride along with the next triggered turn).
- * Pages through the whole backlog, so a trigger behind a long quiet stretch is still seen.
- */
-export function pendingTurn(store: Store, group: Group): PendingTurn | null {
-  let after = store.cursorOf(group.jid);
-  let triggered = false;
-  let messages: StoredMessage[] = [];
-  let omitted = 0;
-  for (;;) {
-    const page = store.messagesSince(group.jid, after, PAGE);
-    if (page.length === 0) break;
-    triggered ||= page.some((m) => isTriggerMessage(group, m));
-    messages = messages.concat(promptMessages(page));
-    if (messages.length > MAX_PROMPT_MESSAGES) {
-      omitted += messages.length - MAX_PROMPT_MESSAGES;
-      messages = messages.slice(-MAX_PROMPT_MESSAGES);
-    }
-    after = (page.at(-1) as StoredMessage).seq;
-    if (page.length < PAGE) break;
-  }
-  return triggered ? { messages, omitted, throughSeq: after } : null;
+function emptyUsage(): TokenUsage {
+  return { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
 }
 
 export class AgentRun implements GroupRun {
   readonly runId = randomUUID();
   readonly finished: Promise<RunOutcome>;
   private state: RunState = 'starting';
+  private timer: ReturnType<typeof setTimeout> | null = null;
   private container: RunningContainer | null = null;
   private turn: Turn | null = null;
   private turnCount = 0;
   private stopRequested = false;
   private badFrames = 0;
   private stderrTail = '';
-  private failure: Error | null = null;
-  private idleTimer: ReturnType<typeof setTimeout> | null = null;
-  private silenceTimer: ReturnType<typeof setTimeout> | null = null;
+  private failure: Failure | null = null;
+  /** Cancels the container start and every model call of the run. */
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private settle!: (outcome: RunOutcome) => void;
@@ -164,24 +185,35 @@ export class AgentRun implements GroupRun {
   constructor(
     private readonly deps: AgentRunDeps,
     private readonly group: Group,
+    private readonly source: TurnSource,
   ) {
     this.log = deps.log.child({
       mod: 'agent-run',
       group: group.folder,
       run: this.runId.slice(0, 8),
+      work: source.kind,
     });
     this.finished = new Promise((resolve) => (this.settle = resolve));
-    void this.start();
+    this.to('starting');
+    this.start().catch((err: unknown) =>
+      this.fail(new RunFailedError('the run could not start', { cause: err }), 'retry'),
+    );
   }
 
   get idle(): boolean {
     return this.state === 'idle';
   }
 
+  /** The container's name once it exists, so orphan cleanup can tell it is still in use. */
+  get containerName(): string | null {
+    return this.container?.name ?? null;
+  }
+
   offerMessages(): boolean {
+    if (!this.source.takesMessages) return false;
     if (this.stopRequested || this.state === 'stopping' || this.state === 'ended') return false;
-    if (this.state === 'idle') this.startNextTurnIfPending();
-    // Busy or starting: the next turn picks the messages up when this one is done.
+    if (this.state === 'idle') this.startNextTurn();
+    // Starting or busy: the next turn picks the messages up.
     return true;
   }
 
@@ -191,16 +223,106 @@ export class AgentRun implements GroupRun {
   }
 
   async kill(): Promise<void> {
+    if (this.state === 'ended') return;
     this.abort.abort(new Error('run killed'));
-    await this.container?.kill();
+    if (this.state !== 'stopping') this.to('stopping');
+    await this.killContainer();
+  }
+
+  // ── states ─────────────────────────────────────────────────────────────
+
+  /**
+   * The one place the state changes. Refuses a transition the diagram does not allow, and
+   * swaps the timer when the new state runs a different one (a new busy turn re-arms it).
+   */
+  private to(next: RunState): void {
+    const from = this.state;
+    if ((from !== next || next === 'busy') && !NEXT_STATES[from].includes(next)) {
+      // A bug, not a container's doing. Throwing here could take the process down from a
+      // timer, so the run ends as failed instead, and the log says where.
+      this.log.error({ from, to: next }, 'agent run: refused an impossible state change');
+      if (from !== 'ended') {
+        this.end({
+          error: new RunFailedError(`internal error: no state change from ${from} to ${next}`),
+          kind: 'retry',
+        });
+      }
+      return;
+    }
+    this.state = next;
+    const kind = STATE_TIMER[next];
+    if (kind === STATE_TIMER[from] && from !== next && kind === 'ready') return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const { config } = this.deps;
+    switch (kind) {
+      case 'ready': {
+        const ms = config.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+        this.timer = setTimeout(
+          () =>
+            this.fail(
+              new RunTimeoutError(
+                `the agent container did not become ready within ${seconds(ms)} s`,
+              ),
+              'retry',
+            ),
+          ms,
+        );
+        return;
+      }
+      case 'silence':
+        this.armSilence();
+        return;
+      case 'idle':
+        this.timer = setTimeout(() => {
+          this.log.debug('idle timeout');
+          this.beginShutdown();
+        }, config.idleTimeoutMs);
+        return;
+      case 'stop':
+        this.timer = setTimeout(() => {
+          this.log.warn('the container did not exit in time; the run ends without it');
+          void this.killContainer();
+          this.end(this.failure);
+        }, config.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
+        return;
+      case null:
+        return;
+      default: {
+        const unreachable: never = kind;
+        throw new Error(`unknown timer ${String(unreachable)}`);
+      }
+    }
+  }
+
+  private armSilence(): void {
+    if (this.timer) clearTimeout(this.timer);
+    const ms = this.deps.config.hardTimeoutMs;
+    this.timer = setTimeout(
+      () =>
+        this.fail(
+          new RunTimeoutError(
+            `no output from the agent for ${seconds(ms)} s; the container was stopped`,
+          ),
+          'retry',
+        ),
+      ms,
+    );
   }
 
   // ── lifecycle ──────────────────────────────────────────────────────────
 
   private async start(): Promise<void> {
     const { config, runtime } = this.deps;
+    let container: RunningContainer;
     try {
-      const dirs = this.prepareDirectories();
+      const dirs = prepareGroupFolders({
+        groupsDir: config.groupsDir,
+        sessionsDir: config.sessionsDir,
+        globalDir: config.globalDir,
+        folder: this.group.folder,
+        isMain: this.group.isMain,
+      });
       const mounts = groupMounts({
         home: config.home,
         groupDir: dirs.group,
@@ -208,39 +330,64 @@ export class AgentRun implements GroupRun {
         sessionDir: dirs.session,
         isMain: this.group.isMain,
       });
-      const uid = process.getuid?.();
-      this.container = await runtime.start({
-        name: `clawbar-${this.group.folder}-${this.runId.slice(0, 8)}`,
-        image: config.image,
-        mounts,
-        // Plain settings only: the model key never enters a container.
-        env: { TZ: config.timezone, CLAWBAR_ASSISTANT_NAME: config.assistantName },
-        labels: { 'dev.clawbar.group': this.group.folder },
-        limits: DEFAULT_LIMITS,
-        network: this.group.networkAllowed,
-        // As a normal user, run as that user so files in the group folder stay theirs.
-        // As root, use the image's unprivileged user (the folders were handed to it).
-        ...(uid !== undefined && uid !== 0 ? { user: `${uid}:${process.getgid?.() ?? uid}` } : {}),
-      });
-    } catch (err) {
-      this.end(
-        new RunFailedError(`could not start the agent container: ${(err as Error).message}`, {
-          cause: err,
-        }),
+      const user = containerUser();
+      container = await runtime.start(
+        {
+          name: `clawbar-${this.group.folder}-${this.runId.slice(0, 8)}`,
+          image: config.image,
+          mounts,
+          // Plain settings only: the model key never enters a container.
+          env: { TZ: config.timezone, CLAWBAR_ASSISTANT_NAME: config.assistantName },
+          labels: { 'dev.clawbar.group': this.group.folder },
+          limits: DEFAULT_LIMITS,
+          network: this.group.networkAllowed,
+          ...(user ? { user } : {}),
+        },
+        { signal: this.abort.signal },
       );
+    } catch (err) {
+      if (this.failure) {
+        this.end(this.failure); // Killed or timed out while starting: that is the story.
+        return;
+      }
+      if (this.state === 'ended') return;
+      const kind: FailureKind =
+        err instanceof RuntimeUnavailableError
+          ? 'runtime-unavailable'
+          : isSetupError(err)
+            ? 'final'
+            : 'retry';
+      this.end({
+        error: new RunFailedError(
+          `could not start the agent container: ${(err as Error).message}`,
+          { cause: err },
+        ),
+        kind,
+      });
       return;
     }
-    const container = this.container;
+    if (this.state !== 'starting') {
+      // Stopped (killed, timed out) while the start was under way: the container goes too.
+      this.container = container;
+      void this.killContainer();
+      return;
+    }
+    this.container = container;
+    this.to('booting');
     this.log.info({ container: container.name }, 'container started');
     this.deps.events.emit('run:started', {
       groupJid: this.group.jid,
       runId: this.runId,
       container: container.name,
     });
+    this.attach(container);
+  }
 
+  private attach(container: RunningContainer): void {
     const decoder = new FrameDecoder(RunnerToHostSchema);
     container.stdout.setEncoding('utf8');
     container.stdout.on('data', (chunk: string) => {
+      if (this.state === 'ended') return;
       this.touch();
       for (const result of decoder.push(chunk)) {
         if (result.ok) this.onFrame(result.frame);
@@ -253,173 +400,234 @@ export class AgentRun implements GroupRun {
       this.log.debug({ stderr: chunk.trimEnd() }, 'runner');
     });
     container.stdin.on('error', (err) => this.log.debug({ err }, 'stdin closed'));
-
-    this.armSilenceTimer(config.readyTimeoutMs ?? 60_000, 'the runner did not become ready');
     container.wait().then(
       ({ exitCode }) => this.onExit(exitCode),
-      (err: unknown) => this.onExit(-1, err),
+      (err: unknown) => this.onWaitLost(err),
     );
   }
 
-  /** Creates the group and session folders; as root, hands them to the image's user. */
-  private prepareDirectories(): { group: string; session: string } {
-    const { config } = this.deps;
-    const group = path.join(config.groupsDir, this.group.folder);
-    const session = path.join(config.sessionsDir, this.group.folder);
-    fs.mkdirSync(group, { recursive: true });
-    fs.mkdirSync(session, { recursive: true, mode: 0o700 });
-    fs.mkdirSync(config.globalDir, { recursive: true });
-    if (process.getuid?.() === 0) {
-      for (const dir of this.group.isMain ? [group, session, config.globalDir] : [group, session]) {
-        fs.chownSync(dir, IMAGE_UID, IMAGE_UID);
-      }
-    }
-    return { group, session };
-  }
-
-  private onExit(exitCode: number, err?: unknown): void {
-    this.clearTimers();
+  private onExit(exitCode: number): void {
     if (this.state === 'ended') return;
     if (this.failure) {
       this.end(this.failure);
-    } else if (this.turn || this.state === 'starting') {
+    } else if (this.turn || this.state === 'booting' || this.state === 'busy') {
       const tail = this.stderrTail.trim().split('\n').slice(-5).join('\n');
-      this.end(
-        new RunFailedError(
+      this.end({
+        error: new RunFailedError(
           `the agent container exited (code ${exitCode}) in the middle of a turn${tail ? `: ${tail}` : ''}`,
-          {
-            cause: err,
-          },
         ),
-      );
+        kind: 'retry',
+      });
     } else {
       this.end(null);
     }
   }
 
-  private end(error: Error | null): void {
+  /**
+   * The runtime lost track of the container (engine restarted, connection cut). That is a
+   * failed run, never a clean exit. Whether it counts as a fault or as the engine being away
+   * is the runtime's own health check's answer.
+   */
+  private onWaitLost(err: unknown): void {
     if (this.state === 'ended') return;
-    this.state = 'ended';
-    this.clearTimers();
+    this.log.warn({ err }, 'lost track of the agent container');
+    this.deps.runtime
+      .check()
+      .catch(() => ({ ok: false as const, reason: 'check failed', fix: '' }))
+      .then((health) => {
+        const error = new RunFailedError(
+          `lost track of the agent container: ${(err as Error).message ?? String(err)}`,
+          { cause: err },
+        );
+        const kind: FailureKind = health.ok ? 'retry' : 'runtime-unavailable';
+        // Removed if the engine still answers; otherwise orphan cleanup takes it on its return.
+        void this.killContainer();
+        this.end(this.failure ?? { error, kind });
+      })
+      .catch((fault: unknown) => this.log.error({ err: fault }, 'could not settle a lost run'));
+  }
+
+  /** Settles the run once. The outcome is decided before anyone is told, and telling cannot throw. */
+  private end(failure: Failure | null): void {
+    if (this.state === 'ended') return;
+    this.to('ended');
     this.abort.abort(new Error('run ended'));
-    if (error) this.log.warn({ err: error }, 'run failed');
+    if (this.turn) this.deps.setTyping(this.group.jid, false);
+    this.turn = null;
+    if (failure) this.log.warn({ err: failure.error, kind: failure.kind }, 'run failed');
     else this.log.info({ turns: this.turnCount }, 'run finished');
+    // A container that is still up after a failure must not linger.
+    if (failure) void this.killContainer();
+    this.settle(
+      failure ? { ok: false, error: failure.error, failure: failure.kind } : { ok: true },
+    );
     this.deps.events.emit('run:finished', {
       groupJid: this.group.jid,
       runId: this.runId,
-      ok: error === null,
-      ...(error ? { error: error.message } : {}),
+      ok: failure === null,
+      ...(failure ? { error: failure.error.message } : {}),
     });
-    // A container that is still up after a failure must not linger.
-    if (error) void this.container?.kill();
-    this.settle(error ? { ok: false, error } : { ok: true });
   }
 
-  /** Fails the run: the container is killed and the queue retries later. */
-  private fail(error: Error): void {
-    if (this.failure || this.state === 'ended') return;
-    this.failure = error;
-    this.state = 'stopping';
-    void this.container?.kill();
+  /**
+   * Fails the run: the container is killed and the run settles on its exit, or at the stop
+   * deadline if the engine never reports one. The first failure is the one reported.
+   */
+  private fail(error: Error, kind: FailureKind): void {
+    if (this.state === 'ended') return;
+    this.failure ??= { error, kind };
+    this.abort.abort(error);
+    if (this.state !== 'stopping') this.to('stopping');
+    if (this.container) void this.killContainer();
+    // Still starting: the start's own rejection (its signal just aborted) ends the run.
   }
 
+  /** Asks the runner to finish: `shutdown`, then EOF. It is killed if it ignores both. */
   private beginShutdown(): void {
     if (this.state === 'stopping' || this.state === 'ended') return;
-    this.state = 'stopping';
-    this.clearTimers();
+    this.to('stopping');
+    if (!this.container) {
+      this.abort.abort(new Error('stopped before the container started'));
+      return;
+    }
     this.send({ type: 'shutdown' });
-    this.container?.stdin.end();
-    // A runner that ignores shutdown is killed, so the slot is not held forever.
-    this.silenceTimer = setTimeout(() => void this.container?.kill(), 10_000);
+    this.container.stdin.end();
+  }
+
+  /** Kills the container; a failure (engine gone) is logged, never thrown. */
+  private async killContainer(): Promise<void> {
+    const container = this.container;
+    if (!container) return;
+    try {
+      await container.kill();
+    } catch (err) {
+      this.log.warn(
+        { err, container: container.name },
+        'could not kill the agent container; it is removed as an orphan when the engine answers',
+      );
+    }
   }
 
   // ── turns ──────────────────────────────────────────────────────────────
 
-  /** Starts a turn for whatever is pending; returns false when there is nothing to answer. */
-  private startNextTurnIfPending(first = false): boolean {
-    if (this.deps.isPaused(this.group.jid)) return false;
-    const group = this.deps.store.getGroup(this.group.jid);
-    if (!group) return false;
-    const pending = pendingTurn(this.deps.store, group);
-    if (!pending) return false;
-    this.clearIdleTimer();
+  /** Starts the source's next turn; returns false when it has none. */
+  private startNextTurn(first = false): boolean {
+    if (this.stopRequested || this.deps.isPaused(this.group.jid)) return false;
+    const plan = this.source.next();
+    if (!plan) return false;
     this.turnCount += 1;
-    this.turn = {
+    const turn: Turn = {
       id: `${this.runId}:${this.turnCount}`,
-      throughSeq: pending.throughSeq,
+      plan,
       replies: [],
       failure: null,
+      usage: emptyUsage(),
+      modelError: null,
     };
-    this.state = 'busy';
-    const prompt = buildPrompt(pending.messages, pending.omitted);
-    this.log.info({ turn: this.turnCount, messages: pending.messages.length }, 'turn started');
-    if (first) {
-      this.send({
-        type: 'start',
-        runId: this.runId,
-        group: { jid: group.jid, name: group.name, folder: group.folder },
-        prompt,
-        isMain: group.isMain,
-        assistantName: this.deps.config.assistantName,
-        sessionRef: this.deps.store.sessionOf(group.jid),
-      });
-    } else {
-      this.send({ type: 'message', text: prompt });
-    }
-    this.armSilenceTimer(this.deps.config.hardTimeoutMs, 'no output from the agent');
+    this.turn = turn;
+    this.to('busy');
+    this.deps.setTyping(this.group.jid, true);
+    this.log.info({ turn: this.turnCount }, 'turn started');
+    const frame: HostToRunner = first
+      ? {
+          type: 'start',
+          runId: this.runId,
+          group: { jid: this.group.jid, name: this.group.name, folder: this.group.folder },
+          prompt: plan.prompt,
+          isMain: this.group.isMain,
+          assistantName: this.deps.config.assistantName,
+          sessionRef: this.source.sessionRef(),
+        }
+      : { type: 'message', text: plan.prompt };
+    const problem = this.send(frame);
+    if (problem === null) return true;
+
+    // The prompt cannot cross to the container as built; sending it again would fail the
+    // same way, so the turn is closed with a notice and the group goes on.
+    this.log.error({ problem }, 'the turn could not be sent to the agent');
+    this.turn = null;
+    this.deps.setTyping(this.group.jid, false);
+    this.closeTurn(turn.id, plan, () =>
+      plan.skip(turn.id, `the request could not be passed to the agent (${problem})`, this.now()),
+    );
+    if (first)
+      this.beginShutdown(); // The runner never got a start: nothing more it can do.
+    else this.afterTurn();
     return true;
   }
 
-  private async finishTurn(frame: Extract<RunnerToHost, { type: 'done' }>): Promise<void> {
+  private finishTurn(frame: Extract<RunnerToHost, { type: 'done' }>): void {
     const turn = this.turn;
     if (!turn) {
       this.onBadFrame('done without a turn in progress');
       return;
     }
     this.turn = null;
-    if (frame.status === 'failed' || turn.failure) {
-      this.fail(
-        new RunFailedError(`the agent's turn failed: ${turn.failure ?? 'no reason given'}`),
+    this.deps.setTyping(this.group.jid, false);
+    const failed =
+      frame.status === 'failed' || (frame.status === undefined && turn.failure !== null);
+    if (failed) {
+      const reason = turn.failure ?? 'no reason given';
+      if (turn.modelError) {
+        // The model API refused or failed, after the runner's own retries. Running the turn
+        // again now would fail the same way: report once; the messages stay pending.
+        this.fail(new RunFailedError(turn.modelError.message, { cause: turn.modelError }), 'final');
+        return;
+      }
+      // The agent gave up on this turn (a runaway loop, a request too large): deterministic.
+      this.log.warn({ reason }, 'the agent failed the turn; it is closed with a notice');
+      this.closeTurn(turn.id, turn.plan, () =>
+        turn.plan.skip(turn.id, `the agent could not finish (${reason})`, this.now()),
       );
+      this.afterTurn();
       return;
     }
-    const items = this.deps.store.commitTurn({
-      groupJid: this.group.jid,
-      throughSeq: turn.throughSeq,
-      turnId: turn.id,
-      replies: turn.replies.map((text) => ({ chatJid: this.group.jid, text })),
-      sessionRef: frame.sessionRef,
-      usage: frame.usage,
-      now: this.deps.now(),
-    });
-    await this.deps.outbox.deliver(items);
-    this.log.info(
-      { turn: this.turnCount, replies: items.length, usage: frame.usage },
-      'turn finished',
+    const closed = this.closeTurn(turn.id, turn.plan, () =>
+      turn.plan.commit({
+        turnId: turn.id,
+        replies: turn.replies,
+        sessionRef: frame.sessionRef,
+        usage: turn.usage,
+        now: this.now(),
+      }),
     );
+    if (!closed) return;
+    this.log.info({ turn: this.turnCount, usage: turn.usage }, 'turn finished');
+    this.afterTurn();
+  }
+
+  /** Runs a turn's commit or skip, tells the outbox and listeners; false if it could not. */
+  private closeTurn(turnId: string, plan: PlannedTurn, write: () => unknown): boolean {
+    try {
+      write();
+    } catch (err) {
+      this.fail(new RunFailedError('could not record the turn', { cause: err }), 'retry');
+      return false;
+    }
+    this.deps.outbox.notify();
     this.deps.events.emit('turn:finished', {
       groupJid: this.group.jid,
-      turnId: turn.id,
-      throughSeq: turn.throughSeq,
+      turnId,
+      throughSeq: plan.throughSeq,
     });
-    this.afterTurn();
+    return true;
   }
 
   /** Between turns: take what arrived meanwhile, stop if asked, else wait warm. */
   private afterTurn(): void {
     if (this.state !== 'busy') return;
-    this.clearSilenceTimer();
     // A group paused mid-turn keeps no warm container: its next messages wait for resume.
     if (this.stopRequested || this.deps.isPaused(this.group.jid)) {
       this.beginShutdown();
       return;
     }
-    if (this.startNextTurnIfPending()) return;
-    this.state = 'idle';
-    this.idleTimer = setTimeout(() => {
-      this.log.debug('idle timeout');
+    if (this.startNextTurn()) return;
+    if (!this.source.takesMessages) {
+      // A task run ends with its turn: messages that waited for it get a run of their own.
       this.beginShutdown();
-    }, this.deps.config.idleTimeoutMs);
+      return;
+    }
+    this.to('idle');
     this.deps.onIdle();
   }
 
@@ -428,25 +636,17 @@ export class AgentRun implements GroupRun {
   private onFrame(frame: RunnerToHost): void {
     switch (frame.type) {
       case 'ready':
-        if (frame.protocol !== PROTOCOL_VERSION) {
-          this.fail(
-            new RunFailedError(
-              `runner speaks protocol ${frame.protocol}, host speaks ${PROTOCOL_VERSION}; rebuild the image with \`clawbar image build\``,
-            ),
-          );
-          return;
-        }
-        if (this.state === 'starting' && !this.startNextTurnIfPending(true)) {
-          // The messages were answered meanwhile (or the group was paused): nothing to do.
-          this.state = 'busy';
-          this.afterTurn();
-        }
+        this.onReady(frame.protocol);
         return;
       case 'model.request':
-        void this.brokerModelCall(frame);
+        this.brokerModelCall(frame).catch((err: unknown) =>
+          this.log.error({ err }, 'model call handling failed'),
+        );
         return;
       case 'host.call':
-        void this.runHostCall(frame);
+        this.runHostCall(frame).catch((err: unknown) =>
+          this.log.error({ err }, 'host call handling failed'),
+        );
         return;
       case 'output':
         if (this.turn) {
@@ -455,20 +655,46 @@ export class AgentRun implements GroupRun {
         }
         return;
       case 'error':
+        if (frame.code === 'bad_frame') {
+          // The runner refused what the host sent, so the turn it asked for will never come.
+          this.fail(
+            new RunFailedError(
+              `the agent refused a frame from the host (${frame.message}); the agent image may be out of date: rebuild it with \`clawbar image build\``,
+            ),
+            'final',
+          );
+          return;
+        }
         this.log.warn({ message: frame.message }, 'runner reported an error');
         if (this.turn) this.turn.failure = frame.message;
         return;
       case 'done':
         if (frame.status !== 'failed' && this.turn) this.turn.failure = null;
-        void this.finishTurn(frame).catch((err: unknown) =>
-          this.fail(new RunFailedError('could not record the turn', { cause: err })),
-        );
+        this.finishTurn(frame);
         return;
       default: {
         const unreachable: never = frame;
         this.onBadFrame(`unhandled frame ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  private onReady(protocol: number): void {
+    if (this.state !== 'booting') {
+      this.onBadFrame('ready when not starting');
+      return;
+    }
+    if (protocol !== PROTOCOL_VERSION) {
+      this.fail(
+        new RunFailedError(
+          `runner speaks protocol ${protocol}, host speaks ${PROTOCOL_VERSION}; rebuild the image with \`clawbar image build\``,
+        ),
+        'final',
+      );
+      return;
+    }
+    // Asked to stop meanwhile, or nothing left to answer: no turn is started.
+    if (!this.startNextTurn(true)) this.beginShutdown();
   }
 
   private onBadFrame(error: string): void {
@@ -479,6 +705,7 @@ export class AgentRun implements GroupRun {
         new RunFailedError(
           `the agent container sent ${this.badFrames} malformed frames; last: ${error}`,
         ),
+        'retry',
       );
     }
   }
@@ -486,6 +713,11 @@ export class AgentRun implements GroupRun {
   private async brokerModelCall(
     frame: Extract<RunnerToHost, { type: 'model.request' }>,
   ): Promise<void> {
+    const turn = this.turn;
+    if (!turn) {
+      this.onBadFrame('model.request outside a turn');
+      return;
+    }
     const request: ModelRequest = {
       system: frame.system,
       messages: frame.messages,
@@ -497,73 +729,116 @@ export class AgentRun implements GroupRun {
         signal: this.abort.signal,
         group: this.group.folder,
       });
-      this.send({
+      addUsage(turn.usage, result.usage);
+      turn.modelError = null;
+      const problem = this.send({
         type: 'model.result',
         requestId: frame.requestId,
         content: result.content,
         stopReason: result.stopReason,
         usage: result.usage,
       });
+      if (problem !== null) {
+        turn.modelError = new RunFailedError(
+          `the model's answer could not be passed to the agent (${problem})`,
+        );
+        this.send({
+          type: 'model.error',
+          requestId: frame.requestId,
+          message: turn.modelError.message,
+          retryable: false,
+        });
+      }
     } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      turn.modelError = error;
       const retryable = (err as { retryable?: unknown }).retryable === true;
+      const retryAfterMs = (err as { retryAfterMs?: unknown }).retryAfterMs;
       this.send({
         type: 'model.error',
         requestId: frame.requestId,
-        message: (err as Error).message,
+        message: error.message.slice(0, 10_000),
         retryable,
+        ...(typeof retryAfterMs === 'number' ? { retryAfterMs } : {}),
       });
     }
     this.touch();
   }
 
   private async runHostCall(frame: Extract<RunnerToHost, { type: 'host.call' }>): Promise<void> {
+    const turn = this.turn;
+    if (!turn) {
+      this.onBadFrame('host.call outside a turn');
+      return;
+    }
     const binding: RunBinding = {
       groupJid: this.group.jid,
       chatJid: this.group.jid,
       folder: this.group.folder,
       isMain: this.group.isMain,
-      turnId: this.turn?.id ?? `${this.runId}:${this.turnCount}`,
+      turnId: turn.id,
     };
     const result = await this.deps.hostTools.call(binding, frame.name, frame.args);
-    this.send({ type: 'tool.result', callId: frame.callId, ok: result.ok, result: result.result });
-  }
-
-  private send(frame: HostToRunner): void {
-    const stdin = this.container?.stdin;
-    if (!stdin || stdin.writableEnded || this.state === 'ended') return;
-    stdin.write(encodeFrame(frame));
-  }
-
-  // ── timers ─────────────────────────────────────────────────────────────
-
-  /** Any sign of life from the container, or an answer we gave it, resets the hard timeout. */
-  private touch(): void {
-    if (this.silenceTimer && (this.state === 'busy' || this.state === 'starting')) {
-      this.armSilenceTimer(this.deps.config.hardTimeoutMs, 'no output from the agent');
+    const problem = this.send({
+      type: 'tool.result',
+      callId: frame.callId,
+      ok: result.ok,
+      result: result.result,
+    });
+    if (problem !== null) {
+      this.send({
+        type: 'tool.result',
+        callId: frame.callId,
+        ok: false,
+        result: `the host's answer could not be passed on (${problem})`,
+      });
     }
   }
 
-  private armSilenceTimer(ms: number, what: string): void {
-    this.clearSilenceTimer();
-    this.silenceTimer = setTimeout(() => {
-      this.fail(
-        new RunTimeoutError(`${what} for ${Math.round(ms / 1000)} s; the container was stopped`),
-      );
-    }, ms);
+  /**
+   * Writes a frame to the container, after checking it against the same schema and size limit
+   * the runner applies. Returns why it was not sent, or null when it was (or the container is
+   * already gone, which its exit reports).
+   */
+  private send(frame: HostToRunner): string | null {
+    const checked = HostToRunnerSchema.safeParse(frame);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      return `invalid ${frame.type} frame: ${issue?.path.join('.') || 'frame'}: ${issue?.message ?? 'bad shape'}`;
+    }
+    const line = encodeFrame(checked.data);
+    const bytes = Buffer.byteLength(line);
+    if (bytes > MAX_FRAME_BYTES) {
+      return `${frame.type} frame of ${bytes} bytes is over the ${MAX_FRAME_BYTES}-byte limit`;
+    }
+    const stdin = this.container?.stdin;
+    if (!stdin || stdin.writableEnded || this.state === 'ended') return null;
+    stdin.write(line);
+    return null;
   }
 
-  private clearSilenceTimer(): void {
-    if (this.silenceTimer) clearTimeout(this.silenceTimer);
-    this.silenceTimer = null;
+  /** Any sign of life from the container during a turn, or an answer we gave it, resets the hard timeout. */
+  private touch(): void {
+    if (this.state === 'busy') this.armSilence();
   }
 
-  private clearIdleTimer(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = null;
+  private now(): number {
+    return this.deps.now();
   }
+}
 
-  private clearTimers(): void {
-    this.clearSilenceTimer();
-    this.clearIdleTimer();
-  }
+/** Start failures that a retry cannot fix: the user must act (build the image, say). */
+function isSetupError(err: unknown): boolean {
+  return err instanceof ImageMissingError;
+}
+
+function addUsage(total: TokenUsage, more: TokenUsage): void {
+  total.inputTokens += more.inputTokens;
+  total.outputTokens += more.outputTokens;
+  total.cacheReadTokens += more.cacheReadTokens;
+  total.cacheWriteTokens += more.cacheWriteTokens;
+}
+
+function seconds(ms: number): number {
+  return Math.round(ms / 1000);
 }

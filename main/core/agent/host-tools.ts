@@ -6,8 +6,15 @@
  */
 import { HostCallArgsSchemas, type HostCallName } from './protocol.js';
 import type { Logger } from '../logger.js';
-import type { Outbox } from '../outbox.js';
+import type { OutboxWorker } from '../outbox.js';
 import type { Store } from '../store/index.js';
+
+/**
+ * How long send_message waits to say "sent" before it answers "queued". A slow or closed
+ * channel must never hold a turn open.
+ * @default 2000
+ */
+export const SEND_CONFIRM_MS = 2_000;
 
 /** The identity a container's session is bound to, fixed when the host starts it. */
 export interface RunBinding {
@@ -25,10 +32,12 @@ export interface HostCallResult {
 
 export interface HostToolsDeps {
   store: Store;
-  outbox: Outbox;
+  outbox: Pick<OutboxWorker, 'notify' | 'whenSettled'>;
   formatOutbound(text: string): string | null;
   now(): number;
   log: Logger;
+  /** @default SEND_CONFIRM_MS */
+  sendConfirmMs?: number;
 }
 
 export class HostTools {
@@ -86,8 +95,27 @@ export class HostTools {
     if (text === null)
       return { ok: false, result: 'nothing to send after removing <internal> text' };
     const item = this.deps.store.enqueueOutbound(target, text, binding.turnId, this.deps.now());
-    await this.deps.outbox.deliver([item]);
-    return { ok: true, result: 'sent' };
+    this.deps.outbox.notify();
+    // Truthful either way: "sent" only once the channel took it.
+    const outcome = await this.deps.outbox.whenSettled(
+      item.id,
+      this.deps.sendConfirmMs ?? SEND_CONFIRM_MS,
+    );
+    switch (outcome) {
+      case 'sent':
+        return { ok: true, result: 'sent' };
+      case 'queued':
+        return {
+          ok: true,
+          result: 'queued: the chat is not reachable right now; it will be delivered when it is',
+        };
+      case 'failed':
+        return { ok: false, result: 'not delivered: the chat refused the message' };
+      default: {
+        const unreachable: never = outcome;
+        return { ok: false, result: `unknown delivery outcome ${String(unreachable)}` };
+      }
+    }
   }
 }
 

@@ -1,9 +1,13 @@
 /**
  * A channel carries messages between people and Clawbar: WhatsApp, or the built-in local
- * chat. Inbound messages go to the core through the `onMessage` callback the channel is
- * given; outbound ones arrive through {@link Channel.send}.
+ * chat. Channels are injected into the core: it hands each one its {@link ChannelHooks} at
+ * `connect`, and from then on the channel reports what happens (messages, connection state,
+ * chat names) through them. Outbound messages reach a channel only through the outbox worker,
+ * and only while the channel says it is open.
  */
 import type { ChannelName, NewMessage } from '../store/index.js';
+
+export type { ChannelName };
 
 /** A message as a channel hands it to the core, before it is stored. */
 export interface InboundMessage extends NewMessage {
@@ -13,12 +17,91 @@ export interface InboundMessage extends NewMessage {
   isGroup: boolean;
 }
 
+/**
+ * Where a channel's connection stands. Every change is reported through
+ * {@link ChannelHooks.onState}; the outbox delivers only while the state is `open`.
+ */
+export type ChannelState =
+  | { state: 'connecting' }
+  /** Waiting for a phone to scan this QR payload (it refreshes: each new one is reported). */
+  | { state: 'qr'; qr: string }
+  /** Waiting for this code to be typed on the phone. */
+  | { state: 'pairing-code'; code: string }
+  | { state: 'open' }
+  /**
+   * Not connected. `code` is the channel's own number for the reason (WhatsApp's disconnect
+   * status codes); `retrying` says whether the channel will try again by itself.
+   */
+  | { state: 'closed'; reason: string; code?: number; retrying: boolean };
+
+export type ChannelStateName = ChannelState['state'];
+
+/** What a channel knows about one chat. */
+export interface ChatMetadata {
+  jid: string;
+  name: string;
+  isGroup: boolean;
+  /** Member jids for a group chat; empty when unknown or not a group. */
+  participants: string[];
+}
+
+/** One outbox item on its way to a channel. */
+export interface OutboundMessage {
+  /**
+   * The outbox item's id. It is the same on every attempt, across restarts, so a channel can
+   * make a resend after a crash idempotent (e.g. derive its own message id from it).
+   */
+  outboxId: number;
+  chatJid: string;
+  text: string;
+}
+
+/** What the channel reports back for a message it sent. */
+export interface SentMessage {
+  /** The channel's id for the sent message; recorded in the chat history. */
+  id: string;
+  timestamp: number;
+}
+
+/** How the core hears from a channel. The core supplies these at {@link Channel.connect}. */
+export interface ChannelHooks {
+  /** A message arrived. The core stores it before anything acts on it. */
+  onMessage(message: InboundMessage): void;
+  /** The connection changed state. */
+  onState(state: ChannelState): void;
+  /** The channel learnt a chat's name or members (e.g. a group was renamed). */
+  onChatMetadata(chat: ChatMetadata): void;
+}
+
+/**
+ * How often a channel may send. The outbox worker spreads deliveries to stay inside it.
+ * `perSecond: Infinity` means no limit.
+ */
+export interface RateLimit {
+  /** Sustained messages a second. */
+  perSecond: number;
+  /** Messages that may go at once after a quiet spell. */
+  burst: number;
+}
+
 export interface Channel {
   readonly name: ChannelName;
+  /** @default no limit */
+  readonly rateLimit?: RateLimit;
+  /** The current connection state (the last one reported through `onState`). */
+  readonly state: ChannelState;
   /** Whether this channel carries the chat with this jid. */
   owns(chatJid: string): boolean;
-  /** Sends text to a chat. Resolves with the channel's id for the sent message. */
-  send(chatJid: string, text: string): Promise<{ id: string; timestamp: number }>;
-  connect(): Promise<void>;
+  /**
+   * Starts connecting. Resolving means the attempt is under way, not that the channel is open:
+   * `open` is reported through `hooks.onState`.
+   */
+  connect(hooks: ChannelHooks): Promise<void>;
   disconnect(): Promise<void>;
+  /** Sends one outbox item. Rejects when it could not be sent; the worker retries. */
+  send(message: OutboundMessage): Promise<SentMessage>;
+  /** Shows or clears "typing…" in a chat. Best effort: it never rejects for a closed channel. */
+  setTyping(chatJid: string, typing: boolean): Promise<void>;
+  /** What the channel knows about a chat, or null when it knows nothing. */
+  chatMetadata(chatJid: string): Promise<ChatMetadata | null>;
 }

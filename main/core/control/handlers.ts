@@ -5,7 +5,7 @@
  */
 import type { Core } from '../core.js';
 import { CoreInputError } from '../errors.js';
-import type { Group, StoredMessage } from '../store/index.js';
+import type { Group, OutboxItem, StoredMessage } from '../store/index.js';
 import type { ControlMethod, ControlParams } from './protocol.js';
 
 export interface GroupView {
@@ -20,11 +20,18 @@ export interface GroupView {
 
 export interface MessageView {
   id: string;
-  seq: number;
+  /** Insertion order; absent for a reply that was never delivered. */
+  seq: number | null;
   from: string;
   fromAssistant: boolean;
   text: string;
   time: string;
+  /**
+   * For a reply the chat has not received: `queued` (waiting for the channel) or `failed`
+   * (given up after every attempt; `error` says why). Absent for delivered messages.
+   */
+  delivery?: 'queued' | 'failed';
+  error?: string;
 }
 
 export function groupView(group: Group): GroupView {
@@ -50,9 +57,29 @@ export function messageView(message: StoredMessage): MessageView {
   };
 }
 
+/** What a handler knows about the request besides its parameters. */
+export interface RequestContext {
+  /** Aborted when the client disconnects or the server closes: long waits end then. */
+  signal: AbortSignal;
+}
+
 export type ControlHandlers = {
-  [M in ControlMethod]: (params: ControlParams<M>) => Promise<unknown>;
+  [M in ControlMethod]: (params: ControlParams<M>, ctx: RequestContext) => Promise<unknown>;
 };
+
+/** An undelivered reply, shown in the history where it would have been. */
+export function undeliveredView(item: OutboxItem, assistantName: string): MessageView {
+  return {
+    id: `outbox-${item.id}`,
+    seq: null,
+    from: assistantName,
+    fromAssistant: true,
+    text: item.text,
+    time: new Date(item.createdAt).toISOString(),
+    delivery: item.state === 'failed' ? 'failed' : 'queued',
+    ...(item.lastError ? { error: item.lastError } : {}),
+  };
+}
 
 export interface HandlerContext {
   core: Core;
@@ -64,6 +91,7 @@ export interface HandlerContext {
 export const DEFAULT_WAIT_MS = 10 * 60_000;
 
 export function controlHandlers({ core, serving }: HandlerContext): ControlHandlers {
+  const { assistantName } = core;
   return {
     status: async () => ({ serving, ...(await core.status()) }),
     'groups.list': async () => core.groups.list().map(groupView),
@@ -80,7 +108,7 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
     'groups.remove': async (p) => groupView(core.removeGroup(p.group)),
     'groups.pause': async (p) => groupView(core.pauseGroup(p.group)),
     'groups.resume': async (p) => groupView(core.resumeGroup(p.group)),
-    send: async (p) => {
+    send: async (p, ctx) => {
       if (p.wait && !serving) {
         throw new CoreInputError(
           '--wait needs `clawbar serve` running; the message was not stored',
@@ -99,12 +127,25 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
         posted.group.jid,
         posted.message.seq,
         p.timeoutMs ?? DEFAULT_WAIT_MS,
+        ctx.signal,
       );
-      return { ...base, replies: reply.replies.map(messageView) };
+      return {
+        ...base,
+        replies: [
+          ...reply.replies.map(messageView),
+          ...reply.undelivered.map((item) => undeliveredView(item, assistantName)),
+        ],
+      };
     },
     messages: async (p) => {
       const group = core.groups.resolve(p.group);
-      return core.messages(group.jid, p.limit ?? 50).map(messageView);
+      const limit = p.limit ?? 50;
+      // Undelivered replies are part of the story: they show after the delivered history.
+      const undelivered = core
+        .undelivered(group.jid)
+        .map((item) => undeliveredView(item, assistantName));
+      const delivered = core.messages(group.jid, limit).map(messageView);
+      return [...delivered, ...undelivered].slice(-limit);
     },
   };
 }

@@ -10,7 +10,7 @@ import { ZodError, type z } from 'zod';
 import { FrameDecoder, type DecodeFailure } from '../agent/protocol.js';
 import { CoreInputError, UnknownGroupError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ControlHandlers } from './handlers.js';
+import type { ControlHandlers, RequestContext } from './handlers.js';
 import {
   ControlMethods,
   ControlRequestSchema,
@@ -97,7 +97,12 @@ export class ControlServer {
 
   private accept(socket: net.Socket): void {
     this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
+    // Ends this client's long waits (`send --wait`) when it goes away or the server closes.
+    const gone = new AbortController();
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      gone.abort();
+    });
     socket.on('error', (err) => this.log.debug({ err }, 'control connection error'));
     socket.setEncoding('utf8');
     // The same line splitter as the container protocol: an oversized line is refused once and
@@ -105,7 +110,10 @@ export class ControlServer {
     const decoder = new FrameDecoder(ControlRequestSchema, MAX_REQUEST_BYTES);
     socket.on('data', (chunk: string) => {
       for (const result of decoder.push(chunk)) {
-        if (result.ok) void this.handleRequest(socket, result.frame);
+        if (result.ok)
+          this.handleRequest(socket, result.frame, gone.signal).catch((err: unknown) =>
+            this.log.error({ err }, 'control request handling failed'),
+          );
         else
           this.reply(socket, {
             id: 0,
@@ -116,7 +124,11 @@ export class ControlServer {
     });
   }
 
-  private async handleRequest(socket: net.Socket, request: ControlRequest): Promise<void> {
+  private async handleRequest(
+    socket: net.Socket,
+    request: ControlRequest,
+    signal: AbortSignal,
+  ): Promise<void> {
     const { id, method } = request;
     if (!isControlMethod(method)) {
       this.reply(socket, {
@@ -128,7 +140,7 @@ export class ControlServer {
     }
     this.reply(socket, {
       id,
-      ...(await invokeControl(this.handlers, method, request.params, this.log)),
+      ...(await invokeControl(this.handlers, method, request.params, this.log, signal)),
     });
   }
 
@@ -146,6 +158,7 @@ export async function invokeControl(
   method: ControlMethod,
   rawParams: unknown,
   log?: Logger,
+  signal: AbortSignal = new AbortController().signal,
 ): Promise<
   { ok: true; result: unknown } | { ok: false; error: { code: ControlErrorCode; message: string } }
 > {
@@ -154,8 +167,8 @@ export async function invokeControl(
     return { ok: false, error: { code: 'bad_request', message: describeZodError(params.error) } };
   try {
     // The handler table is keyed by method; the params were parsed with that method's schema.
-    const handler = handlers[method] as (p: unknown) => Promise<unknown>;
-    return { ok: true, result: await handler(params.data) };
+    const handler = handlers[method] as (p: unknown, ctx: RequestContext) => Promise<unknown>;
+    return { ok: true, result: await handler(params.data, { signal }) };
   } catch (err) {
     const { code, message } = classify(err);
     if (code === 'failed') log?.error({ method, err }, 'control request failed');

@@ -1,18 +1,29 @@
 /**
  * Per-group queues under one global concurrency cap (DESIGN.md §5).
  *
- * - One run at a time per group; at most `maxConcurrency` runs in all.
+ * - A group's queue holds work items: its pending messages (one batch, however many arrive)
+ *   and scheduled task runs, in order. One run at a time per group; at most
+ *   `maxConcurrency` runs in all.
  * - Groups that cannot start wait in arrival order. A group whose run just ended goes to
  *   the back of the line, so a busy group cannot starve a quiet one.
  * - A message for a group whose run is alive is handed to that run at once; the run feeds it
- *   to the warm container over stdin.
- * - A failed run is retried with exponential backoff, then given up and reported.
+ *   to the warm container over stdin. A task run takes no messages: they wait until it ends.
+ * - A failed run is retried with exponential backoff, then given up and reported. A failure
+ *   that would only repeat (`final`) is reported at once, and one caused by the container
+ *   engine being unreachable spends no retry: the group waits until the engine is back.
  * - A paused group's messages wait; a run already under way finishes.
  *
  * The queue knows nothing of containers or messages: it schedules {@link GroupRun}s that the
  * orchestrator starts. Timers are the only clock it uses, so fake timers drive it in tests.
  */
 import type { Logger } from '../logger.js';
+
+/** One unit of work in a group's queue. */
+export type WorkItem =
+  /** Every message stored since the group's cursor, answered as one batch. */
+  | { kind: 'messages' }
+  /** One run of a scheduled task; `taskId` is the scheduler's, opaque to the queue. */
+  | { kind: 'task'; taskId: string };
 
 /** A live run of one group's agent, as the queue sees it. */
 export interface GroupRun {
@@ -28,11 +39,21 @@ export interface GroupRun {
   requestStop(): void;
   /** Stops the container now. */
   kill(): Promise<void>;
-  /** Settles when the run has ended; `ok: false` means it should be retried. */
+  /** Settles when the run has ended. */
   readonly finished: Promise<RunOutcome>;
 }
 
-export type RunOutcome = { ok: true } | { ok: false; error: Error };
+/**
+ * How a failed run is handled:
+ * - `retry`: a container fault that may pass; retried with backoff, then given up;
+ * - `runtime-unavailable`: the container engine cannot be reached; no retry is spent, the
+ *   work waits for {@link GroupQueue.runtimeRestored};
+ * - `final`: it would fail the same way again (a setup mistake, a turn the model refused);
+ *   reported once, not retried. The messages stay stored for the next trigger.
+ */
+export type FailureKind = 'retry' | 'runtime-unavailable' | 'final';
+
+export type RunOutcome = { ok: true } | { ok: false; error: Error; failure: FailureKind };
 
 export interface RetryPolicy {
   /** Delay before the first retry; each next retry doubles it. @default 5000 */
@@ -47,38 +68,55 @@ export interface GroupQueueDeps {
   /** @default 3 */
   maxConcurrency: number;
   /**
-   * Starts a run for the group, or returns null when it has nothing to do (no pending
-   * triggered messages, or the group is gone).
+   * Starts a run for one work item of the group, or returns null when it has nothing to do
+   * (no pending triggered messages, the task is gone, or the group is gone).
    */
-  startRun(groupJid: string): GroupRun | null;
+  startRun(groupJid: string, work: WorkItem): GroupRun | null;
   isPaused(groupJid: string): boolean;
-  /** Every retry failed; the user must be told. The messages stay stored and pending. */
-  onGiveUp(groupJid: string, error: Error, attempts: number): void;
+  /**
+   * The queue stopped trying this work: every retry failed, or the failure was final. The
+   * user must be told. Messages stay stored and pending.
+   */
+  onGiveUp(groupJid: string, error: Error, attempts: number, work: WorkItem): void;
+  /** A run found the container engine unreachable; the orchestrator watches for its return. */
+  onRuntimeUnavailable(error: Error): void;
   log: Logger;
   retry?: RetryPolicy;
 }
 
 interface GroupState {
   run: GroupRun | null;
+  /** What the live run is doing. */
+  runWork: WorkItem | null;
   /** Messages arrived that no run has taken yet. */
-  pending: boolean;
+  pendingMessages: boolean;
+  /** Task runs waiting, oldest first. */
+  tasks: WorkItem[];
+  /** In the global waiting line. */
   waiting: boolean;
+  /** Held until the container engine is back. */
+  blocked: boolean;
   failures: number;
   retryTimer: ReturnType<typeof setTimeout> | null;
 }
 
 export interface QueueSnapshot {
   maxConcurrency: number;
-  running: Array<{ groupJid: string; idle: boolean }>;
+  running: Array<{ groupJid: string; idle: boolean; work: WorkItem['kind'] }>;
   waiting: string[];
   retrying: string[];
+  /** Groups whose work waits for the container engine to come back. */
+  waitingForRuntime: string[];
 }
 
 export class GroupQueue {
   private readonly groups = new Map<string, GroupState>();
   private readonly waiting: string[] = [];
+  /** Groups held while the engine is down, in the order they were held. */
+  private readonly blocked: string[] = [];
   private active = 0;
   private stopping = false;
+  private runtimeDown = false;
   private readonly retry: RetryPolicy;
   private readonly log: Logger;
 
@@ -98,12 +136,29 @@ export class GroupQueue {
     const state = this.stateOf(groupJid);
     if (state.run) {
       if (!this.deps.isPaused(groupJid) && state.run.offerMessages()) return;
-      state.pending = true;
+      state.pendingMessages = true;
       return;
     }
-    state.pending = true;
-    if (this.deps.isPaused(groupJid) || state.retryTimer || state.waiting) return;
-    this.admit(groupJid);
+    state.pendingMessages = true;
+    this.admitIfIdle(groupJid, state);
+  }
+
+  /**
+   * A scheduled task is due for the group. It runs after the group's live run ends (a warm,
+   * idle container is asked to stop at once) and before the group's waiting messages.
+   */
+  enqueueTask(groupJid: string, taskId: string): void {
+    if (this.stopping) return;
+    const state = this.stateOf(groupJid);
+    if (state.tasks.some((t) => t.kind === 'task' && t.taskId === taskId)) return;
+    if (state.runWork?.kind === 'task' && state.runWork.taskId === taskId) return;
+    state.tasks.push({ kind: 'task', taskId });
+    if (state.run) {
+      // A task never joins a message run: that run finishes its turn and makes way.
+      state.run.requestStop();
+      return;
+    }
+    this.admitIfIdle(groupJid, state);
   }
 
   /** The group was paused: let a warm, idle container go; a busy one finishes its turn. */
@@ -117,8 +172,9 @@ export class GroupQueue {
    * now rather than at its idle timeout, so a warm container never starves a waiting group.
    */
   runIdle(groupJid: string): void {
-    const run = this.groups.get(groupJid)?.run;
-    if (run?.idle && this.waiting.length > 0) run.requestStop();
+    const state = this.groups.get(groupJid);
+    if (!state?.run?.idle) return;
+    if (this.waiting.length > 0 || state.tasks.length > 0) state.run.requestStop();
   }
 
   /** Forgets a removed group, stopping its run. */
@@ -127,16 +183,48 @@ export class GroupQueue {
     if (!state) return;
     if (state.retryTimer) clearTimeout(state.retryTimer);
     state.retryTimer = null;
-    state.pending = false;
-    this.dropFromWaiting(groupJid);
+    state.pendingMessages = false;
+    state.tasks = [];
+    this.dropFrom(this.waiting, groupJid);
+    this.dropFrom(this.blocked, groupJid);
+    state.waiting = false;
+    state.blocked = false;
     state.run?.requestStop();
+  }
+
+  /** The container engine cannot be reached (found at start): new work waits for it. */
+  runtimeLost(): void {
+    this.runtimeDown = true;
+  }
+
+  /**
+   * The container engine answers again: work that waited for it is admitted, in the order it
+   * was held, without counting the outage as failures.
+   */
+  runtimeRestored(): void {
+    if (!this.runtimeDown) return;
+    this.runtimeDown = false;
+    this.log.info({ groups: this.blocked.length }, 'container engine is back; resuming work');
+    const held = this.blocked.splice(0);
+    for (const groupJid of held) {
+      const state = this.stateOf(groupJid);
+      state.blocked = false;
+      if (this.stopping) continue;
+      this.admitIfIdle(groupJid, state);
+    }
+  }
+
+  /** Whether work is being held for the container engine. */
+  get waitingForRuntime(): boolean {
+    return this.runtimeDown;
   }
 
   snapshot(): QueueSnapshot {
     const running: QueueSnapshot['running'] = [];
     const retrying: string[] = [];
     for (const [groupJid, state] of this.groups) {
-      if (state.run) running.push({ groupJid, idle: state.run.idle });
+      if (state.run)
+        running.push({ groupJid, idle: state.run.idle, work: state.runWork?.kind ?? 'messages' });
       if (state.retryTimer) retrying.push(groupJid);
     }
     return {
@@ -144,6 +232,7 @@ export class GroupQueue {
       running,
       waiting: [...this.waiting],
       retrying,
+      waitingForRuntime: [...this.blocked],
     };
   }
 
@@ -154,16 +243,18 @@ export class GroupQueue {
   async shutdown(graceMs = 10_000): Promise<void> {
     this.stopping = true;
     this.waiting.length = 0;
+    this.blocked.length = 0;
     const runs: GroupRun[] = [];
     for (const state of this.groups.values()) {
       if (state.retryTimer) clearTimeout(state.retryTimer);
       state.retryTimer = null;
       state.waiting = false;
+      state.blocked = false;
       if (state.run) runs.push(state.run);
     }
     const stillRunning = new Set(runs);
     for (const run of runs) {
-      void run.finished.finally(() => stillRunning.delete(run));
+      run.finished.finally(() => stillRunning.delete(run)).catch(() => undefined);
       run.requestStop();
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -181,13 +272,43 @@ export class GroupQueue {
     }
   }
 
+  // ── internals ──────────────────────────────────────────────────────────
+
   private stateOf(groupJid: string): GroupState {
     let state = this.groups.get(groupJid);
     if (!state) {
-      state = { run: null, pending: false, waiting: false, failures: 0, retryTimer: null };
+      state = {
+        run: null,
+        runWork: null,
+        pendingMessages: false,
+        tasks: [],
+        waiting: false,
+        blocked: false,
+        failures: 0,
+        retryTimer: null,
+      };
       this.groups.set(groupJid, state);
     }
     return state;
+  }
+
+  /** The group's next work item: a waiting task first, then its messages (unless paused). */
+  private nextWork(groupJid: string, state: GroupState): WorkItem | null {
+    const task = state.tasks[0];
+    if (task) return task;
+    if (state.pendingMessages && !this.deps.isPaused(groupJid)) return { kind: 'messages' };
+    return null;
+  }
+
+  /** Puts a group with work and no run, no retry pending and no place in line, into motion. */
+  private admitIfIdle(groupJid: string, state: GroupState): void {
+    if (state.run || state.retryTimer || state.waiting || state.blocked) return;
+    if (!this.nextWork(groupJid, state)) return;
+    if (this.runtimeDown) {
+      this.hold(groupJid, state);
+      return;
+    }
+    this.admit(groupJid);
   }
 
   /** Starts the group now if a slot is free, or puts it in line. */
@@ -203,6 +324,12 @@ export class GroupQueue {
     this.reclaimIdleSlot();
   }
 
+  private hold(groupJid: string, state: GroupState): void {
+    if (state.blocked) return;
+    state.blocked = true;
+    this.blocked.push(groupJid);
+  }
+
   /** A warm container sitting idle holds a slot another group is waiting for: let it go. */
   private reclaimIdleSlot(): void {
     for (const state of this.groups.values()) {
@@ -215,55 +342,111 @@ export class GroupQueue {
 
   private launch(groupJid: string): void {
     const state = this.stateOf(groupJid);
-    state.pending = false;
+    const work = this.nextWork(groupJid, state);
+    if (!work) {
+      this.drain();
+      return;
+    }
+    if (work.kind === 'task') state.tasks.shift();
+    else state.pendingMessages = false;
     let run: GroupRun | null;
     try {
-      run = this.deps.startRun(groupJid);
+      run = this.deps.startRun(groupJid, work);
     } catch (err) {
       this.log.error({ group: groupJid, err }, 'could not start a run');
       run = failedRun(err);
     }
     if (!run) {
-      this.drain();
+      // Nothing to do for this item; the group may have more.
+      if (this.nextWork(groupJid, state)) this.launch(groupJid);
+      else this.drain();
       return;
     }
     state.run = run;
+    state.runWork = work;
     this.active += 1;
     run.finished
-      .catch((err: unknown): RunOutcome => ({ ok: false, error: asError(err) }))
-      .then((outcome) => this.onRunFinished(groupJid, run, outcome));
+      .catch((err: unknown): RunOutcome => ({ ok: false, error: asError(err), failure: 'retry' }))
+      .then((outcome) => this.onRunFinished(groupJid, run, work, outcome))
+      .catch((err: unknown) =>
+        this.log.error({ group: groupJid, err }, 'queue bookkeeping failed'),
+      );
   }
 
-  private onRunFinished(groupJid: string, run: GroupRun, outcome: RunOutcome): void {
+  private onRunFinished(
+    groupJid: string,
+    run: GroupRun,
+    work: WorkItem,
+    outcome: RunOutcome,
+  ): void {
     const state = this.stateOf(groupJid);
-    if (state.run === run) state.run = null;
+    if (state.run === run) {
+      state.run = null;
+      state.runWork = null;
+    }
     this.active -= 1;
     if (this.stopping) return;
 
     if (outcome.ok) {
       state.failures = 0;
-      if (state.pending && !this.deps.isPaused(groupJid)) {
+      if (this.nextWork(groupJid, state)) {
         // Back of the line: other groups that waited while this one ran go first.
         state.waiting = true;
         this.waiting.push(groupJid);
       }
     } else {
-      this.onRunFailed(groupJid, state, outcome.error);
+      this.onRunFailed(groupJid, state, work, outcome.error, outcome.failure);
     }
     this.drain();
   }
 
-  private onRunFailed(groupJid: string, state: GroupState, error: Error): void {
+  private onRunFailed(
+    groupJid: string,
+    state: GroupState,
+    work: WorkItem,
+    error: Error,
+    failure: FailureKind,
+  ): void {
+    // The failed item goes back to the front of its kind, to be tried again.
+    const requeue = (): void => {
+      if (work.kind === 'task') state.tasks.unshift(work);
+      else state.pendingMessages = true;
+    };
+    switch (failure) {
+      case 'runtime-unavailable': {
+        this.log.warn(
+          { group: groupJid, err: error },
+          'container engine unreachable; the work waits for it',
+        );
+        requeue();
+        this.runtimeDown = true;
+        this.hold(groupJid, state);
+        this.safely(() => this.deps.onRuntimeUnavailable(error));
+        return;
+      }
+      case 'final': {
+        const attempts = state.failures + 1;
+        state.failures = 0;
+        this.log.error({ group: groupJid, err: error }, 'run failed in a way a retry cannot fix');
+        this.safely(() => this.deps.onGiveUp(groupJid, error, attempts, work));
+        return;
+      }
+      case 'retry':
+        break;
+      default: {
+        const unreachable: never = failure;
+        throw new Error(`unknown failure kind ${String(unreachable)}`);
+      }
+    }
     state.failures += 1;
     if (state.failures > this.retry.maxRetries) {
       const attempts = state.failures;
       state.failures = 0;
-      state.pending = false;
       this.log.error(
         { group: groupJid, attempts, err: error },
         'giving up after repeated failures',
       );
-      this.deps.onGiveUp(groupJid, error, attempts);
+      this.safely(() => this.deps.onGiveUp(groupJid, error, attempts, work));
       return;
     }
     const delay = this.retry.baseDelayMs * 2 ** (state.failures - 1);
@@ -271,12 +454,11 @@ export class GroupQueue {
       { group: groupJid, attempt: state.failures, delayMs: delay, err: error },
       'run failed; retrying',
     );
-    state.pending = true;
+    requeue();
     state.retryTimer = setTimeout(() => {
       state.retryTimer = null;
-      if (this.stopping || !state.pending || state.run || state.waiting) return;
-      if (this.deps.isPaused(groupJid)) return; // Resume picks it up.
-      this.admit(groupJid);
+      if (this.stopping) return;
+      this.admitIfIdle(groupJid, state); // A paused group's messages wait for resume.
     }, delay);
   }
 
@@ -286,16 +468,27 @@ export class GroupQueue {
       const groupJid = this.waiting.shift() as string;
       const state = this.stateOf(groupJid);
       state.waiting = false;
-      if (state.run || !state.pending) continue;
-      if (this.deps.isPaused(groupJid)) continue; // Stays pending; resume admits it.
+      if (state.run || !this.nextWork(groupJid, state)) continue; // Paused: resume admits it.
+      if (this.runtimeDown) {
+        this.hold(groupJid, state);
+        continue;
+      }
       this.launch(groupJid);
     }
   }
 
-  private dropFromWaiting(groupJid: string): void {
-    const index = this.waiting.indexOf(groupJid);
-    if (index !== -1) this.waiting.splice(index, 1);
-    this.stateOf(groupJid).waiting = false;
+  private dropFrom(line: string[], groupJid: string): void {
+    const index = line.indexOf(groupJid);
+    if (index !== -1) line.splice(index, 1);
+  }
+
+  /** Runs an orchestrator callback; its failure is logged, never lets the queue's state tear. */
+  private safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log.error({ err }, 'a queue callback threw');
+    }
   }
 }
 
@@ -310,6 +503,6 @@ function failedRun(err: unknown): GroupRun {
     offerMessages: () => false,
     requestStop: () => undefined,
     kill: async () => undefined,
-    finished: Promise.resolve({ ok: false, error: asError(err) }),
+    finished: Promise.resolve({ ok: false, error: asError(err), failure: 'retry' }),
   };
 }

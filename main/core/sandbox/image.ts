@@ -12,10 +12,8 @@ import { performance } from 'node:perf_hooks';
 import type Docker from 'dockerode';
 import { z } from 'zod';
 
+import { DEFAULTS } from '../config.js';
 import { dockerErrorFacts } from './docker.js';
-
-/** The image tag agents run from unless `CLAWBAR_IMAGE` says otherwise. */
-export const DEFAULT_AGENT_IMAGE = 'clawbar-agent:latest';
 
 /** The runner bundle the Dockerfile copies in; made by `npm run build`. */
 export const RUNNER_BUNDLE = 'dist/runner.mjs';
@@ -33,7 +31,7 @@ export interface BuildAgentImageOptions {
   docker: Docker;
   /** The build context: holds the Dockerfile and the runner bundle (see {@link contextFiles}). */
   contextDir: string;
-  /** The tag to give the image. @default DEFAULT_AGENT_IMAGE */
+  /** The tag to give the image. @default DEFAULTS.image (`clawbar-agent:latest`) */
   tag?: string;
   /**
    * Replaces the Dockerfile's `BASE_IMAGE` build argument. It must already be present locally
@@ -119,7 +117,7 @@ export function contextFiles(contextDir: string): string[] {
  */
 export async function buildAgentImage(opts: BuildAgentImageOptions): Promise<BuiltImage> {
   const { docker, contextDir, baseImage } = opts;
-  const tag = opts.tag ?? DEFAULT_AGENT_IMAGE;
+  const tag = opts.tag ?? DEFAULTS.image;
   const startedAt = performance.now();
   const src = contextFiles(contextDir);
 

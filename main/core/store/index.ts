@@ -29,11 +29,6 @@ export function openStore(file: string): Store {
   return storeOver(openDatabase(file));
 }
 
-/** A fresh in-memory store, for tests. */
-export function openMemoryStore(): Store {
-  return storeOver(openDatabase(':memory:'));
-}
-
 export * from './types.js';
 export { DatabaseFromTheFutureError, MigrationError } from './database.js';
-export type { TurnCommit } from './run-state.js';
+export type { FailedAttempt, TurnCommit } from './run-state.js';

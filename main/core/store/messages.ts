@@ -60,7 +60,6 @@ export function messageQueries(db: Db) {
       name = excluded.name,
       last_activity = MAX(COALESCE(chats.last_activity, 0), COALESCE(excluded.last_activity, 0))`);
   const getChat = db.prepare(`SELECT * FROM chats WHERE jid = ?`);
-  const listChats = db.prepare(`SELECT * FROM chats ORDER BY last_activity DESC NULLS LAST, jid`);
   const insert = db.prepare(`
     INSERT INTO messages (chat_jid, id, sender, sender_name, text, timestamp, from_me, from_bot, quoted_id, media_ref, turn_id)
     VALUES (@chatJid, @id, @sender, @senderName, @text, @timestamp, @fromMe, @fromBot, @quotedId, @mediaRef, @turnId)
@@ -79,9 +78,6 @@ export function messageQueries(db: Db) {
   const byTurn = db.prepare(
     `SELECT * FROM messages WHERE turn_id = ? AND from_bot = 1 ORDER BY seq`,
   );
-  const latestSeq = db.prepare(
-    `SELECT COALESCE(MAX(seq), 0) AS seq FROM messages WHERE chat_jid = ?`,
-  );
 
   return {
     upsertChat(chat: Chat): void {
@@ -90,9 +86,6 @@ export function messageQueries(db: Db) {
     getChat(jid: string): Chat | undefined {
       const row = getChat.get(jid) as ChatRow | undefined;
       return row && toChat(row);
-    },
-    listChats(): Chat[] {
-      return (listChats.all() as ChatRow[]).map(toChat);
     },
     /**
      * Stores a message once. A repeat of the same (chat, id) is ignored, which makes
@@ -139,9 +132,6 @@ export function messageQueries(db: Db) {
     /** What the assistant sent during one turn. */
     messagesOfTurn(turnId: string): StoredMessage[] {
       return (byTurn.all(turnId) as MessageRow[]).map(toMessage);
-    },
-    latestSeq(chatJid: string): number {
-      return (latestSeq.get(chatJid) as { seq: number }).seq;
     },
   };
 }

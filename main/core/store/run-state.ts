@@ -3,17 +3,20 @@
  * {@link runStateQueries.commitTurn} is the one place a turn's results become durable.
  */
 import type { Db } from './database.js';
-import type { OutboxItem, OutboxState, TokenUsage } from './types.js';
+import type { OutboxItem, OutboxKind, OutboxState, TokenUsage } from './types.js';
 
 interface OutboxRow {
   id: number;
   chat_jid: string;
   text: string;
   turn_id: string | null;
+  kind: OutboxKind;
   state: OutboxState;
   attempts: number;
   last_error: string | null;
+  next_attempt_at: number | null;
   created_at: number;
+  failed_at: number | null;
 }
 
 function toOutbox(row: OutboxRow): OutboxItem {
@@ -22,11 +25,24 @@ function toOutbox(row: OutboxRow): OutboxItem {
     chatJid: row.chat_jid,
     text: row.text,
     turnId: row.turn_id,
+    kind: row.kind,
     state: row.state,
     attempts: row.attempts,
     lastError: row.last_error,
+    nextAttemptAt: row.next_attempt_at,
     createdAt: row.created_at,
+    failedAt: row.failed_at,
   };
+}
+
+/** What {@link runStateQueries} `recordFailedAttempt` is told about one failed delivery. */
+export interface FailedAttempt {
+  error: string;
+  now: number;
+  /** When to try again; ignored when `giveUp`. */
+  nextAttemptAt: number;
+  /** True when this was the last attempt: the item is marked failed for good. */
+  giveUp: boolean;
 }
 
 export interface TurnCommit {
@@ -37,7 +53,10 @@ export interface TurnCommit {
   /** Replies to queue for delivery, already formatted. */
   replies: Array<{ chatJid: string; text: string }>;
   sessionRef: string | null;
+  /** Tokens the host itself recorded for the turn's model calls; never the container's figures. */
   usage: TokenUsage;
+  /** The usage day, `YYYY-MM-DD` in the configured time zone. */
+  day: string;
   now: number;
 }
 
@@ -51,15 +70,38 @@ export function runStateQueries(db: Db) {
     INSERT INTO sessions (group_jid, session_ref, updated_at) VALUES (@groupJid, @ref, @now)
     ON CONFLICT (group_jid) DO UPDATE SET session_ref = @ref, updated_at = @now`);
   const enqueue = db.prepare(`
-    INSERT INTO outbox (chat_jid, text, turn_id, state, created_at) VALUES (?, ?, ?, 'queued', ?)`);
+    INSERT INTO outbox (chat_jid, text, turn_id, kind, state, created_at)
+    VALUES (?, ?, ?, ?, 'queued', ?)`);
   const outboxById = db.prepare(`SELECT * FROM outbox WHERE id = ?`);
   const queued = db.prepare(`SELECT * FROM outbox WHERE state = 'queued' ORDER BY id`);
+  const chatsWithQueued = db.prepare(
+    `SELECT DISTINCT chat_jid FROM outbox WHERE state = 'queued' ORDER BY chat_jid`,
+  );
+  const headOfChat = db.prepare(
+    `SELECT * FROM outbox WHERE chat_jid = ? AND state = 'queued' ORDER BY id LIMIT 1`,
+  );
+  const undeliveredOfChat = db.prepare(
+    `SELECT * FROM outbox WHERE chat_jid = ? AND state <> 'sent' ORDER BY id`,
+  );
+  const outboxOfTurn = db.prepare(`SELECT * FROM outbox WHERE turn_id = ? ORDER BY id`);
+  const counts = db.prepare(`
+    SELECT COALESCE(SUM(state = 'queued'), 0) AS queued, COALESCE(SUM(state = 'failed'), 0) AS failed
+    FROM outbox`);
+  const recentFailed = db.prepare(
+    `SELECT * FROM outbox WHERE state = 'failed' ORDER BY id DESC LIMIT ?`,
+  );
   const markSent = db.prepare(`
-    UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ? WHERE id = ? AND state <> 'sent'`);
+    UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?, next_attempt_at = NULL
+    WHERE id = ? AND state <> 'sent'`);
   // Only a queued item can fail: a late failure report must not turn a sent reply into a failed one.
   const markAttempt = db.prepare(`
-    UPDATE outbox SET attempts = attempts + 1, last_error = ?,
-      state = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE state END
+    UPDATE outbox SET attempts = attempts + 1, last_error = @error,
+      next_attempt_at = CASE WHEN @giveUp THEN NULL ELSE @nextAttemptAt END,
+      state = CASE WHEN @giveUp THEN 'failed' ELSE state END,
+      failed_at = CASE WHEN @giveUp THEN @now ELSE failed_at END
+    WHERE id = @id AND state = 'queued'`);
+  const markUndeliverable = db.prepare(`
+    UPDATE outbox SET state = 'failed', last_error = ?, failed_at = ?, next_attempt_at = NULL
     WHERE id = ? AND state = 'queued'`);
   const insertBotMessage = db.prepare(`
     INSERT INTO messages (chat_jid, id, sender, sender_name, text, timestamp, from_me, from_bot, turn_id)
@@ -83,8 +125,15 @@ export function runStateQueries(db: Db) {
     text: string,
     turnId: string | null,
     now: number,
+    kind: OutboxKind = 'reply',
   ): OutboxItem =>
-    toOutbox(outboxById.get(enqueue.run(chatJid, text, turnId, now).lastInsertRowid) as OutboxRow);
+    toOutbox(
+      outboxById.get(enqueue.run(chatJid, text, turnId, kind, now).lastInsertRowid) as OutboxRow,
+    );
+  const outboxItem = (id: number): OutboxItem | undefined => {
+    const row = outboxById.get(id) as OutboxRow | undefined;
+    return row && toOutbox(row);
+  };
 
   return {
     cursorOf(groupJid: string): number {
@@ -98,8 +147,33 @@ export function runStateQueries(db: Db) {
     },
     /** Queues one outgoing message (e.g. from the agent's send_message tool). */
     enqueueOutbound,
+    outboxItem,
     queuedOutbox(): OutboxItem[] {
       return (queued.all() as OutboxRow[]).map(toOutbox);
+    },
+    /** Chats that have something waiting to be delivered. */
+    chatsWithQueuedOutbox(): string[] {
+      return (chatsWithQueued.all() as Array<{ chat_jid: string }>).map((r) => r.chat_jid);
+    },
+    /** The oldest queued item of a chat: the next one its delivery must send, to keep order. */
+    nextOutboxItem(chatJid: string): OutboxItem | undefined {
+      const row = headOfChat.get(chatJid) as OutboxRow | undefined;
+      return row && toOutbox(row);
+    },
+    /** A chat's items that are not delivered (queued or failed), oldest first. */
+    undeliveredOutbox(chatJid: string): OutboxItem[] {
+      return (undeliveredOfChat.all(chatJid) as OutboxRow[]).map(toOutbox);
+    },
+    /** Everything a turn put in the outbox, in order. */
+    outboxOfTurn(turnId: string): OutboxItem[] {
+      return (outboxOfTurn.all(turnId) as OutboxRow[]).map(toOutbox);
+    },
+    outboxCounts(): { queued: number; failed: number } {
+      return counts.get() as { queued: number; failed: number };
+    },
+    /** The most recent items that failed for good, newest first. */
+    failedOutbox(limit: number): OutboxItem[] {
+      return (recentFailed.all(limit) as OutboxRow[]).map(toOutbox);
     },
     /**
      * Makes a turn durable in one transaction: its replies enter the outbox, the cursor
@@ -112,13 +186,26 @@ export function runStateQueries(db: Db) {
       );
       advanceCursor.run({ groupJid: turn.groupJid, seq: turn.throughSeq });
       setSession.run({ groupJid: turn.groupJid, ref: turn.sessionRef, now: turn.now });
-      addUsage.run({
-        groupJid: turn.groupJid,
-        day: new Date(turn.now).toISOString().slice(0, 10),
-        ...turn.usage,
-      });
+      addUsage.run({ groupJid: turn.groupJid, day: turn.day, ...turn.usage });
       return items;
     }),
+    /**
+     * Closes a turn that can never succeed: the cursor moves past its messages and a notice
+     * for the chat enters the outbox, in one transaction. The messages stay in the history.
+     */
+    skipTurn: db.transaction(
+      (turn: {
+        groupJid: string;
+        throughSeq: number;
+        turnId: string;
+        notice: string;
+        now: number;
+      }): OutboxItem[] => {
+        const item = enqueueOutbound(turn.groupJid, turn.notice, turn.turnId, turn.now, 'notice');
+        advanceCursor.run({ groupJid: turn.groupJid, seq: turn.throughSeq });
+        return [item];
+      },
+    ),
     /**
      * Records a delivered outbox item as a message of the chat and marks it sent, in one
      * transaction, so the history shows each reply exactly once. Returns false, and records
@@ -143,9 +230,23 @@ export function runStateQueries(db: Db) {
         return true;
       },
     ),
-    /** Counts a failed delivery; after `maxAttempts` the item is marked failed and kept for inspection. */
-    markDeliveryFailed(id: number, error: string, maxAttempts: number): void {
-      markAttempt.run(error, maxAttempts, id);
+    /**
+     * Counts a failed delivery attempt and sets when to try again, or marks the item failed for
+     * good. Returns the item as it now is, or undefined when it was no longer queued.
+     */
+    recordFailedAttempt(id: number, attempt: FailedAttempt): OutboxItem | undefined {
+      const changed = markAttempt.run({
+        id,
+        error: attempt.error,
+        now: attempt.now,
+        nextAttemptAt: attempt.nextAttemptAt,
+        giveUp: attempt.giveUp ? 1 : 0,
+      }).changes;
+      return changed === 1 ? outboxItem(id) : undefined;
+    },
+    /** Fails an item without an attempt: no channel can ever carry it. */
+    markUndeliverable(id: number, error: string, now: number): OutboxItem | undefined {
+      return markUndeliverable.run(error, now, id).changes === 1 ? outboxItem(id) : undefined;
     },
     addUsage(groupJid: string, day: string, usage: TokenUsage): void {
       addUsage.run({ groupJid, day, ...usage });

@@ -57,15 +57,25 @@ export interface NewGroup {
 
 export type OutboxState = 'queued' | 'sent' | 'failed';
 
+/** A reply (from a turn or send_message), or Clawbar's own notice about another item. */
+export type OutboxKind = 'reply' | 'notice';
+
 export interface OutboxItem {
+  /** Stable across restarts: channels get it, so a resend after a crash can be made idempotent. */
   id: number;
   chatJid: string;
   text: string;
   turnId: string | null;
+  kind: OutboxKind;
   state: OutboxState;
+  /** Delivery attempts made (each call to a channel's `send`), across restarts. */
   attempts: number;
   lastError: string | null;
+  /** Not to be tried again before this time (backoff); null means at once. */
+  nextAttemptAt: number | null;
   createdAt: number;
+  /** When it was given up, for a failed item. */
+  failedAt: number | null;
 }
 
 export interface TokenUsage {

@@ -3,6 +3,7 @@
  * that has shipped. Each runs in its own transaction and sets `PRAGMA user_version`.
  */
 import { migration001 } from './001-initial.js';
+import { migration002 } from './002-outbox-worker.js';
 
 export interface Migration {
   /** Equals its position in {@link MIGRATIONS}, starting at 1. */
@@ -12,4 +13,4 @@ export interface Migration {
   up: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [migration001];
+export const MIGRATIONS: readonly Migration[] = [migration001, migration002];
