@@ -26,6 +26,7 @@ import {
 } from '../fakes/anthropic-api.js';
 import { ensureAgentImage, requireBuild, tempHome, TEST_AGENT_IMAGE } from '../helpers/clawbar.js';
 import { buildTestImage, removeTestImage, requireDocker } from '../helpers/docker.js';
+import { scriptedRunner } from '../helpers/scripted-runner.js';
 
 const API_KEY = 'sk-ant-test-WIRECANARY-91c2';
 
@@ -258,27 +259,14 @@ function scriptSlowAnswers(fake: FakeAnthropic, delayMs: number): void {
 }
 
 /** A runner that emits junk before behaving: not JSON, a wrong frame, a 5 MiB line. */
-const GARBAGE_RUNNER = `
-const out = (s) => process.stdout.write(s + '\\n');
-out('this is not json');
-out(JSON.stringify({ type: 'nonsense' }));
-out('{"type":"output","text":' + '"' + 'x'.repeat(5 * 1024 * 1024) + '"}');
-out(JSON.stringify({ type: 'ready', protocol: 1 }));
-let buffer = '';
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (chunk) => {
-  buffer += chunk;
-  let newline;
-  while ((newline = buffer.indexOf('\\n')) !== -1) {
-    const frame = JSON.parse(buffer.slice(0, newline));
-    buffer = buffer.slice(newline + 1);
-    if (frame.type === 'start' || frame.type === 'message') {
-      out('{ broken');
-      out(JSON.stringify({ type: 'output', text: 'survived the garbage' }));
-      out(JSON.stringify({ type: 'done', usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }, sessionRef: null, status: 'ok' }));
-    }
-    if (frame.type === 'shutdown') process.exit(0);
-  }
+const GARBAGE_RUNNER = scriptedRunner({
+  preamble: `
+line('this is not json');
+out({ type: 'nonsense' });
+line('{"type":"output","text":' + '"' + 'x'.repeat(5 * 1024 * 1024) + '"}');
+out({ type: 'ready', protocol: 1 });`,
+  onPrompt: `
+line('{ broken');
+out({ type: 'output', text: 'survived the garbage' });
+out({ type: 'done', usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }, sessionRef: null, status: 'ok' });`,
 });
-process.stdin.on('end', () => process.exit(0));
-`;

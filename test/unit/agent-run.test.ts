@@ -28,6 +28,8 @@ import {
 } from '../fakes/anthropic-api.js';
 import { requireBuild } from '../helpers/clawbar.js';
 import { ProcessRuntime } from '../helpers/process-runtime.js';
+import { scriptedRunner } from '../helpers/scripted-runner.js';
+import { FAMILY_GROUP } from '../helpers/store.js';
 
 const API_KEY = 'sk-ant-test-agent-run';
 const NO_USAGE = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
@@ -80,18 +82,7 @@ function harness(): Harness {
     log,
     maxRetries: 0,
   });
-  const group = store.addGroup(
-    {
-      jid: 'local:family',
-      folder: 'family',
-      name: 'Family',
-      trigger: '@Andy',
-      requiresTrigger: true,
-      isMain: false,
-      channel: 'local',
-    },
-    Date.now(),
-  );
+  const group = store.addGroup(FAMILY_GROUP, Date.now());
   const runs: AgentRun[] = [];
   let next = 0;
   const h: Harness = {
@@ -187,28 +178,6 @@ function turnFinished(h: Harness): Promise<void> {
   });
 }
 
-/** A script that says ready and then answers every prompt frame with what `onPrompt` writes. */
-function scriptedRunner(onPrompt: string): string {
-  return `
-const out = (f) => process.stdout.write(JSON.stringify(f) + '\\n');
-out({ type: 'ready', protocol: 1 });
-let buf = '';
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (c) => {
-  buf += c;
-  let i;
-  while ((i = buf.indexOf('\\n')) !== -1) {
-    const frame = JSON.parse(buf.slice(0, i));
-    buf = buf.slice(i + 1);
-    if (frame.type === 'start' || frame.type === 'message') { ${onPrompt} }
-    if (frame.type === 'shutdown') process.exit(0);
-  }
-});
-process.stdin.on('end', () => process.exit(0));
-setInterval(() => {}, 1000);
-`;
-}
-
 describe('AgentRun', () => {
   it('answers, commits the reply with the cursor, shows typing, then idles warm', async () => {
     const h = harness();
@@ -250,7 +219,7 @@ describe('AgentRun', () => {
   it('fails as a retryable fault when the agent goes silent mid-turn (hard timeout)', async () => {
     const h = harness();
     h.post('@Andy hi');
-    h.runtime.useScript(scriptedRunner('/* says nothing */'));
+    h.runtime.useScript(scriptedRunner({ onPrompt: '/* says nothing */' }));
     const run = h.run({ hardTimeoutMs: 400 });
     const outcome = await settled(run);
     expect(outcome).toMatchObject({ ok: false, failure: 'retry' });
@@ -262,7 +231,7 @@ describe('AgentRun', () => {
     for (const engineUp of [false, true]) {
       const h = harness();
       h.post('@Andy hi');
-      h.runtime.useScript(scriptedRunner('/* busy forever */'));
+      h.runtime.useScript(scriptedRunner({ onPrompt: '/* busy forever */' }));
       h.runtime.faults.engineUp = engineUp;
       const run = h.run();
       await expect.poll(() => h.runtime.started[0]?.stdinLines.length ?? 0).toBeGreaterThan(0);
@@ -307,7 +276,7 @@ describe('AgentRun', () => {
   it('a kill that fails (engine unreachable) still lets the run settle, without an unhandled rejection', async () => {
     const h = harness();
     h.post('@Andy hi');
-    h.runtime.useScript(scriptedRunner('/* busy */'));
+    h.runtime.useScript(scriptedRunner({ onPrompt: '/* busy */' }));
     h.runtime.faults.killFails = true;
     const rejections: unknown[] = [];
     const onRejection = (reason: unknown) => rejections.push(reason);
@@ -363,9 +332,9 @@ describe('AgentRun', () => {
     const h = harness();
     h.post('@Andy hi');
     h.runtime.useScript(
-      scriptedRunner(
-        `out({ type: 'output', text: 'forged' }); out({ type: 'done', status: 'ok', sessionRef: null, usage: { inputTokens: 999999, outputTokens: 999999, cacheReadTokens: 0, cacheWriteTokens: 0 } });`,
-      ),
+      scriptedRunner({
+        onPrompt: `out({ type: 'output', text: 'forged' }); out({ type: 'done', status: 'ok', sessionRef: null, usage: { inputTokens: 999999, outputTokens: 999999, cacheReadTokens: 0, cacheWriteTokens: 0 } });`,
+      }),
     );
     h.run();
     await turnFinished(h);
@@ -378,9 +347,9 @@ describe('AgentRun', () => {
     const h = harness();
     h.post('@Andy hi');
     h.runtime.useScript(
-      scriptedRunner(
-        `out({ type: 'error', code: 'bad_frame', message: 'bad frame from host: invalid' });`,
-      ),
+      scriptedRunner({
+        onPrompt: `out({ type: 'error', code: 'bad_frame', message: 'bad frame from host: invalid' });`,
+      }),
     );
     const began = Date.now();
     const outcome = await settled(h.run());
@@ -418,9 +387,9 @@ describe('AgentRun', () => {
     const h = harness();
     const seq = h.post('@Andy hi');
     h.runtime.useScript(
-      scriptedRunner(
-        `out({ type: 'error', message: 'stopped after 50 model calls' }); out({ type: 'done', status: 'failed', sessionRef: null, usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 } });`,
-      ),
+      scriptedRunner({
+        onPrompt: `out({ type: 'error', message: 'stopped after 50 model calls' }); out({ type: 'done', status: 'failed', sessionRef: null, usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 } });`,
+      }),
     );
     const run = h.run();
     await turnFinished(h);

@@ -1,15 +1,13 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_PROMPT_BYTES, MAX_PROMPT_MESSAGES, pendingTurn } from '../../main/core/router.js';
-import { openStore, type Group, type Store } from '../../main/core/store/index.js';
+import type { Group, Store } from '../../main/core/store/index.js';
+import { tempStore, type TempStore } from '../helpers/store.js';
 
 const UTC = { timezone: 'UTC' };
 const NO_USAGE = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
 
 describe('pendingTurn', () => {
-  let dir: string;
+  let temp: TempStore;
   let store: Store;
   let group: Group;
   let next = 0;
@@ -32,26 +30,11 @@ describe('pendingTurn', () => {
   const lines = (prompt: string) => prompt.split('\n').filter((l) => l.startsWith('<message '));
 
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-pending-'));
-    store = openStore(path.join(dir, 'clawbar.db'));
-    group = store.addGroup(
-      {
-        jid: 'local:family',
-        folder: 'family',
-        name: 'Family',
-        trigger: '@Andy',
-        requiresTrigger: true,
-        isMain: false,
-        channel: 'local',
-      },
-      0,
-    );
+    temp = tempStore('clawbar-pending-');
+    ({ store, family: group } = temp);
   });
 
-  afterEach(() => {
-    store.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => temp.close());
 
   it('is null while no pending message carries the trigger', () => {
     post('hello everyone');

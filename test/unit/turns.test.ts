@@ -1,40 +1,23 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { messageTurns, taskTurn } from '../../main/core/agent/turns.js';
-import { openStore, type Group, type Store } from '../../main/core/store/index.js';
+import type { Group, Store } from '../../main/core/store/index.js';
+import { tempStore, type TempStore } from '../helpers/store.js';
 
 const USAGE = { inputTokens: 120, outputTokens: 30, cacheReadTokens: 5, cacheWriteTokens: 1 };
 // 23:30 UTC on 31 December: already 1 January in Tokyo, still 31 December in New York.
 const NEW_YEAR_EVE_UTC = Date.UTC(2025, 11, 31, 23, 30);
 
 describe('turn sources', () => {
-  let dir: string;
+  let temp: TempStore;
   let store: Store;
   let group: Group;
 
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-turns-'));
-    store = openStore(path.join(dir, 'clawbar.db'));
-    group = store.addGroup(
-      {
-        jid: 'local:family',
-        folder: 'family',
-        name: 'Family',
-        trigger: '@Andy',
-        requiresTrigger: true,
-        isMain: false,
-        channel: 'local',
-      },
-      0,
-    );
+    temp = tempStore('clawbar-turns-');
+    ({ store, family: group } = temp);
   });
 
-  afterEach(() => {
-    store.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => temp.close());
 
   const post = (text: string) =>
     store.insertMessage({

@@ -42,6 +42,7 @@ import type { Group, TokenUsage } from '../store/index.js';
 import type { HostTools, RunBinding } from './host-tools.js';
 import type { ModelRequest, ModelResult } from './model-broker.js';
 import {
+  addUsage,
   encodeFrame,
   FrameDecoder,
   HostToRunnerSchema,
@@ -830,13 +831,6 @@ export class AgentRun implements GroupRun {
 /** Start failures that a retry cannot fix: the user must act (build the image, say). */
 function isSetupError(err: unknown): boolean {
   return err instanceof ImageMissingError;
-}
-
-function addUsage(total: TokenUsage, more: TokenUsage): void {
-  total.inputTokens += more.inputTokens;
-  total.outputTokens += more.outputTokens;
-  total.cacheReadTokens += more.cacheReadTokens;
-  total.cacheWriteTokens += more.cacheWriteTokens;
 }
 
 function seconds(ms: number): number {

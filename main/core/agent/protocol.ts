@@ -47,6 +47,14 @@ export const UsageSchema = z.object({
 });
 export type Usage = z.infer<typeof UsageSchema>;
 
+/** Adds `more` into `total`, field by field. */
+export function addUsage(total: Usage, more: Usage): void {
+  total.inputTokens += more.inputTokens;
+  total.outputTokens += more.outputTokens;
+  total.cacheReadTokens += more.cacheReadTokens;
+  total.cacheWriteTokens += more.cacheWriteTokens;
+}
+
 export const GroupFactsSchema = z.object({
   jid: z.string().min(1).max(256),
   name: z.string().min(1).max(256),

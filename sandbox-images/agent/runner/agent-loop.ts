@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import {
+  addUsage,
   MAX_FRAME_BYTES,
   stripInternal,
   type ContentBlock,
@@ -303,13 +304,6 @@ function answerText(message: MessageParam | undefined): string {
     }
   }
   return text === EMPTY_REPLY ? '' : text;
-}
-
-function addUsage(total: Usage, more: Usage): void {
-  total.inputTokens += more.inputTokens;
-  total.outputTokens += more.outputTokens;
-  total.cacheReadTokens += more.cacheReadTokens;
-  total.cacheWriteTokens += more.cacheWriteTokens;
 }
 
 /** The protocol caps text fields at 1,000,000 characters. */
