@@ -42,7 +42,7 @@ export async function serveCommand(opts: { json: boolean }): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
-      void (async () => {
+      (async () => {
         // The core first: waiting clients are answered ("shutting down") while the control
         // socket can still carry the answer, and runs get their grace period.
         await core.shutdown();

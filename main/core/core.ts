@@ -122,7 +122,7 @@ export class Core {
   private readonly now: () => number;
   private readonly dispatch: boolean;
   private readonly liveRuns = new Set<AgentRun>();
-  private readonly taskSources = new Map<string, TaskSourceFactory>();
+  private readonly taskSources = new Map<string, { groupJid: string; source: TaskSourceFactory }>();
   /** Aborted at shutdown: every `send --wait` still waiting is answered then. */
   private readonly stopping = new AbortController();
   private started = false;
@@ -281,6 +281,9 @@ export class Core {
   removeGroup(ref: string): Group {
     const group = this.groups.remove(ref);
     this.queue.remove(group.jid);
+    for (const [taskId, task] of this.taskSources) {
+      if (task.groupJid === group.jid) this.taskSources.delete(taskId);
+    }
     this.events.emit('group:changed', { groupJid: group.jid, change: 'removed' });
     return group;
   }
@@ -306,7 +309,7 @@ export class Core {
    */
   enqueueTask(groupJid: string, taskId: string, source: TaskSourceFactory): void {
     if (!this.deps.store.getGroup(groupJid)) throw new CoreInputError(`no group ${groupJid}`);
-    this.taskSources.set(taskId, source);
+    this.taskSources.set(taskId, { groupJid, source });
     if (this.dispatch) this.queue.enqueueTask(groupJid, taskId);
   }
 
@@ -478,9 +481,9 @@ export class Core {
         source = messageTurns({ store, groupJid, timezone: config.timezone });
         break;
       case 'task': {
-        const factory = this.taskSources.get(work.taskId);
+        const task = this.taskSources.get(work.taskId);
         this.taskSources.delete(work.taskId);
-        source = factory ? factory(group) : null;
+        source = task ? task.source(group) : null;
         break;
       }
       default: {

@@ -283,7 +283,7 @@ export class AgentRun implements GroupRun {
       case 'stop':
         this.timer = setTimeout(() => {
           this.log.warn('the container did not exit in time; the run ends without it');
-          void this.killContainer();
+          this.killSoon();
           this.end(this.failure);
         }, config.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
         return;
@@ -370,7 +370,7 @@ export class AgentRun implements GroupRun {
     if (this.state !== 'starting') {
       // Stopped (killed, timed out) while the start was under way: the container goes too.
       this.container = container;
-      void this.killContainer();
+      this.killSoon();
       return;
     }
     this.container = container;
@@ -442,7 +442,7 @@ export class AgentRun implements GroupRun {
         );
         const kind: FailureKind = health.ok ? 'retry' : 'runtime-unavailable';
         // Removed if the engine still answers; otherwise orphan cleanup takes it on its return.
-        void this.killContainer();
+        this.killSoon();
         this.end(this.failure ?? { error, kind });
       })
       .catch((fault: unknown) => this.log.error({ err: fault }, 'could not settle a lost run'));
@@ -458,7 +458,7 @@ export class AgentRun implements GroupRun {
     if (failure) this.log.warn({ err: failure.error, kind: failure.kind }, 'run failed');
     else this.log.info({ turns: this.turnCount }, 'run finished');
     // A container that is still up after a failure must not linger.
-    if (failure) void this.killContainer();
+    if (failure) this.killSoon();
     this.settle(
       failure ? { ok: false, error: failure.error, failure: failure.kind } : { ok: true },
     );
@@ -479,7 +479,7 @@ export class AgentRun implements GroupRun {
     this.failure ??= { error, kind };
     this.abort.abort(error);
     if (this.state !== 'stopping') this.to('stopping');
-    if (this.container) void this.killContainer();
+    if (this.container) this.killSoon();
     // Still starting: the start's own rejection (its signal just aborted) ends the run.
   }
 
@@ -493,6 +493,11 @@ export class AgentRun implements GroupRun {
     }
     this.send({ type: 'shutdown' });
     this.container.stdin.end();
+  }
+
+  /** Kills the container without waiting for the engine's answer. */
+  private killSoon(): void {
+    this.killContainer().catch((err: unknown) => this.log.error({ err }, 'kill failed'));
   }
 
   /** Kills the container; a failure (engine gone) is logged, never thrown. */

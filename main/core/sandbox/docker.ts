@@ -234,14 +234,8 @@ export class DockerRuntime implements ContainerRuntime {
       // Once the start is given up, that is the outcome, whatever the aborted request said.
       const gaveUp = signal.aborted;
       const failure: unknown = gaveUp ? signal.reason : startError(stage, spec, facts, err);
-      void attaching?.then(
-        (socket) => socket.destroy(),
-        () => undefined,
-      );
-      void waiting?.then(
-        (w) => w.cancel(),
-        () => undefined,
-      );
+      attaching?.then((socket) => socket.destroy()).catch(() => undefined);
+      waiting?.then((w) => w.cancel()).catch(() => undefined);
       // Undo whatever exists: a container that never started is not auto-removed. The removal
       // has its own deadline and never holds up the rejection when the engine is in trouble.
       let removal: Promise<void> | undefined;
@@ -251,7 +245,7 @@ export class DockerRuntime implements ContainerRuntime {
         this.removeLateCreate(creating, createDeadline, spec.name, log);
       } else if (creating && mayHaveReachedEngine(err)) {
         // The create request broke without an answer: the engine may have made the container.
-        void this.removeQuietly(this.docker.getContainer(spec.name), log);
+        this.removeInBackground(this.docker.getContainer(spec.name), log);
       }
       // When the engine answered "no" it is healthy: wait for the removal (within the start's
       // deadline), so a failed start leaves nothing behind the moment it rejects.
@@ -321,6 +315,13 @@ export class DockerRuntime implements ContainerRuntime {
   /**
    * Force-removes a container, with a deadline; never rejects (the orphan sweep is the backstop).
    */
+  /** {@link removeQuietly} without waiting for it; never rejects, never throws. */
+  private removeInBackground(container: Docker.Container, log: Logger): void {
+    this.removeQuietly(container, log).catch((err: unknown) =>
+      log.warn({ err }, 'container clean-up failed'),
+    );
+  }
+
   private async removeQuietly(container: Docker.Container, log: Logger): Promise<void> {
     try {
       await withDeadline(CLEANUP_TIMEOUT_MS, (abortSignal) =>
@@ -353,13 +354,13 @@ export class DockerRuntime implements ContainerRuntime {
       (container) => {
         clearTimeout(timer);
         log.debug({ id: container.id }, 'create answered after the start gave up; removing');
-        void this.removeQuietly(container, log);
+        this.removeInBackground(container, log);
       },
       (err: unknown) => {
         clearTimeout(timer);
         // An answer ("no such image", a name conflict) means nothing was made, or not by us.
         if (!mayHaveReachedEngine(err)) return;
-        void this.removeQuietly(this.docker.getContainer(name), log);
+        this.removeInBackground(this.docker.getContainer(name), log);
       },
     );
   }

@@ -16,10 +16,8 @@ export function globToRegExp(pattern: string): RegExp {
   return new RegExp(`^${globSource(pattern)}$`);
 }
 
-/** Whether a string contains any glob syntax, i.e. is not a literal path. */
-export function hasGlobSyntax(text: string): boolean {
-  return /[*?{]/.test(text);
-}
+/** Any glob syntax: a segment without it is a literal folder name. */
+const GLOB_SYNTAX = /[*?{]/;
 
 /**
  * Splits a glob into the leading folders that are plain names and the rest, so a walk can
@@ -29,7 +27,7 @@ export function hasGlobSyntax(text: string): boolean {
 export function splitLiteralPrefix(pattern: string): { prefix: string; rest: string } {
   const segments = pattern.split('/');
   let literal = 0;
-  while (literal < segments.length - 1 && !hasGlobSyntax(segments[literal] ?? '')) literal++;
+  while (literal < segments.length - 1 && !GLOB_SYNTAX.test(segments[literal] ?? '')) literal++;
   return { prefix: segments.slice(0, literal).join('/'), rest: segments.slice(literal).join('/') };
 }
 
