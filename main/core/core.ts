@@ -541,10 +541,11 @@ export class Core {
     const group = this.deps.store.getGroup(groupJid);
     if (!group) return;
     const tries = attempts > 1 ? ` (${attempts} attempts)` : '';
+    const reason = error.message.replace(/[\s.]+$/, '');
     const text =
       work.kind === 'task'
-        ? `A scheduled task could not run${tries}: ${error.message}`
-        : `Sorry, I could not answer${tries}: ${error.message}. ` +
+        ? `A scheduled task could not run${tries}: ${reason}.`
+        : `Sorry, I could not answer${tries}: ${reason}. ` +
           'Your messages are kept; I will try again when the next one arrives.';
     this.deps.store.enqueueOutbound(group.jid, text, null, this.now(), 'notice');
     this.outbox.notify();
