@@ -23,7 +23,7 @@ import {
   type RetryPolicy,
   type WorkItem,
 } from './queue/group-queue.js';
-import { formatOutbound, isTriggerMessage, pendingTurn } from './router.js';
+import { formatOutbound, hasPendingTrigger, isTriggerMessage } from './router.js';
 import { RuntimeHealth } from './sandbox/health.js';
 import {
   RuntimeUnavailableError,
@@ -298,7 +298,8 @@ export class Core {
   resumeGroup(ref: string): Group {
     const group = this.groups.setPaused(ref, false);
     // What waited while paused goes to the agent as one batch: one turn answers it all.
-    if (this.dispatch && this.hasPendingTurn(group)) this.queue.enqueueMessage(group.jid);
+    if (this.dispatch && hasPendingTrigger(this.deps.store, group))
+      this.queue.enqueueMessage(group.jid);
     this.events.emit('group:changed', { groupJid: group.jid, change: 'resumed' });
     return group;
   }
@@ -466,10 +467,6 @@ export class Core {
     };
   }
 
-  private hasPendingTurn(group: Group): boolean {
-    return pendingTurn(this.deps.store, group, { timezone: this.deps.config.timezone }) !== null;
-  }
-
   private startRun(groupJid: string, work: WorkItem): AgentRun | null {
     const { store, config } = this.deps;
     const group = store.getGroup(groupJid);
@@ -477,7 +474,7 @@ export class Core {
     let source: TurnSource | null;
     switch (work.kind) {
       case 'messages':
-        if (group.paused || !this.hasPendingTurn(group)) return null;
+        if (group.paused || !hasPendingTrigger(this.deps.store, group)) return null;
         source = messageTurns({ store, groupJid, timezone: config.timezone });
         break;
       case 'task': {
@@ -573,7 +570,7 @@ export class Core {
   private recoverPending(): void {
     if (!this.dispatch) return;
     for (const group of this.deps.store.listGroups()) {
-      if (!group.paused && this.hasPendingTurn(group)) {
+      if (!group.paused && hasPendingTrigger(this.deps.store, group)) {
         this.log.info({ group: group.folder }, 're-queueing unanswered messages');
         this.queue.enqueueMessage(group.jid);
       }

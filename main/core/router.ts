@@ -84,6 +84,20 @@ export interface PendingTurn {
 }
 
 /**
+ * Whether anything since the group's cursor would wake its agent: a cheap yes or no for the
+ * queue, which stops at the first trigger and formats nothing.
+ */
+export function hasPendingTrigger(store: PendingTurnStore, group: Group): boolean {
+  let after = store.cursorOf(group.jid);
+  for (;;) {
+    const page = store.messagesSince(group.jid, after, PAGE);
+    if (page.some((m) => isTriggerMessage(group, m))) return true;
+    if (page.length < PAGE) return false;
+    after = (page.at(-1) as StoredMessage).seq;
+  }
+}
+
+/**
  * What a new turn for `group` would answer: every message since the cursor, or null when
  * none of them is a trigger (they stay stored and ride along with the next triggered turn).
  * Pages through the whole backlog, so a trigger behind a long quiet stretch is still seen.

@@ -1,5 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MAX_PROMPT_BYTES, MAX_PROMPT_MESSAGES, pendingTurn } from '../../main/core/router.js';
+import {
+  hasPendingTrigger,
+  MAX_PROMPT_BYTES,
+  MAX_PROMPT_MESSAGES,
+  pendingTurn,
+} from '../../main/core/router.js';
 import type { Group, Store } from '../../main/core/store/index.js';
 import { tempStore, type TempStore } from '../helpers/store.js';
 
@@ -40,6 +45,22 @@ describe('pendingTurn', () => {
     post('hello everyone');
     post('@Andy hi', { fromBot: true });
     expect(pendingTurn(store, group, UTC)).toBeNull();
+    expect(hasPendingTrigger(store, group)).toBe(false);
+  });
+
+  it('hasPendingTrigger sees a trigger behind more than a page of chatter, and none before the cursor', () => {
+    for (let i = 0; i < 1_234; i++) post(`chatter ${i}`);
+    expect(hasPendingTrigger(store, group)).toBe(false);
+    const trigger = post('@Andy anyone?');
+    expect(hasPendingTrigger(store, group)).toBe(true);
+    store.skipTurn({
+      groupJid: group.jid,
+      throughSeq: trigger.seq,
+      turnId: 't',
+      notice: 'n',
+      now: 1,
+    });
+    expect(hasPendingTrigger(store, group)).toBe(false);
   });
 
   it("answers everything since the cursor, without the assistant's own messages", () => {
