@@ -25,12 +25,7 @@ import {
 } from './queue/group-queue.js';
 import { formatOutbound, hasPendingTrigger, isTriggerMessage } from './router.js';
 import { RuntimeHealth } from './sandbox/health.js';
-import {
-  RuntimeUnavailableError,
-  type ContainerRuntime,
-  type ImageState,
-  type RuntimeState,
-} from './sandbox/runtime.js';
+import { type ContainerRuntime, type ImageState, type RuntimeState } from './sandbox/runtime.js';
 import type { Group, OutboxItem, Store, StoredMessage } from './store/index.js';
 
 export { CoreInputError };
@@ -165,11 +160,7 @@ export class Core {
       startRun: (jid, work) => this.startRun(jid, work),
       isPaused: (jid) => deps.store.getGroup(jid)?.paused ?? true,
       onGiveUp: (jid, error, attempts, work) => this.onGiveUp(jid, error, attempts, work),
-      onRuntimeUnavailable: (error) =>
-        this.health.reportDown(
-          error.message,
-          error instanceof RuntimeUnavailableError ? error.fix : runtimeFix(error),
-        ),
+      onRuntimeUnavailable: () => this.health.reportDown(),
       log: deps.log,
       ...(deps.retry ? { retry: deps.retry } : {}),
     });
@@ -199,7 +190,7 @@ export class Core {
         'container runtime unavailable; work waits for it',
       );
       this.queue.runtimeLost();
-      this.health.reportDown(runtime.reason, runtime.fix);
+      this.health.reportDown();
     }
     for (const channel of this.deps.channels) {
       try {
@@ -576,12 +567,6 @@ export class Core {
       }
     }
   }
-}
-
-function runtimeFix(error: Error): string {
-  return (error.cause as { fix?: unknown } | undefined)?.fix === undefined
-    ? 'start the container engine (Docker Desktop on macOS; `sudo systemctl start docker` on Linux)'
-    : String((error.cause as { fix: unknown }).fix);
 }
 
 function validSender(from: string): string {

@@ -119,7 +119,7 @@ describe('Core work items', () => {
     const reply = await waiting;
     expect(reply.replies.map((m) => m.text)).toEqual(['Back online.']);
     expect(runtime.startCalls).toBe(1);
-    expect(states).toEqual([true]);
+    expect(states).toEqual([false, true]); // announced down once, then back
   });
 
   it('a task for a removed group is dropped with it', async () => {

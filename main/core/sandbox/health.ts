@@ -1,9 +1,10 @@
 /**
  * Watches for the container engine to come back after a run found it unreachable.
  *
- * It does nothing while the engine is up: there is no periodic check. When told the engine is
- * down, it asks the runtime again after 1 s, 2 s, 4 s… (capped), and on the first good answer
- * reports it once and goes quiet again.
+ * It does nothing while the engine is up: there is no periodic check. When told the engine may
+ * be down, it asks the runtime at once, then again after 1 s, 2 s, 4 s… (capped), and on the
+ * first good answer reports it once and goes quiet again. The runtime's own answer says why
+ * it is down and how to fix it.
  */
 import type { Logger } from '../logger.js';
 import type { ContainerRuntime, RuntimeState } from './runtime.js';
@@ -22,9 +23,10 @@ export interface RuntimeHealthDeps {
 }
 
 export class RuntimeHealth {
-  private down: Extract<RuntimeState, { ok: false }> | null = null;
+  private down = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private attempt = 0;
+  private probing = false;
   private stopped = false;
   private readonly log: Logger;
 
@@ -32,20 +34,11 @@ export class RuntimeHealth {
     this.log = deps.log.child({ mod: 'runtime-health' });
   }
 
-  /** The last known outage, or null while the engine is thought to be up. */
-  get outage(): Extract<RuntimeState, { ok: false }> | null {
-    return this.down;
-  }
-
-  /** A run (or a check) found the engine unreachable: start watching for its return. */
-  reportDown(reason: string, fix: string): void {
-    if (this.stopped) return;
-    if (!this.down) {
-      this.down = { ok: false, reason, fix };
-      this.log.warn({ reason, fix }, 'container engine unreachable; waiting for it');
-      this.deps.onDown?.(this.down);
-    }
-    if (!this.timer) this.schedule();
+  /** A run (or a check) found the engine unreachable: watch for its return. */
+  reportDown(): void {
+    if (this.stopped || this.timer || this.probing) return;
+    this.attempt = 0;
+    this.schedule(0);
   }
 
   stop(): void {
@@ -54,35 +47,41 @@ export class RuntimeHealth {
     this.timer = null;
   }
 
-  private schedule(): void {
+  private schedule(delay?: number): void {
     const base = this.deps.baseDelayMs ?? 1_000;
     const max = this.deps.maxDelayMs ?? 30_000;
-    const delay = Math.min(base * 2 ** this.attempt, max);
-    this.attempt += 1;
+    const wait = delay ?? Math.min(base * 2 ** this.attempt++, max);
     this.timer = setTimeout(() => {
-      this.probe().catch((err: unknown) => {
-        this.log.error({ err }, 'engine health probe failed');
-        this.timer = null;
-        if (!this.stopped) this.schedule();
-      });
-    }, delay);
+      this.timer = null;
+      this.probing = true;
+      this.probe()
+        .catch((err: unknown) => {
+          this.log.error({ err }, 'engine health probe failed');
+          if (!this.stopped) this.schedule();
+        })
+        .finally(() => (this.probing = false));
+    }, wait);
     // The watch must not keep a process alive that is otherwise done.
     this.timer.unref();
   }
 
   private async probe(): Promise<void> {
     const state = await this.deps.runtime.check();
-    this.timer = null;
     if (this.stopped) return;
     if (!state.ok) {
-      this.down = state;
-      this.log.debug({ reason: state.reason }, 'container engine still unreachable');
+      if (!this.down) {
+        this.down = true;
+        this.log.warn(
+          { reason: state.reason, fix: state.fix },
+          'container engine unreachable; waiting for it',
+        );
+        this.deps.onDown?.(state);
+      }
       this.schedule();
       return;
     }
-    this.log.info({ version: state.version }, 'container engine answers again');
-    this.down = null;
-    this.attempt = 0;
+    if (this.down) this.log.info({ version: state.version }, 'container engine answers again');
+    this.down = false;
     await this.deps.onRestored();
   }
 }
