@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import { ModelBroker } from '../main/core/agent/model-broker.js';
 import { loadConfig } from '../main/core/config.js';
-import { LocalChannel } from '../main/core/channels/local.js';
+import { localChannelFor } from '../main/core/channels/local.js';
 import { Core } from '../main/core/core.js';
 import { silentLogger } from '../main/core/logger.js';
 import { DockerRuntime } from '../main/core/sandbox/docker.js';
@@ -51,7 +51,7 @@ export async function latencyBench(
   const log = silentLogger();
   const runtime = new DockerRuntime({ log, scope: scopeForHome(home) });
   const broker = new ModelBroker({ apiKey: API_KEY, baseURL: fake.url, model: config.model, log });
-  const local = new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name });
+  const local = localChannelFor(store);
   const core = new Core({ config, store, runtime, broker, log, channels: [local] });
   try {
     await core.start();

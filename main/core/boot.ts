@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { ModelBroker } from './agent/model-broker.js';
 import { loadConfig, resolveHome, type ClawbarConfig } from './config.js';
-import { LocalChannel } from './channels/local.js';
+import { localChannelFor } from './channels/local.js';
 import { Core } from './core.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime } from './sandbox/docker.js';
@@ -60,7 +60,7 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
       model: config.model,
       log,
     });
-    const local = new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name });
+    const local = localChannelFor(store);
     const core = new Core({
       config,
       store,

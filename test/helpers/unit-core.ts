@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ModelCaller } from '../../main/core/agent/agent-run.js';
 import { loadConfig } from '../../main/core/config.js';
-import { LocalChannel } from '../../main/core/channels/local.js';
+import { localChannelFor } from '../../main/core/channels/local.js';
 import { Core } from '../../main/core/core.js';
 import { silentLogger } from '../../main/core/logger.js';
 import type { RetryPolicy } from '../../main/core/queue/group-queue.js';
@@ -61,7 +61,7 @@ export async function startUnitCore(
     runtime: opts.runtime ?? unavailableRuntime,
     broker: throwingBroker,
     log,
-    channels: [new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name })],
+    channels: [localChannelFor(store)],
     ...(opts.retry ? { retry: opts.retry } : {}),
   });
   await core.start();

@@ -18,7 +18,7 @@ import {
 } from '../../main/core/control/handlers.js';
 import { MAX_REQUEST_BYTES } from '../../main/core/control/protocol.js';
 import { ControlServer, ServeAlreadyRunningError } from '../../main/core/control/server.js';
-import { LocalChannel } from '../../main/core/channels/local.js';
+import { localChannelFor } from '../../main/core/channels/local.js';
 import { Core, type CoreStatus } from '../../main/core/core.js';
 import { silentLogger } from '../../main/core/logger.js';
 import type { ContainerRuntime, ContainerSpec } from '../../main/core/sandbox/runtime.js';
@@ -78,7 +78,7 @@ function makeCore(store: Store, runtime: ContainerRuntime, dispatch = true): Cor
     runtime,
     broker: unusedBroker,
     log: silentLogger(),
-    channels: [new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name })],
+    channels: [localChannelFor(store)],
     dispatch,
     retry: { baseDelayMs: 60_000, maxRetries: 5 },
   });

@@ -7,7 +7,7 @@ import Docker from 'dockerode';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ModelBroker } from '../../main/core/agent/model-broker.js';
 import { loadConfig, type ClawbarConfig } from '../../main/core/config.js';
-import { LocalChannel } from '../../main/core/channels/local.js';
+import { localChannelFor } from '../../main/core/channels/local.js';
 import { Core } from '../../main/core/core.js';
 import { silentLogger } from '../../main/core/logger.js';
 import { DockerRuntime } from '../../main/core/sandbox/docker.js';
@@ -80,7 +80,7 @@ function harness(
     runtime,
     broker,
     log,
-    channels: [new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name })],
+    channels: [localChannelFor(store)],
     retry: { baseDelayMs: 200, maxRetries: 1 },
   });
   const h: Harness = {

@@ -12,7 +12,7 @@ import { AgentRun, type AgentRunConfig } from '../../main/core/agent/agent-run.j
 import { HostTools } from '../../main/core/agent/host-tools.js';
 import { ModelBroker } from '../../main/core/agent/model-broker.js';
 import { messageTurns, taskTurn, type TurnSource } from '../../main/core/agent/turns.js';
-import { LocalChannel } from '../../main/core/channels/local.js';
+import { localChannelFor } from '../../main/core/channels/local.js';
 import { loadConfig } from '../../main/core/config.js';
 import { CoreEventBus } from '../../main/core/events.js';
 import { silentLogger } from '../../main/core/logger.js';
@@ -67,7 +67,7 @@ function harness(): Harness {
   const log = silentLogger();
   const runtime = new ProcessRuntime();
   const events = new CoreEventBus();
-  const local = new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name });
+  const local = localChannelFor(store);
   const outbox = new OutboxWorker({ store, channels: [local], assistantName: 'Andy', log });
   void local.connect({
     onMessage: () => undefined,

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ModelBroker } from '../../main/core/agent/model-broker.js';
 import { taskTurn } from '../../main/core/agent/turns.js';
-import { LocalChannel } from '../../main/core/channels/local.js';
+import { localChannelFor } from '../../main/core/channels/local.js';
 import { loadConfig } from '../../main/core/config.js';
 import { Core } from '../../main/core/core.js';
 import { silentLogger } from '../../main/core/logger.js';
@@ -47,7 +47,7 @@ function makeCore(runtime: ProcessRuntime, maxConcurrency = 3): { core: Core; st
     runtime,
     broker: new ModelBroker({ apiKey: API_KEY, baseURL: fake.url, model: config.model, log }),
     log,
-    channels: [new LocalChannel({ chatName: (jid) => store.getGroup(jid)?.name })],
+    channels: [localChannelFor(store)],
     retry: { baseDelayMs: 50, maxRetries: 1 },
     runtimeRecheckMs: 50,
   });
@@ -122,7 +122,7 @@ describe('Core work items', () => {
     expect(states).toEqual([false, true]); // announced down once, then back
   });
 
-  it('a task for a removed group is dropped with it', async () => {
+  it('a task queued for a group that is removed before its turn never runs', async () => {
     const runtime = new ProcessRuntime();
     const { core, store } = makeCore(runtime, 1);
     await core.start();

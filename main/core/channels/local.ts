@@ -27,6 +27,17 @@ export interface LocalChannelDeps {
   chatName(jid: string): string | undefined;
 }
 
+/** A local chat whose chats are named after the groups in `store`. */
+export function localChannelFor(
+  store: { getGroup(jid: string): { name: string } | undefined },
+  now?: () => number,
+): LocalChannel {
+  return new LocalChannel({
+    chatName: (jid) => store.getGroup(jid)?.name,
+    ...(now ? { now } : {}),
+  });
+}
+
 export class LocalChannel implements Channel {
   readonly name = 'local' as const;
   private current: ChannelState = { state: 'closed', reason: 'not connected', retrying: false };
