@@ -4,6 +4,7 @@
  */
 import { migration001 } from './001-initial.js';
 import { migration002 } from './002-outbox-worker.js';
+import { migration003 } from './003-host-transcript.js';
 
 export interface Migration {
   /** Equals its position in {@link MIGRATIONS}, starting at 1. */
@@ -13,4 +14,4 @@ export interface Migration {
   up: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [migration001, migration002];
+export const MIGRATIONS: readonly Migration[] = [migration001, migration002, migration003];
