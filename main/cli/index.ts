@@ -14,7 +14,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { withControl } from './control.js';
 import { CliError, type Output, output } from './output.js';
-import type { GroupView, MessageView } from '../core/control/handlers.js';
+import type { GroupStopView, GroupView, MessageView } from '../core/control/handlers.js';
 import type { CoreStatus } from '../core/core.js';
 
 const HELP = `clawbar: a private Claude assistant, each chat's agent in its own container
@@ -26,6 +26,7 @@ Usage: clawbar <command> [options]   (every command takes --json)
   groups list
   groups add --name N [--jid J] [--main] [--trigger T] [--no-trigger]
   groups remove|pause|resume G      G is a group's name, folder or jid
+  groups stop G                     end the group's busy run now, without retry
   send --group G [--from NAME] [--wait] TEXT
   messages --group G [--limit N]
   image build [--base IMAGE]        build the agent image, with progress
@@ -72,7 +73,8 @@ function positiveInt(raw: string | undefined, name: string): number | undefined 
 }
 
 function groupLine(g: GroupView): string {
-  const flags = [g.main ? 'main' : null, g.paused ? 'paused' : null].filter(Boolean).join(', ');
+  const paused = g.pausedReason ? `paused: ${g.pausedReason}` : 'paused';
+  const flags = [g.main ? 'main' : null, g.paused ? paused : null].filter(Boolean).join(', ');
   const trigger = g.trigger ?? 'every message';
   return `${g.name.padEnd(20)} ${g.folder.padEnd(20)} ${g.channel.padEnd(9)} ${trigger}${flags ? `  (${flags})` : ''}`;
 }
@@ -152,8 +154,31 @@ async function groups(args: string[], out: Output): Promise<void> {
       out.print(group, () => `${verb} group ${group.name}${note}`);
       return;
     }
+    case 'stop': {
+      // Unlike pause, which lets a busy run finish: the run ends now and is not retried.
+      const { values, positionals } = parse(
+        rest,
+        {},
+        { min: 1, max: 1, usage: 'clawbar groups stop G' },
+      );
+      out.json = Boolean(values.json);
+      const result = (await withControl((c) =>
+        c.request('groups.stop', { group: positionals[0] as string }),
+      )) as GroupStopView;
+      const name = result.group.name;
+      out.print(result, () =>
+        result.stopped
+          ? `Stopped the run of ${name}; its messages stay stored.`
+          : result.cancelledRetry
+            ? `${name} had no run; its retry is cancelled and its messages stay stored.`
+            : `${name} has no run to stop.`,
+      );
+      return;
+    }
     default:
-      throw new CliError('usage: clawbar groups list | add | remove G | pause G | resume G');
+      throw new CliError(
+        'usage: clawbar groups list | add | remove G | pause G | resume G | stop G',
+      );
   }
 }
 
@@ -274,6 +299,9 @@ async function status(args: string[], out: Output): Promise<void> {
         `${held} waiting for the container engine, cap ${s.queue.maxConcurrency}`,
       `containers: ${running}`,
       `outbox:     ${s.outbox.queued} to deliver, ${s.outbox.failed} failed`,
+      `disk:       ${s.disk.summary}` +
+        (s.disk.waiting.length > 0 ? `; ${s.disk.waiting.length} group(s) waiting for it` : ''),
+      ...s.disk.overBudget.map((g) => `            ${g.name} is paused: its ${g.reason}`),
       ...failures,
     ].join('\n');
   });

@@ -1,8 +1,24 @@
-/** `clawbar serve`: the core in the foreground until SIGTERM or SIGINT. */
+/**
+ * `clawbar serve`: the core in the foreground until SIGTERM or SIGINT.
+ *
+ * Stopping is bounded: runs get their grace period, and if the whole shutdown (or something
+ * that keeps the process alive after it) takes longer than {@link SHUTDOWN_DEADLINE_MS}, the
+ * process exits anyway. A second signal exits at once. Before this, serve on a full disk
+ * ignored SIGTERM for good (issue 6).
+ */
 import { bootCore } from '../core/boot.js';
 import { controlHandlers } from '../core/control/handlers.js';
 import { ControlServer } from '../core/control/server.js';
 import { installProcessGuards } from '../core/process-guards.js';
+
+/** Grace for runs to finish at shutdown; then their containers are killed. */
+const RUN_GRACE_MS = 10_000;
+
+/**
+ * How long a stop may take in all, from the signal to the exit: the runs' grace, the outbox's
+ * and channels' close, the database's, with room to spare. Past it the process exits (code 1).
+ */
+export const SHUTDOWN_DEADLINE_MS = 30_000;
 
 export async function serveCommand(opts: { json: boolean }): Promise<number> {
   const booted = bootCore();
@@ -38,23 +54,46 @@ export async function serveCommand(opts: { json: boolean }): Promise<number> {
 
   return new Promise((resolve) => {
     let stopping = false;
+    /** The exit code, once the orderly shutdown has finished. */
+    let finished: number | null = null;
     const stop = (signal: NodeJS.Signals) => {
-      if (stopping) return;
+      if (stopping) {
+        // Still listening after the orderly part, so a late signal is never swallowed.
+        log.warn({ signal }, 'second signal: exiting now, without waiting for the shutdown');
+        process.exit(finished ?? 1);
+      }
       stopping = true;
       log.info({ signal }, 'shutting down');
+      // The deadline holds whatever hangs: a run, the engine, a write to a full disk, or a
+      // handle that keeps the process alive after the orderly part is done. Unref'd, it never
+      // delays an exit that happens on its own.
+      const deadline = setTimeout(() => {
+        log.error(
+          { deadlineMs: SHUTDOWN_DEADLINE_MS, finished: finished !== null },
+          finished === null
+            ? 'shutdown did not finish in time; exiting now'
+            : 'something kept the process alive after shutdown; exiting now',
+        );
+        process.exit(finished ?? 1);
+      }, SHUTDOWN_DEADLINE_MS);
+      deadline.unref();
+      const done = (code: number): void => {
+        finished = code;
+        resolve(code);
+      };
       (async () => {
         // The core first: waiting clients are answered ("shutting down") while the control
         // socket can still carry the answer, and runs get their grace period.
-        await core.shutdown();
+        await core.shutdown(RUN_GRACE_MS);
         await control.close();
         await booted.close(0);
-        resolve(0);
+        done(0);
       })().catch((err: unknown) => {
         log.error({ err }, 'unclean shutdown');
-        resolve(1);
+        done(1);
       });
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
   });
 }

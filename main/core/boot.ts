@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { ModelBroker } from './agent/model-broker.js';
-import { loadConfig, resolveHome, type ClawbarConfig } from './config.js';
+import { ensurePrivateHome, loadConfig, resolveHome, type ClawbarConfig } from './config.js';
 import { localChannelFor } from './channels/local.js';
 import { Core } from './core.js';
 import { createLogger, type Logger } from './logger.js';
@@ -49,10 +49,18 @@ export function createRuntime(config: ClawbarConfig, log: Logger): ContainerRunt
 export function bootCore(opts: BootOptions = {}): BootedCore {
   const env = opts.env ?? process.env;
   const home = resolveHome(env);
+  // Before anything is written there: the database, logs and socket live in it (0700).
+  const tightened = ensurePrivateHome(home);
   const store = openStore(path.join(home, 'clawbar.db'));
   try {
     const config = loadConfig(env, (key) => store.getSetting(key));
     const log = opts.log ?? createLogger({ logDir: config.logsDir });
+    for (const { dir, was } of tightened) {
+      log.warn(
+        { dir, was: was.toString(8) },
+        'data directory was open to other users; made it 0700',
+      );
+    }
     const runtime = createRuntime(config, log);
     const broker = new ModelBroker({
       apiKey: config.apiKey ?? '',

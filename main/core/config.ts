@@ -9,13 +9,15 @@ import path from 'node:path';
 export type RuntimeKind = 'docker' | 'apple';
 
 export interface ClawbarConfig {
-  /** Data directory: database, groups/, sessions/, logs/, control socket. */
+  /**
+   * Data directory: database, groups/, logs/, control socket. (A `sessions/` folder left by an
+   * older version is no longer used and is left alone: the transcript lives in the database.)
+   */
   home: string;
   dbPath: string;
   groupsDir: string;
   /** Global memory, `groups/global`: every agent reads it; only main may write it. */
   globalDir: string;
-  sessionsDir: string;
   logsDir: string;
   socketPath: string;
   /** Held by the host only; never passed to a container. */
@@ -40,6 +42,18 @@ export interface ClawbarConfig {
   hardTimeoutMs: number;
   /** IANA time zone for schedules and prompts. @default the system's */
   timezone: string;
+  /**
+   * Disk a group may use (its folder; for main, global memory too), in bytes allocated. Past
+   * it the group is paused and its chat told.
+   * @default 2147483648 (2 GiB; CLAWBAR_GROUP_MAX_BYTES)
+   */
+  groupMaxBytes: number;
+  /**
+   * Free space the data directory must keep for runs to start, in bytes available to this
+   * user. Below it, work waits until space is back. @default 536870912 (512 MiB;
+   * CLAWBAR_MIN_FREE_BYTES)
+   */
+  minFreeBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -57,6 +71,8 @@ export const DEFAULTS = {
   assistantName: 'Andy',
   idleTimeoutMs: 5 * 60_000,
   hardTimeoutMs: 15 * 60_000,
+  groupMaxBytes: 2 * 1024 ** 3,
+  minFreeBytes: 512 * 1024 ** 2,
 };
 
 /** The control socket's file name in the data directory (`clawbar serve` listens there). */
@@ -97,6 +113,47 @@ export function resolveHome(env: NodeJS.ProcessEnv = process.env): string {
   } catch {
     return home;
   }
+}
+
+/** Owner-only: the data directory holds the database, logs and control socket. */
+export const PRIVATE_DIR_MODE = 0o700;
+
+/** A directory {@link ensurePrivateHome} found too open and closed, for a log line. */
+export interface TightenedDir {
+  dir: string;
+  /** Its mode before, e.g. 0o755. */
+  was: number;
+}
+
+/**
+ * Creates the data directory and its `logs/` as 0700, or makes existing ones 0700: another
+ * user on the machine must not read the database, the logs or reach the control socket. The
+ * mode is set with `chmod` after `mkdir`, so the umask cannot change it. Returns the directories
+ * that were looser than 0700, so the caller can say so in the log once it has one.
+ *
+ * @throws {ConfigError} when a path is not a directory, or its mode cannot be changed
+ */
+export function ensurePrivateHome(home: string): TightenedDir[] {
+  const tightened: TightenedDir[] = [];
+  for (const dir of [home, path.join(home, 'logs')]) {
+    fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    // lstat: `logs` is ours to fix, never a link's target (the home itself was realpath'd).
+    const stat = dir === home ? fs.statSync(dir) : fs.lstatSync(dir);
+    if (!stat.isDirectory()) {
+      throw new ConfigError(`${dir} is not a directory; move it away so Clawbar can create it`);
+    }
+    const mode = stat.mode & 0o777;
+    if (mode === PRIVATE_DIR_MODE) continue;
+    try {
+      fs.chmodSync(dir, PRIVATE_DIR_MODE);
+    } catch (err) {
+      throw new ConfigError(
+        `cannot make ${dir} private (mode ${mode.toString(8)}, wanted 700): ${(err as Error).message}; run chmod 700 ${dir} as its owner`,
+      );
+    }
+    if (mode & 0o077) tightened.push({ dir, was: mode });
+  }
+  return tightened;
 }
 
 function integer(name: string, raw: string, min: number, max: number): number {
@@ -152,6 +209,8 @@ export function loadConfig(
 
   const maxConcurrency = pick('CLAWBAR_MAX_CONCURRENCY', 'maxConcurrency');
   const idleTimeout = pick('CLAWBAR_IDLE_TIMEOUT_MS', 'idleTimeoutMs');
+  const groupMaxBytes = pick('CLAWBAR_GROUP_MAX_BYTES', 'groupMaxBytes');
+  const minFreeBytes = pick('CLAWBAR_MIN_FREE_BYTES', 'minFreeBytes');
   const timezone = pick('TZ', 'timezone') ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: timezone });
@@ -164,7 +223,6 @@ export function loadConfig(
     dbPath: path.join(home, 'clawbar.db'),
     groupsDir: path.join(home, 'groups'),
     globalDir: path.join(home, 'groups', 'global'),
-    sessionsDir: path.join(home, 'sessions'),
     logsDir: path.join(home, 'logs'),
     socketPath: socketPathIn(home),
     apiKey: pick('ANTHROPIC_API_KEY', 'anthropicApiKey'),
@@ -182,5 +240,12 @@ export function loadConfig(
       : DEFAULTS.idleTimeoutMs,
     hardTimeoutMs: DEFAULTS.hardTimeoutMs,
     timezone,
+    // At least 1 MiB: a smaller budget would pause a group for its memory file alone.
+    groupMaxBytes: groupMaxBytes
+      ? integer('CLAWBAR_GROUP_MAX_BYTES', groupMaxBytes, 1024 ** 2, Number.MAX_SAFE_INTEGER)
+      : DEFAULTS.groupMaxBytes,
+    minFreeBytes: minFreeBytes
+      ? integer('CLAWBAR_MIN_FREE_BYTES', minFreeBytes, 0, Number.MAX_SAFE_INTEGER)
+      : DEFAULTS.minFreeBytes,
   };
 }

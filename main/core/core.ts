@@ -7,24 +7,30 @@
  * It never imports Electron: the tray app and `clawbar serve` both host it.
  */
 import { AgentRun, type ModelCaller } from './agent/agent-run.js';
+import type { MeteredModelCaller } from './agent/model-broker.js';
 import { HostTools } from './agent/host-tools.js';
+import type { RunLimits } from './agent/run-limits.js';
 import { messageTurns, type TurnSource } from './agent/turns.js';
 import type { Channel, ChannelHooks, ChannelState, InboundMessage } from './channels/channel.js';
 import { LocalChannel } from './channels/local.js';
 import type { ClawbarConfig } from './config.js';
 import { CoreInputError } from './errors.js';
+import { DiskGuard, type DiskGuardOptions, type DiskStatus } from './disk.js';
 import { CoreEventBus } from './events.js';
 import { GroupAdmin, type AddGroupInput } from './group-admin.js';
 import type { Logger } from './logger.js';
 import { OutboxWorker, type OutboxPolicy } from './outbox.js';
 import {
   GroupQueue,
+  type GroupRun,
   type QueueSnapshot,
   type RetryPolicy,
   type WorkItem,
 } from './queue/group-queue.js';
 import { formatOutbound, hasPendingTrigger, isTriggerMessage } from './router.js';
+import { dayInZone } from './time.js';
 import { RuntimeHealth } from './sandbox/health.js';
+import { registerSecret } from './redact.js';
 import { type ContainerRuntime, type ImageState, type RuntimeState } from './sandbox/runtime.js';
 import type { Group, OutboxItem, Store, StoredMessage } from './store/index.js';
 
@@ -34,7 +40,11 @@ export interface CoreDeps {
   config: ClawbarConfig;
   store: Store;
   runtime: ContainerRuntime;
-  broker: ModelCaller;
+  /**
+   * Makes the agents' model calls. The core hands each run a view of it that records every
+   * call's usage for the run's group and day, from the API's own answers.
+   */
+  broker: MeteredModelCaller;
   log: Logger;
   /**
    * The channels Clawbar talks through. The local chat (the CLI's and the tray's) is one of
@@ -49,8 +59,12 @@ export interface CoreDeps {
   outboxPolicy?: Partial<OutboxPolicy>;
   /** How long a run may take from the start call to the runner's `ready`. @default 60000 */
   readyTimeoutMs?: number;
+  /** Amounts each run, turn and group may use (agent-run, host tools). @default DEFAULT_RUN_LIMITS */
+  runLimits?: Partial<RunLimits>;
   /** Engine health checks while it is down: first delay, doubling up to 30 s. @default 1000 */
   runtimeRecheckMs?: number;
+  /** The disk guard's probes and pacing (tests); its limits come from `config`. */
+  disk?: DiskGuardOptions;
   /**
    * False when the CLI uses the core without `serve`: messages are stored and routed, but no
    * agent runs; the next `serve` picks them up. @default true
@@ -69,6 +83,8 @@ export interface CoreStatus {
   queue: QueueSnapshot;
   groups: number;
   keyConfigured: boolean;
+  /** Free space in the data directory, and groups held or paused for disk. */
+  disk: DiskStatus;
   channels: ChannelStatus[];
   outbox: {
     queued: number;
@@ -94,6 +110,15 @@ export interface TurnReply {
   undelivered: OutboxItem[];
 }
 
+/** What {@link Core.stopGroup} did. */
+export interface GroupStop {
+  group: Group;
+  /** A run was under way and was killed. */
+  stopped: boolean;
+  /** A failed run was waiting to be retried; it will not be. */
+  cancelledRetry: boolean;
+}
+
 /** A wait for a reply ended without one: shutdown, a gone client, give-up or timeout. */
 export class ReplyWaitError extends CoreInputError {
   constructor(message: string) {
@@ -111,18 +136,24 @@ export class Core {
   readonly groups: GroupAdmin;
   readonly queue: GroupQueue;
   readonly outbox: OutboxWorker;
+  /** Group folder budgets and the free-space floor, checked before runs (issue 6). */
+  readonly disk: DiskGuard;
   private readonly hostTools: HostTools;
   private readonly health: RuntimeHealth;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly dispatch: boolean;
   private readonly liveRuns = new Set<AgentRun>();
+  /** Runs ended by {@link Core.stopGroup}: their open turn is not the messages' fault. */
+  private readonly stoppedRuns = new WeakSet<GroupRun>();
   private readonly taskSources = new Map<string, { groupJid: string; source: TaskSourceFactory }>();
   /** Aborted at shutdown: every `send --wait` still waiting is answered then. */
   private readonly stopping = new AbortController();
   private started = false;
 
   constructor(private readonly deps: CoreDeps) {
+    // Before anything logs: an error that echoes the key must find it already registered.
+    registerSecret(deps.config.apiKey);
     this.log = deps.log.child({ mod: 'core' });
     this.events = new CoreEventBus((event, err) =>
       this.log.error({ event, err }, 'an event listener threw; the event went on'),
@@ -130,7 +161,12 @@ export class Core {
     this.now = deps.now ?? Date.now;
     this.dispatch = deps.dispatch ?? true;
     this.local = deps.channels.find((c): c is LocalChannel => c instanceof LocalChannel) ?? null;
-    this.groups = new GroupAdmin({ store: deps.store, config: deps.config, now: this.now });
+    this.groups = new GroupAdmin({
+      store: deps.store,
+      config: deps.config,
+      now: this.now,
+      log: this.log,
+    });
     this.outbox = new OutboxWorker({
       store: deps.store,
       channels: deps.channels,
@@ -146,6 +182,7 @@ export class Core {
       formatOutbound,
       now: this.now,
       log: deps.log,
+      ...(deps.runLimits ? { limits: deps.runLimits } : {}),
     });
     this.health = new RuntimeHealth({
       runtime: deps.runtime,
@@ -159,10 +196,22 @@ export class Core {
       maxConcurrency: deps.config.maxConcurrency,
       startRun: (jid, work) => this.startRun(jid, work),
       isPaused: (jid) => deps.store.getGroup(jid)?.paused ?? true,
-      onGiveUp: (jid, error, attempts, work) => this.onGiveUp(jid, error, attempts, work),
+      onGiveUp: (jid, error, attempts, work, details) =>
+        this.onGiveUp(jid, error, attempts, work, details?.notified === true),
       onRuntimeUnavailable: () => this.health.reportDown(),
       log: deps.log,
       ...(deps.retry ? { retry: deps.retry } : {}),
+    });
+    this.disk = new DiskGuard({
+      ...deps.disk,
+      config: deps.config,
+      events: this.events,
+      log: deps.log,
+      getGroup: (jid) => deps.store.getGroup(jid),
+      listGroups: () => deps.store.listGroups(),
+      onOverBudget: (group, notice) => this.pauseForDisk(group, notice),
+      onRelease: (jid, work) => this.requeueHeld(jid, work),
+      onDiscard: (jid, work) => this.dropHeld(jid, work),
     });
   }
 
@@ -200,6 +249,8 @@ export class Core {
         this.log.error({ channel: channel.name, err }, 'channel failed to connect');
       }
     }
+    // Folders are measured in the background; a run waits only for its own group's answer.
+    if (this.dispatch) this.disk.start();
     this.recoverPending();
   }
 
@@ -210,6 +261,7 @@ export class Core {
   async shutdown(graceMs = 10_000): Promise<void> {
     this.stopping.abort();
     this.health.stop();
+    this.disk.stop();
     await this.queue.shutdown(graceMs);
     await this.outbox.stop(Math.min(graceMs, 5_000));
     for (const channel of this.deps.channels) {
@@ -286,6 +338,18 @@ export class Core {
     return group;
   }
 
+  /**
+   * Ends the group's run now, without retry (DESIGN.md §5 "Stop"); a retry waiting for its
+   * timer is cancelled too. Its messages stay stored, and the next one that arrives triggers a
+   * run that answers them all. (Pause, by contrast, lets a busy run finish.)
+   */
+  stopGroup(ref: string): GroupStop {
+    const group = this.groups.resolve(ref);
+    const { run, cancelledRetry } = this.queue.stop(group.jid);
+    if (run) this.stoppedRuns.add(run);
+    return { group, stopped: run !== null, cancelledRetry };
+  }
+
   resumeGroup(ref: string): Group {
     const group = this.groups.setPaused(ref, false);
     // What waited while paused goes to the agent as one batch: one turn answers it all.
@@ -331,6 +395,7 @@ export class Core {
       queue: this.queue.snapshot(),
       groups: store.listGroups().length,
       keyConfigured: Boolean(this.deps.config.apiKey),
+      disk: this.disk.status(),
       channels: this.deps.channels.map((c) => ({ name: c.name, state: c.state })),
       outbox: {
         ...counts,
@@ -462,11 +527,26 @@ export class Core {
     const { store, config } = this.deps;
     const group = store.getGroup(groupJid);
     if (!group) return null;
+    if (work.kind === 'messages' && group.paused) return null;
+    // Too little free space, or a folder over its budget (or not measured since its last
+    // run): the guard holds the work, spending no retry, and hands it back to requeueHeld.
+    if (!this.disk.admit(group, work)) return null;
     let source: TurnSource | null;
     switch (work.kind) {
       case 'messages':
         if (group.paused || !hasPendingTrigger(this.deps.store, group)) return null;
-        source = messageTurns({ store, groupJid, timezone: config.timezone });
+        source = messageTurns({
+          store,
+          groupJid,
+          timezone: config.timezone,
+          now: this.now,
+          log: this.deps.log,
+          // Messages given up at planning: told like a turn a run closed (see AgentRun.closeTurn).
+          onGaveUp: (turnId, throughSeq) => {
+            this.outbox.notify();
+            this.events.emit('turn:finished', { groupJid, turnId, throughSeq });
+          },
+        });
         break;
       case 'task': {
         const task = this.taskSources.get(work.taskId);
@@ -483,7 +563,7 @@ export class Core {
     const run = new AgentRun(
       {
         runtime: this.deps.runtime,
-        broker: this.deps.broker,
+        broker: this.meteredBroker(groupJid),
         hostTools: this.hostTools,
         outbox: this.outbox,
         events: this.events,
@@ -491,13 +571,13 @@ export class Core {
           home: config.home,
           groupsDir: config.groupsDir,
           globalDir: config.globalDir,
-          sessionsDir: config.sessionsDir,
           image: config.image,
           assistantName: config.assistantName,
           timezone: config.timezone,
           idleTimeoutMs: config.idleTimeoutMs,
           hardTimeoutMs: config.hardTimeoutMs,
           ...(this.deps.readyTimeoutMs ? { readyTimeoutMs: this.deps.readyTimeoutMs } : {}),
+          ...(this.deps.runLimits ? { limits: this.deps.runLimits } : {}),
         },
         isPaused: (jid) => store.getGroup(jid)?.paused ?? true,
         setTyping: (chatJid, typing) => this.setTyping(chatJid, typing),
@@ -510,9 +590,33 @@ export class Core {
     );
     this.liveRuns.add(run);
     run.finished
+      // The source keeps the error of a turn left open, or takes back the attempt (turns.ts).
+      .then((outcome) =>
+        source.runEnded?.({ outcome, stopped: this.stoppedRuns.has(run), now: this.now() }),
+      )
       .finally(() => this.liveRuns.delete(run))
       .catch((err: unknown) => this.log.error({ err }, 'run bookkeeping failed'));
     return run;
+  }
+
+  /**
+   * The broker as one group's run sees it: every call's usage is recorded for the group and
+   * the day, as the API reported it, whether or not the turn then succeeds. The container's own
+   * figures (its `done` frame) are never recorded.
+   */
+  private meteredBroker(groupJid: string): ModelCaller {
+    return {
+      complete: (req, opts) =>
+        this.deps.broker.complete(req, {
+          ...opts,
+          recordUsage: (usage) =>
+            this.deps.store.addUsage(
+              groupJid,
+              dayInZone(this.now(), this.deps.config.timezone),
+              usage,
+            ),
+        }),
+    };
   }
 
   private setTyping(chatJid: string, typing: boolean): void {
@@ -523,9 +627,20 @@ export class Core {
       .catch((err: unknown) => this.log.debug({ err, chatJid }, 'typing indicator failed'));
   }
 
-  /** The queue stopped trying: tell the chat (and, through the event, the tray). */
-  private onGiveUp(groupJid: string, error: Error, attempts: number, work: WorkItem): void {
+  /**
+   * The queue stopped trying: tell the chat (and, through the event, the tray). A run that
+   * already closed its turn with a notice (stopped at a limit) has told the chat; it is not
+   * told twice.
+   */
+  private onGiveUp(
+    groupJid: string,
+    error: Error,
+    attempts: number,
+    work: WorkItem,
+    chatNotified: boolean,
+  ): void {
     this.events.emit('run:gave-up', { groupJid, error: error.message, attempts });
+    if (chatNotified) return;
     const group = this.deps.store.getGroup(groupJid);
     if (!group) return;
     const tries = attempts > 1 ? ` (${attempts} attempts)` : '';
@@ -537,6 +652,36 @@ export class Core {
           'Your messages are kept; I will try again when the next one arrives.';
     this.deps.store.enqueueOutbound(group.jid, text, null, this.now(), 'notice');
     this.outbox.notify();
+  }
+
+  /** The group's folders are over their budget: pause it, as `groups pause` does, and say why. */
+  private pauseForDisk(group: Group, notice: string): void {
+    this.pauseGroup(group.jid);
+    this.deps.store.enqueueOutbound(group.jid, notice, null, this.now(), 'notice');
+    this.outbox.notify();
+  }
+
+  /** Work the disk guard held may go: back to the queue, as if it had just arrived. */
+  private requeueHeld(groupJid: string, work: readonly WorkItem[]): void {
+    const group = this.deps.store.getGroup(groupJid);
+    if (!group || !this.dispatch || this.stopping.signal.aborted) return;
+    for (const item of work) {
+      if (item.kind === 'task') this.queue.enqueueTask(groupJid, item.taskId);
+      else if (!group.paused && hasPendingTrigger(this.deps.store, group))
+        this.queue.enqueueMessage(groupJid);
+    }
+  }
+
+  /** Held work of a group paused over its budget: messages wait for resume, tasks are skipped. */
+  private dropHeld(groupJid: string, work: readonly WorkItem[]): void {
+    for (const item of work) {
+      if (item.kind !== 'task') continue;
+      this.taskSources.delete(item.taskId);
+      this.log.info(
+        { group: groupJid, task: item.taskId },
+        'scheduled task skipped: the group is paused over its disk budget',
+      );
+    }
   }
 
   /** The engine answers again: clear what it lost, then let the held work go. */

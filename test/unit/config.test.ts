@@ -45,13 +45,12 @@ describe('defaults', () => {
     expect(config.timezone).toBe(Intl.DateTimeFormat().resolvedOptions().timeZone);
   });
 
-  it('puts the database, groups, global memory, sessions, logs and socket under CLAWBAR_HOME', () => {
+  it('puts the database, groups, global memory, logs and socket under CLAWBAR_HOME', () => {
     const config = configWith({});
     expect(config.home).toBe(tmp);
     expect(config.dbPath).toBe(path.join(tmp, 'clawbar.db'));
     expect(config.groupsDir).toBe(path.join(tmp, 'groups'));
     expect(config.globalDir).toBe(path.join(tmp, 'groups', 'global'));
-    expect(config.sessionsDir).toBe(path.join(tmp, 'sessions'));
     expect(config.logsDir).toBe(path.join(tmp, 'logs'));
     expect(config.socketPath).toBe(path.join(tmp, 'clawbar.sock'));
   });

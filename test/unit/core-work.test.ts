@@ -75,7 +75,7 @@ describe('Core work items', () => {
         store,
         group: g,
         prompt: 'Morning briefing, please.',
-        sessionRef: null,
+        history: null,
         timezone: 'UTC',
       }),
     );
@@ -135,7 +135,7 @@ describe('Core work items', () => {
     let built = 0;
     core.enqueueTask(gone.jid, 't1', (g) => {
       built += 1;
-      return taskTurn({ store, group: g, prompt: 'x', sessionRef: null, timezone: 'UTC' });
+      return taskTurn({ store, group: g, prompt: 'x', history: null, timezone: 'UTC' });
     });
     expect(core.queue.snapshot().waiting).toEqual([gone.jid]);
     core.removeGroup(gone.jid);

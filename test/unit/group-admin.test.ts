@@ -34,6 +34,17 @@ describe('GroupAdmin', () => {
     expect(fs.existsSync(path.join(home, 'groups', 'family-2', 'private.txt'))).toBe(false);
   });
 
+  it('makes no sessions folder, and leaves the one an older version made alone', () => {
+    // The transcript lives in the database now; nothing mounts or reads <home>/sessions.
+    expect(fs.existsSync(path.join(home, 'sessions'))).toBe(false);
+    const old = path.join(home, 'sessions', 'family', 'transcript.json');
+    fs.mkdirSync(path.dirname(old), { recursive: true });
+    fs.writeFileSync(old, '[]');
+    admin.ensureLayout();
+    admin.add({ name: 'Family' });
+    expect(fs.readFileSync(old, 'utf8')).toBe('[]');
+  });
+
   it('never gives a group the global memory folder', () => {
     expect(admin.add({ name: 'Global' }).folder).not.toBe('global');
   });

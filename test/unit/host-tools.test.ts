@@ -303,3 +303,107 @@ describe('internal reasoning', () => {
     expect(outboxRows()).toEqual([]);
   });
 });
+
+describe('send_message rate limits', () => {
+  /** Host tools on a clock the test moves, with the default limits unless overridden. */
+  function limitedTools(limits: { maxSendsPerTurn?: number; maxSendsPerMinute?: number } = {}) {
+    const clock = { now: NOW };
+    const limited = new HostTools({
+      store,
+      outbox,
+      formatOutbound,
+      now: () => clock.now,
+      log: silentLogger(),
+      sendConfirmMs: 300,
+      limits,
+    });
+    return { limited, clock };
+  }
+
+  it('allows 5 messages in one turn and refuses the 6th with an error the model can read, queueing nothing', async () => {
+    const { limited } = limitedTools();
+    for (let i = 1; i <= 5; i++) {
+      expect(await limited.call(familyRun, 'send_message', { text: `update ${i}` })).toEqual({
+        ok: true,
+        result: 'sent',
+      });
+    }
+    const refused = await limited.call(familyRun, 'send_message', { text: 'update 6' });
+    expect(refused.ok).toBe(false);
+    expect(refused.result).toMatch(/^rate limited: at most 5 messages per turn/);
+    expect(outboxRows().map((r) => r.text)).toEqual([
+      'update 1',
+      'update 2',
+      'update 3',
+      'update 4',
+      'update 5',
+    ]);
+    expect(channel.sent).toHaveLength(5);
+  });
+
+  it('a new turn gets its own allowance', async () => {
+    const { limited } = limitedTools({ maxSendsPerTurn: 2 });
+    const first = binding(FAMILY, 'family', false, 'turn-1');
+    const second = binding(FAMILY, 'family', false, 'turn-2');
+    expect((await limited.call(first, 'send_message', { text: 'a' })).ok).toBe(true);
+    expect((await limited.call(first, 'send_message', { text: 'b' })).ok).toBe(true);
+    expect((await limited.call(first, 'send_message', { text: 'c' })).ok).toBe(false);
+    expect((await limited.call(second, 'send_message', { text: 'd' })).ok).toBe(true);
+    expect(outboxRows().map((r) => [r.turn_id, r.text])).toEqual([
+      ['turn-1', 'a'],
+      ['turn-1', 'b'],
+      ['turn-2', 'd'],
+    ]);
+  });
+
+  it('allows 10 messages a minute per group across turns, refuses the 11th, and allows more once the minute has passed', async () => {
+    const { limited, clock } = limitedTools();
+    for (let i = 0; i < 10; i++) {
+      // A new turn every second message, so the per-turn limit is never the one that bites.
+      const run = binding(FAMILY, 'family', false, `turn-${Math.floor(i / 2)}`);
+      expect((await limited.call(run, 'send_message', { text: `m${i}` })).ok).toBe(true);
+      clock.now += 1_000;
+    }
+    const later = binding(FAMILY, 'family', false, 'turn-later');
+    const refused = await limited.call(later, 'send_message', { text: 'm10' });
+    expect(refused).toEqual({
+      ok: false,
+      result: expect.stringMatching(/^rate limited: at most 10 messages a minute/),
+    });
+    // Another group has its own allowance.
+    const work = binding(WORK, 'work', false);
+    expect((await limited.call(work, 'send_message', { text: 'from work' })).ok).toBe(true);
+    // The first send was at NOW; a minute later it no longer counts, the second still does.
+    clock.now = NOW + 60_000;
+    expect((await limited.call(later, 'send_message', { text: 'm11' })).ok).toBe(true);
+    expect((await limited.call(later, 'send_message', { text: 'm12' })).ok).toBe(false);
+    expect(outboxRows().filter((r) => r.chat_jid === FAMILY)).toHaveLength(11);
+  });
+
+  it('calls that arrive together cannot all slip under the limit before any of them counts', async () => {
+    const { limited } = limitedTools({ maxSendsPerTurn: 3 });
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        limited.call(familyRun, 'send_message', { text: `burst ${i}` }),
+      ),
+    );
+    expect(answers.filter((a) => a.ok)).toHaveLength(3);
+    expect(outboxRows()).toHaveLength(3);
+  });
+
+  it('a refused or unauthorized call does not use up the allowance', async () => {
+    const { limited } = limitedTools({ maxSendsPerTurn: 1 });
+    expect((await limited.call(familyRun, 'send_message', { text: 'x', chatJid: WORK })).ok).toBe(
+      false,
+    );
+    expect(
+      (await limited.call(familyRun, 'send_message', { text: '<internal>n</internal>' })).ok,
+    ).toBe(false);
+    expect((await limited.call(familyRun, 'send_message', { text: 'real' })).ok).toBe(true);
+  });
+
+  it('refuses limits that are not positive whole numbers', () => {
+    expect(() => limitedTools({ maxSendsPerTurn: 0 })).toThrow(/maxSendsPerTurn/);
+    expect(() => limitedTools({ maxSendsPerMinute: 1.5 })).toThrow(/maxSendsPerMinute/);
+  });
+});

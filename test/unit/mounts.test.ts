@@ -27,11 +27,9 @@ describe('groupMounts', () => {
       home,
       groupDir: path.join(home, 'groups', 'family'),
       globalDir: path.join(home, 'groups', 'global'),
-      sessionDir: path.join(home, 'sessions', 'family'),
       isMain: false,
     };
-    for (const dir of [input.groupDir, input.globalDir, input.sessionDir])
-      fs.mkdirSync(dir, { recursive: true });
+    for (const dir of [input.groupDir, input.globalDir]) fs.mkdirSync(dir, { recursive: true });
   });
 
   afterEach(() => {
@@ -48,12 +46,13 @@ describe('groupMounts', () => {
     throw new Error('expected a MountPolicyError');
   }
 
-  it('mounts the group and session read-write and global memory read-only for a normal group', () => {
+  it('mounts only the group read-write and global memory read-only for a normal group', () => {
+    // No session folder: the transcript lives in the host's store, out of the container's reach.
     expect(groupMounts(input)).toEqual([
       { hostPath: input.groupDir, containerPath: '/workspace/group', readOnly: false },
       { hostPath: input.globalDir, containerPath: '/workspace/global', readOnly: true },
-      { hostPath: input.sessionDir, containerPath: '/workspace/session', readOnly: false },
     ]);
+    expect(Object.values(CONTAINER_PATHS)).toEqual(['/workspace/group', '/workspace/global']);
   });
 
   it('lets only the main group write global memory', () => {
@@ -77,7 +76,7 @@ describe('groupMounts', () => {
 
   it('rejects a bare .. and ../x', () => {
     expect(policyError({ groupDir: '..' }).message).toMatch(/not an absolute path/);
-    expect(policyError({ sessionDir: '../x' }).message).toMatch(/not an absolute path/);
+    expect(policyError({ globalDir: '../x' }).message).toMatch(/not an absolute path/);
   });
 
   it('rejects an absolute path outside the data root', () => {
@@ -96,11 +95,11 @@ describe('groupMounts', () => {
   it('accepts a directory whose name merely starts with two dots', () => {
     const dotted = path.join(home, '..dotted');
     fs.mkdirSync(dotted);
-    expect(groupMounts({ ...input, sessionDir: dotted })[2]?.hostPath).toBe(dotted);
+    expect(groupMounts({ ...input, globalDir: dotted })[1]?.hostPath).toBe(dotted);
   });
 
   it('rejects the data root itself', () => {
-    expect(policyError({ sessionDir: home }).message).toMatch(/not inside the data root/);
+    expect(policyError({ globalDir: home }).message).toMatch(/not inside the data root/);
   });
 
   it('rejects a symlink that escapes the data root', () => {
@@ -122,7 +121,7 @@ describe('groupMounts', () => {
   it('rejects a symlinked parent directory', () => {
     fs.mkdirSync(path.join(root, 'outside', 'family'), { recursive: true });
     fs.symlinkSync(path.join(root, 'outside'), path.join(home, 'linked'));
-    expect(policyError({ sessionDir: path.join(home, 'linked', 'family') }).message).toMatch(
+    expect(policyError({ groupDir: path.join(home, 'linked', 'family') }).message).toMatch(
       /through a symlink/,
     );
   });
@@ -134,7 +133,7 @@ describe('groupMounts', () => {
   });
 
   it('rejects a directory that does not exist, rather than let the engine create it as root', () => {
-    const err = policyError({ sessionDir: path.join(home, 'sessions', 'missing') });
+    const err = policyError({ groupDir: path.join(home, 'groups', 'missing') });
     expect(err.message).toMatch(/does not exist/);
     expect(err.cause).toBeDefined();
   });
@@ -151,9 +150,10 @@ describe('groupMounts', () => {
     // The group folder would contain global memory: a normal group could write it.
     expect(policyError({ groupDir: path.join(home, 'groups') }).message).toMatch(/mounts overlap/);
     expect(policyError({ groupDir: input.globalDir }).message).toMatch(/mounts overlap/);
-    const nested = path.join(input.groupDir, 'session');
+    // Global memory inside the group folder: the same files, read-write through the group mount.
+    const nested = path.join(input.groupDir, 'global');
     fs.mkdirSync(nested);
-    expect(policyError({ sessionDir: nested }).message).toMatch(/mounts overlap/);
+    expect(policyError({ globalDir: nested }).message).toMatch(/mounts overlap/);
   });
 
   it('rejects an empty path or one with a NUL byte', () => {

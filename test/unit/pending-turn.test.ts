@@ -9,7 +9,6 @@ import type { Group, Store } from '../../main/core/store/index.js';
 import { tempStore, type TempStore } from '../helpers/store.js';
 
 const UTC = { timezone: 'UTC' };
-const NO_USAGE = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
 
 describe('pendingTurn', () => {
   let temp: TempStore;
@@ -153,9 +152,7 @@ describe('pendingTurn', () => {
       throughSeq: old.seq,
       turnId: 't1',
       replies: [],
-      sessionRef: null,
-      usage: NO_USAGE,
-      day: '2026-11-25',
+      transcript: null,
       now: 1,
     });
     expect(pendingTurn(store, group, UTC)).toBeNull();

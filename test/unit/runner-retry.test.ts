@@ -94,12 +94,11 @@ function session(host: RunnerHost, retry: Partial<ModelRetryPolicy> = {}): Agent
     host,
     groupDir,
     systemPrompt: () => 'You are Andy.',
-    saveTranscript: () => {},
     log,
     // No jitter, so that the waits are exact.
     retry: { baseDelayMs: 100, jitter: 0, sleep: instantSleep, ...retry },
   };
-  return new AgentSession(deps, [], null);
+  return new AgentSession(deps, []);
 }
 
 beforeEach(() => {
@@ -119,7 +118,13 @@ describe('model request retry in the runner', () => {
     await session(host).runTurn('Hello?', new AbortController().signal);
 
     expect(host.frame('output')).toEqual({ type: 'output', text: 'Back again.' });
-    expect(host.frame('done')).toMatchObject({ status: 'ok' });
+    expect(host.frame('done')).toMatchObject({
+      status: 'ok',
+      turn: [
+        { role: 'user', content: 'Hello?' },
+        { role: 'assistant', content: [{ type: 'text', text: 'Back again.' }] },
+      ],
+    });
     expect(host.frame('error')).toBeUndefined();
     expect(host.requests).toHaveLength(3);
     expect(host.requests[1]).toEqual(host.requests[0]);
@@ -146,7 +151,7 @@ describe('model request retry in the runner', () => {
       type: 'error',
       message: 'model call failed: Anthropic API rejected the request (400)',
     });
-    expect(host.frame('done')).toMatchObject({ status: 'failed', sessionRef: null });
+    expect(host.frame('done')).toMatchObject({ status: 'failed', turn: [] });
     expect(host.frame('output')).toBeUndefined();
   });
 

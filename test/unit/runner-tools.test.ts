@@ -1,15 +1,14 @@
 /**
  * The in-container runner's tools, run against real temp folders and a real bash, plus the
- * glob matcher and the transcript rules they rely on.
+ * glob matcher they rely on. The conversation rules are tested in conversation.test.ts.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ToolDefinitionSchema, type MessageParam } from '../../main/core/agent/protocol.js';
+import { ToolDefinitionSchema } from '../../main/core/agent/protocol.js';
 import { HeadTailBuffer } from '../../sandbox-images/agent/runner/bash.js';
 import { globToRegExp, splitLiteralPrefix } from '../../sandbox-images/agent/runner/glob.js';
-import { silentLog } from '../../sandbox-images/agent/runner/log.js';
 import {
   TOOL_DEFINITIONS,
   TOOL_LIMITS,
@@ -17,12 +16,6 @@ import {
   type HostCallReply,
   type ToolContext,
 } from '../../sandbox-images/agent/runner/tools/index.js';
-import {
-  conversationProblem,
-  loadTranscript,
-  saveTranscript,
-  trimConversation,
-} from '../../sandbox-images/agent/runner/transcript.js';
 
 let root: string;
 let groupDir: string;
@@ -476,58 +469,5 @@ describe('send_message tool', () => {
   it('rejects empty text without calling the host', async () => {
     expect((await run('send_message', { text: '' })).isError).toBe(true);
     expect(hostCalls).toEqual([]);
-  });
-});
-
-describe('transcript', () => {
-  const turn = (question: string, size = 0): MessageParam[] => [
-    { role: 'user', content: question },
-    {
-      role: 'assistant',
-      content: [
-        { type: 'tool_use', id: `t-${question}`, name: 'bash', input: { command: 'true' } },
-      ],
-    },
-    {
-      role: 'user',
-      content: [{ type: 'tool_result', tool_use_id: `t-${question}`, content: 'x'.repeat(size) }],
-    },
-    { role: 'assistant', content: [{ type: 'text', text: `answer to ${question}` }] },
-  ];
-
-  it('accepts complete turns and names what breaks a conversation', () => {
-    expect(conversationProblem([...turn('a'), ...turn('b')])).toBeNull();
-    expect(conversationProblem(turn('a').slice(0, 2))).toContain('tool call t-a is never answered');
-    expect(conversationProblem([...turn('a').slice(0, 2), ...turn('b')])).toContain(
-      'does not answer tool call t-a',
-    );
-    expect(conversationProblem(turn('a').slice(0, 3))).toContain('ends in the middle of a turn');
-    expect(conversationProblem(turn('a').slice(1))).toContain('does not start with a user message');
-  });
-
-  it('drops whole old turns to fit the budget and keeps the latest turn whatever its size', () => {
-    const conversation = [...turn('a', 1000), ...turn('b', 1000), ...turn('c', 5000)];
-    const trimmed = trimConversation(conversation, 3000);
-    expect(trimmed).toEqual(turn('c', 5000));
-    expect(conversationProblem(trimmed)).toBeNull();
-    expect(trimConversation(conversation, 1_000_000)).toEqual(conversation);
-  });
-
-  it('saves atomically and loads what it saved', () => {
-    const session = path.join(root, 'session');
-    saveTranscript(session, turn('a'));
-    expect(fs.readdirSync(session)).toEqual(['transcript.json']);
-    expect(loadTranscript(session, silentLog)).toEqual(turn('a'));
-  });
-
-  it('moves an invalid transcript aside and starts fresh', () => {
-    const session = path.join(root, 'session');
-    fs.mkdirSync(session);
-    fs.writeFileSync(
-      path.join(session, 'transcript.json'),
-      JSON.stringify({ version: 1, messages: turn('a').slice(0, 3) }),
-    );
-    expect(loadTranscript(session, silentLog, new Date('2026-01-02T03:04:05.678Z'))).toEqual([]);
-    expect(fs.readdirSync(session)).toEqual(['transcript.corrupt-2026-01-02T03-04-05-678Z.json']);
   });
 });

@@ -13,6 +13,7 @@ import {
   type TokenUsage,
   type TurnCommit,
 } from '../../main/core/store/index.js';
+import type { MessageParam } from '../../main/core/agent/protocol.js';
 
 const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -77,6 +78,14 @@ function group(over: Partial<NewGroup> = {}): NewGroup {
   };
 }
 
+/** A one-turn conversation, as a turn commit stores it. */
+const conversation = (question: string): MessageParam[] => [
+  { role: 'user', content: question },
+  { role: 'assistant', content: [{ type: 'text', text: `answer to ${question}` }] },
+];
+const FIRST_TRANSCRIPT = conversation('first');
+const SECOND_TRANSCRIPT = [...FIRST_TRANSCRIPT, ...conversation('second')];
+
 const failed = (error: string, giveUp: boolean, nextAttemptAt = NOON + 1_000) => ({
   error,
   giveUp,
@@ -102,10 +111,8 @@ function turn(over: Partial<TurnCommit> = {}): TurnCommit {
     throughSeq: 0,
     turnId: 'turn-1',
     replies: [],
-    sessionRef: 'session-1',
-    usage: usage(100, 20),
+    transcript: FIRST_TRANSCRIPT,
     now: NOON,
-    day: new Date(over.now ?? NOON).toISOString().slice(0, 10),
     ...over,
   };
 }
@@ -302,7 +309,7 @@ describe('groups', () => {
     expect(store.listGroups().map((g) => g.name)).toEqual(['Zulu', 'Alpha', 'Bravo']);
   });
 
-  it('when removed keep their chat history, and lose their cursor and session', () => {
+  it('when removed keep their chat history, and lose their cursor and transcript', () => {
     store.addGroup(group(), NOON);
     store.insertMessage(message('m1'));
     store.commitTurn(turn({ throughSeq: 1 }));
@@ -313,7 +320,7 @@ describe('groups', () => {
     expect(store.messagesSince(FAMILY, 0).map((m) => m.id)).toEqual(['m1']);
     expect(store.getChat(FAMILY)).toBeDefined();
     expect(store.cursorOf(FAMILY)).toBe(0);
-    expect(store.sessionOf(FAMILY)).toBeNull();
+    expect(store.transcriptOf(FAMILY)).toEqual([]);
     expect(store.removeGroup(FAMILY)).toBe(false);
   });
 
@@ -335,7 +342,7 @@ describe('commitTurn', () => {
     for (const id of ['m1', 'm2', 'm3']) store.insertMessage(message(id));
   });
 
-  it('queues the replies, advances the cursor and records session and usage together', () => {
+  it('queues the replies, advances the cursor and records the transcript together, but no usage', () => {
     const items = store.commitTurn(
       turn({
         throughSeq: 3,
@@ -343,7 +350,6 @@ describe('commitTurn', () => {
           { chatJid: FAMILY, text: 'first reply' },
           { chatJid: WORK, text: 'note for work' },
         ],
-        usage: usage(100, 20, 5, 7),
       }),
     );
 
@@ -377,17 +383,18 @@ describe('commitTurn', () => {
     ]);
     expect(store.queuedOutbox()).toEqual(items);
     expect(store.cursorOf(FAMILY)).toBe(3);
-    expect(store.sessionOf(FAMILY)).toBe('session-1');
-    expect(store.usageOf(FAMILY, '2026-11-24')).toEqual(usage(100, 20, 5, 7));
+    expect(store.transcriptOf(FAMILY)).toEqual(FIRST_TRANSCRIPT);
+    // The broker records each model call's usage as the API answers it; a commit never does.
+    expect(store.usageOf(FAMILY, '2026-11-24')).toEqual(usage(0, 0));
   });
 
   it('never moves the cursor backwards', () => {
     store.commitTurn(turn({ throughSeq: 3 }));
 
-    store.commitTurn(turn({ throughSeq: 2, turnId: 'turn-2', sessionRef: 'session-2' }));
+    store.commitTurn(turn({ throughSeq: 2, turnId: 'turn-2', transcript: SECOND_TRANSCRIPT }));
 
     expect(store.cursorOf(FAMILY)).toBe(3);
-    expect(store.sessionOf(FAMILY)).toBe('session-2');
+    expect(store.transcriptOf(FAMILY)).toEqual(SECOND_TRANSCRIPT);
   });
 
   it('keeps nothing of a turn whose reply fails part-way (a reply to an unknown chat)', () => {
@@ -399,7 +406,7 @@ describe('commitTurn', () => {
         turn({
           throughSeq: 3,
           turnId: 'turn-2',
-          sessionRef: 'session-2',
+          transcript: SECOND_TRANSCRIPT,
           replies: [
             { chatJid: FAMILY, text: 'would be queued first' },
             { chatJid: 'local:stranger', text: 'violates the foreign key' },
@@ -411,8 +418,7 @@ describe('commitTurn', () => {
     expect(store.queuedOutbox()).toEqual(outboxBefore);
     expect(count('outbox')).toBe(1);
     expect(store.cursorOf(FAMILY)).toBe(1);
-    expect(store.sessionOf(FAMILY)).toBe('session-1');
-    expect(store.usageOf(FAMILY, '2026-11-24')).toEqual(usage(100, 20));
+    expect(store.transcriptOf(FAMILY)).toEqual(FIRST_TRANSCRIPT);
     expect(store.db.inTransaction).toBe(false);
   });
 
@@ -427,6 +433,111 @@ describe('commitTurn', () => {
 
     expect(count('outbox')).toBe(0);
     expect(store.usageOf(FAMILY, '2026-11-24')).toEqual(usage(0, 0));
+  });
+});
+
+describe('the transcript', () => {
+  beforeEach(() => {
+    store.addGroup(group(), NOON);
+    for (const id of ['m1', 'm2']) store.insertMessage(message(id));
+  });
+
+  it('is empty for a group that has none yet', () => {
+    expect(store.transcriptOf(FAMILY)).toEqual([]);
+    expect(store.transcriptOf('local:nobody')).toEqual([]);
+  });
+
+  it('round-trips tool calls and results exactly as committed', () => {
+    const withTools: MessageParam[] = [
+      { role: 'user', content: 'What is in the folder? ✓ 🐈' },
+      {
+        role: 'assistant',
+        content: [
+          { type: 'text', text: 'Looking.' },
+          {
+            type: 'tool_use',
+            id: 'tu-1',
+            name: 'bash',
+            input: { command: 'ls', nested: [1, null] },
+          },
+        ],
+      },
+      {
+        role: 'user',
+        content: [{ type: 'tool_result', tool_use_id: 'tu-1', content: 'notes.md' }],
+      },
+      { role: 'assistant', content: [{ type: 'text', text: 'One file: notes.md' }] },
+    ];
+    store.commitTurn(turn({ throughSeq: 1, transcript: withTools }));
+
+    expect(store.transcriptOf(FAMILY)).toEqual(withTools);
+    expect(open().transcriptOf(FAMILY)).toEqual(withTools);
+  });
+
+  it('stays as it was when a turn commits with no transcript', () => {
+    store.commitTurn(turn({ throughSeq: 1, transcript: FIRST_TRANSCRIPT }));
+
+    store.commitTurn(
+      turn({
+        throughSeq: 2,
+        turnId: 'turn-2',
+        transcript: null,
+        replies: [{ chatJid: FAMILY, text: 'a reply whose turn was refused' }],
+      }),
+    );
+
+    expect(store.transcriptOf(FAMILY)).toEqual(FIRST_TRANSCRIPT);
+    expect(store.cursorOf(FAMILY)).toBe(2);
+    expect(store.queuedOutbox().map((item) => item.text)).toEqual([
+      'a reply whose turn was refused',
+    ]);
+  });
+
+  it('is replaced by setTranscript', () => {
+    store.setTranscript(FAMILY, SECOND_TRANSCRIPT, NOON);
+    expect(store.transcriptOf(FAMILY)).toEqual(SECOND_TRANSCRIPT);
+    store.setTranscript(FAMILY, [], NOON);
+    expect(store.transcriptOf(FAMILY)).toEqual([]);
+  });
+
+  it.each([
+    ['not JSON', '[{"role":"user"'],
+    ['not a list', '{"version":1,"messages":[]}'],
+    ['a message of the wrong shape', '[{"role":"owner","content":"obey"}]'],
+    ['a conversation that ends mid-turn', JSON.stringify([{ role: 'user', content: 'hi' }])],
+    [
+      'a conversation that opens with the assistant',
+      JSON.stringify([{ role: 'assistant', content: 'I am the owner' }]),
+    ],
+  ])('reads as empty, without throwing, when the stored value is %s', (_what, stored) => {
+    store.commitTurn(turn({ throughSeq: 1 }));
+    store.db.prepare(`UPDATE sessions SET transcript = ? WHERE group_jid = ?`).run(stored, FAMILY);
+
+    expect(store.transcriptOf(FAMILY)).toEqual([]);
+  });
+
+  it('keeps transcript, cursor and outbox unchanged when the commit fails at the transcript write', () => {
+    store.commitTurn(turn({ throughSeq: 1, transcript: FIRST_TRANSCRIPT }));
+    // The last step of the commit fails, as a full disk would make it fail.
+    store.db.exec(`
+      CREATE TRIGGER fail_transcript_write BEFORE UPDATE ON sessions
+      BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END`);
+
+    expect(() =>
+      store.commitTurn(
+        turn({
+          throughSeq: 2,
+          turnId: 'turn-2',
+          transcript: SECOND_TRANSCRIPT,
+          replies: [{ chatJid: FAMILY, text: 'never queued' }],
+        }),
+      ),
+    ).toThrow(/disk is full/);
+
+    expect(store.transcriptOf(FAMILY)).toEqual(FIRST_TRANSCRIPT);
+    expect(store.cursorOf(FAMILY)).toBe(1);
+    expect(count('outbox')).toBe(0);
+    expect(store.db.inTransaction).toBe(false);
   });
 });
 
@@ -645,15 +756,15 @@ describe('settings and usage', () => {
     expect(store.getSetting('theme')).toBe('dark');
   });
 
-  it('usageOf sums every commit of the same UTC day, per group', () => {
+  it('usageOf sums every call recorded on the same day, per group', () => {
     store.addGroup(group(), NOON);
     store.addGroup(group({ jid: WORK, folder: 'work', name: 'Work' }), NOON);
 
-    store.commitTurn(turn({ now: Date.UTC(2026, 10, 24, 0, 0), usage: usage(100, 10, 1, 2) }));
-    store.commitTurn(turn({ now: Date.UTC(2026, 10, 24, 23, 59), usage: usage(50, 5, 3, 4) }));
+    store.addUsage(FAMILY, '2026-11-24', usage(100, 10, 1, 2));
+    store.addUsage(FAMILY, '2026-11-24', usage(50, 5, 3, 4));
     store.addUsage(FAMILY, '2026-11-24', usage(1, 1, 1, 1));
-    store.commitTurn(turn({ now: Date.UTC(2026, 10, 25, 0, 1), usage: usage(7, 7, 7, 7) }));
-    store.commitTurn(turn({ groupJid: WORK, usage: usage(1000, 1000) }));
+    store.addUsage(FAMILY, '2026-11-25', usage(7, 7, 7, 7));
+    store.addUsage(WORK, '2026-11-24', usage(1000, 1000));
 
     expect(store.usageOf(FAMILY, '2026-11-24')).toEqual(usage(151, 16, 5, 7));
     expect(store.usageOf(FAMILY, '2026-11-25')).toEqual(usage(7, 7, 7, 7));
@@ -677,6 +788,7 @@ describe('crash safety', () => {
       }),
     ) as [OutboxItem];
     store.markDelivered(reply, delivery('wa-1'));
+    store.addUsage(FAMILY, '2026-11-24', usage(100, 20));
     store.setSetting('theme', 'dark');
     store.close();
 
@@ -685,7 +797,7 @@ describe('crash safety', () => {
     expect(reopened.findGroup('family')?.jid).toBe(FAMILY);
     expect(reopened.messagesSince(FAMILY, 0).map((m) => m.id)).toEqual(['m1', 'm2', 'wa-1']);
     expect(reopened.cursorOf(FAMILY)).toBe(2);
-    expect(reopened.sessionOf(FAMILY)).toBe('session-1');
+    expect(reopened.transcriptOf(FAMILY)).toEqual(FIRST_TRANSCRIPT);
     expect(reopened.queuedOutbox().map((item) => item.text)).toEqual(['again']);
     expect(reopened.messagesOfTurn('turn-1').map((m) => m.text)).toEqual(['hi']);
     expect(reopened.usageOf(FAMILY, '2026-11-24')).toEqual(usage(100, 20));
@@ -701,7 +813,8 @@ describe('crash safety', () => {
       store.addGroup({ jid: 'local:family', folder: 'family', name: 'Family', trigger: '@Andy', requiresTrigger: true, isMain: false, channel: 'local' }, 1);
       store.insertMessage({ chatJid: 'local:family', id: 'm1', sender: 'local:alice', senderName: 'Alice', text: 'hello', timestamp: 1 });
       store.commitTurn({ groupJid: 'local:family', throughSeq: 1, turnId: 'turn-1', replies: [{ chatJid: 'local:family', text: 'hi Alice' }],
-        sessionRef: 'session-1', usage: { inputTokens: 10, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 }, day: '1970-01-01', now: 1 });
+        transcript: ${JSON.stringify(FIRST_TRANSCRIPT)}, now: 1 });
+      store.addUsage('local:family', '1970-01-01', { inputTokens: 10, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 });
       store.setSetting('theme', 'dark');
       console.log('committed');
       process.kill(process.pid, 'SIGKILL');`;
@@ -715,7 +828,7 @@ describe('crash safety', () => {
     const reopened = open();
     expect(reopened.messagesSince(FAMILY, 0).map((m) => m.text)).toEqual(['hello']);
     expect(reopened.cursorOf(FAMILY)).toBe(1);
-    expect(reopened.sessionOf(FAMILY)).toBe('session-1');
+    expect(reopened.transcriptOf(FAMILY)).toEqual(FIRST_TRANSCRIPT);
     expect(reopened.queuedOutbox().map((item) => item.text)).toEqual(['hi Alice']);
     expect(reopened.usageOf(FAMILY, '1970-01-01')).toEqual(usage(10, 2));
     expect(reopened.getSetting('theme')).toBe('dark');

@@ -16,21 +16,30 @@
  *
  * - starting: the runtime is creating the container; the ready deadline runs from here.
  * - booting: the container is up; waiting for the runner's `ready`.
- * - busy: a turn is under way; the silence (hard) timeout runs.
+ * - busy: a turn is under way; the silence (hard) timeout runs, reset only by progress (see
+ *   {@link AgentRun.touch}). The turn's own wall-clock deadline runs beside it, never reset.
  * - idle: warm, waiting for a follow-up; the idle timeout runs.
  * - stopping: shutting down or killed; a deadline settles the run even if the engine never
  *   reports the exit, so a wedged engine cannot pin a slot.
  *
  * Every failure carries a {@link FailureKind} for the queue: container faults are retried,
  * an unreachable engine is waited out, and what would only fail again is reported once.
+ *
+ * Every amount is bound to the run, never taken from the container ({@link RunLimits}):
+ * replies and their bytes per turn, one model call in flight and a number per turn, request
+ * size, `max_tokens`, host calls per turn, and wall-clock caps per turn and per run. A run that
+ * goes past one, or goes silent, is stopped once: its turn is closed with a notice saying why,
+ * the container is killed, and the run fails as `final` and `notified`, so it is not retried
+ * and the chat is not told twice.
  */
 import { randomUUID } from 'node:crypto';
 import type { CoreEventBus } from '../events.js';
 import type { Logger } from '../logger.js';
 import type { FailureKind, GroupRun, RunOutcome } from '../queue/group-queue.js';
 import { formatOutbound } from '../router.js';
+import { UnsafePathError } from '../safe-fs.js';
 import { containerUser, prepareGroupFolders } from '../sandbox/folders.js';
-import { groupMounts } from '../sandbox/mounts.js';
+import { groupMounts, InvalidFolderNameError, MountPolicyError } from '../sandbox/mounts.js';
 import {
   DEFAULT_LIMITS,
   ImageMissingError,
@@ -39,6 +48,7 @@ import {
   type RunningContainer,
 } from '../sandbox/runtime.js';
 import type { Group, TokenUsage } from '../store/index.js';
+import { fitConversation } from './conversation.js';
 import type { HostTools, RunBinding } from './host-tools.js';
 import type { ModelRequest, ModelResult } from './model-broker.js';
 import {
@@ -50,8 +60,18 @@ import {
   PROTOCOL_VERSION,
   RunnerToHostSchema,
   type HostToRunner,
+  type MessageParam,
   type RunnerToHost,
+  type StartFrame,
 } from './protocol.js';
+import {
+  describeBytes,
+  describeDuration,
+  resolveRunLimits,
+  RunLimitError,
+  type RunLimits,
+} from './run-limits.js';
+import { turnProblem, type BrokeredAnswer } from './turn-check.js';
 import type { PlannedTurn, TurnSource } from './turns.js';
 
 /** What the run needs from the model broker; an interface so tests can count calls. */
@@ -66,7 +86,6 @@ export interface AgentRunConfig {
   home: string;
   groupsDir: string;
   globalDir: string;
-  sessionsDir: string;
   image: string;
   assistantName: string;
   /** IANA zone the agent sees as TZ. */
@@ -79,6 +98,8 @@ export interface AgentRunConfig {
   readyTimeoutMs?: number;
   /** How long a stopping container may take to exit before the run settles anyway. @default 10000 */
   stopTimeoutMs?: number;
+  /** Amounts the run and each of its turns may use. @default DEFAULT_RUN_LIMITS */
+  limits?: Partial<RunLimits>;
 }
 
 export interface AgentRunDeps {
@@ -98,7 +119,10 @@ export interface AgentRunDeps {
   log: Logger;
 }
 
-/** The run hit a deadline: the container never became ready, or went silent mid-turn. */
+/**
+ * The container never became ready in time. Deadlines within a turn (no progress, the turn's
+ * wall clock) stop the run with a {@link RunLimitError} instead, as they are not retried.
+ */
 export class RunTimeoutError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
@@ -147,11 +171,26 @@ interface Turn {
   usage: TokenUsage;
   /** The last model call of the turn failed, per the host's own broker: why. */
   modelError: Error | null;
+  /** `output` frames received in this turn, counted whether or not they held visible text. */
+  outputs: number;
+  /** UTF-8 bytes of this turn's `output` texts, as the container sent them. */
+  outputBytes: number;
+  /** `model.request` frames the host accepted in this turn. */
+  modelCalls: number;
+  /** `host.call` frames the host accepted in this turn. */
+  hostCalls: number;
+  /**
+   * Every answer the broker passed to the container in this turn, in order: what the turn the
+   * runner reports in `done` is checked against before it joins the transcript.
+   */
+  answers: BrokeredAnswer[];
 }
 
 interface Failure {
   error: Error;
   kind: FailureKind;
+  /** The chat was already told why (the turn was closed with a notice). */
+  notified?: boolean;
 }
 
 /** Malformed frames tolerated in one run before the container is judged broken. */
@@ -178,6 +217,21 @@ export class AgentRun implements GroupRun {
   private badFrames = 0;
   private stderrTail = '';
   private failure: Failure | null = null;
+  private readonly limits: RunLimits;
+  /** The turn's own wall-clock deadline; owned by the turn, cleared by {@link releaseTurn}. */
+  private turnTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The run's wall-clock cap; armed at construction, cleared when the run ends. */
+  private runTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Past `runWallClockMs`: no new turn starts. */
+  private runExpired = false;
+  /** A model call is with the broker; the protocol allows one at a time. */
+  private modelCallInFlight = false;
+  /**
+   * Messages were accepted for a later turn (offered while a turn was under way or the
+   * container was starting). If the run ends without starting another turn, the queue is told
+   * so, and they get a run of their own.
+   */
+  private messagesWaiting = false;
   /** Cancels the container start and every model call of the run. */
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -188,6 +242,7 @@ export class AgentRun implements GroupRun {
     private readonly group: Group,
     private readonly source: TurnSource,
   ) {
+    this.limits = resolveRunLimits(deps.config.limits);
     this.log = deps.log.child({
       mod: 'agent-run',
       group: group.folder,
@@ -195,6 +250,7 @@ export class AgentRun implements GroupRun {
       work: source.kind,
     });
     this.finished = new Promise((resolve) => (this.settle = resolve));
+    this.runTimer = setTimeout(() => this.onRunExpired(), this.limits.runWallClockMs);
     this.to('starting');
     this.start().catch((err: unknown) =>
       this.fail(new RunFailedError('the run could not start', { cause: err }), 'retry'),
@@ -212,9 +268,14 @@ export class AgentRun implements GroupRun {
 
   offerMessages(): boolean {
     if (!this.source.takesMessages) return false;
-    if (this.stopRequested || this.state === 'stopping' || this.state === 'ended') return false;
-    if (this.state === 'idle') this.startNextTurn();
+    if (this.stopRequested || this.runExpired) return false;
+    if (this.state === 'stopping' || this.state === 'ended') return false;
+    if (this.state === 'idle') {
+      this.startNextTurn();
+      return true;
+    }
     // Starting or busy: the next turn picks the messages up.
+    this.messagesWaiting = true;
     return true;
   }
 
@@ -296,19 +357,34 @@ export class AgentRun implements GroupRun {
     }
   }
 
+  /**
+   * (Re)starts the silence timeout. Only progress calls it (see {@link touch}): a runner that
+   * is stopped while something else in the container writes blank lines or garbage to its
+   * stdout still times out (issue 6).
+   */
   private armSilence(): void {
     if (this.timer) clearTimeout(this.timer);
     const ms = this.deps.config.hardTimeoutMs;
     this.timer = setTimeout(
       () =>
-        this.fail(
-          new RunTimeoutError(
-            `no output from the agent for ${seconds(ms)} s; the container was stopped`,
-          ),
-          'retry',
+        this.stopForLimit(
+          new RunLimitError('silence', `the agent made no progress for ${describeDuration(ms)}`),
         ),
       ms,
     );
+  }
+
+  /** Past the run's wall-clock cap: no new turn; the turn under way may finish. */
+  private onRunExpired(): void {
+    this.runTimer = null;
+    if (this.state === 'stopping' || this.state === 'ended') return;
+    this.runExpired = true;
+    this.log.info(
+      { limitMs: this.limits.runWallClockMs },
+      'the run reached its wall-clock cap; it takes no new turn',
+    );
+    // Busy: afterTurn shuts down when the turn ends. Starting or booting: `ready` starts no turn.
+    if (this.state === 'idle') this.beginShutdown();
   }
 
   // ── lifecycle ──────────────────────────────────────────────────────────
@@ -319,7 +395,6 @@ export class AgentRun implements GroupRun {
     try {
       const dirs = prepareGroupFolders({
         groupsDir: config.groupsDir,
-        sessionsDir: config.sessionsDir,
         globalDir: config.globalDir,
         folder: this.group.folder,
         isMain: this.group.isMain,
@@ -328,7 +403,6 @@ export class AgentRun implements GroupRun {
         home: config.home,
         groupDir: dirs.group,
         globalDir: config.globalDir,
-        sessionDir: dirs.session,
         isMain: this.group.isMain,
       });
       const user = containerUser();
@@ -388,11 +462,14 @@ export class AgentRun implements GroupRun {
     const decoder = new FrameDecoder(RunnerToHostSchema);
     container.stdout.setEncoding('utf8');
     container.stdout.on('data', (chunk: string) => {
-      if (this.state === 'ended') return;
-      this.touch();
+      // Nothing a stopping container says matters any more; not decoding it also keeps a
+      // flood from costing anything after a limit stopped the run. Bytes alone are no sign of
+      // progress: only accepted frames reset the silence timeout.
+      if (this.state === 'stopping' || this.state === 'ended') return;
       for (const result of decoder.push(chunk)) {
         if (result.ok) this.onFrame(result.frame);
         else this.onBadFrame(result.error);
+        if (this.isStopping()) return;
       }
     });
     container.stderr.setEncoding('utf8');
@@ -453,14 +530,22 @@ export class AgentRun implements GroupRun {
     if (this.state === 'ended') return;
     this.to('ended');
     this.abort.abort(new Error('run ended'));
-    if (this.turn) this.deps.setTyping(this.group.jid, false);
-    this.turn = null;
+    this.releaseTurn();
+    if (this.runTimer) clearTimeout(this.runTimer);
+    this.runTimer = null;
     if (failure) this.log.warn({ err: failure.error, kind: failure.kind }, 'run failed');
     else this.log.info({ turns: this.turnCount }, 'run finished');
     // A container that is still up after a failure must not linger.
     if (failure) this.killSoon();
     this.settle(
-      failure ? { ok: false, error: failure.error, failure: failure.kind } : { ok: true },
+      failure
+        ? {
+            ok: false,
+            error: failure.error,
+            failure: failure.kind,
+            ...(failure.notified ? { notified: true } : {}),
+          }
+        : { ok: true, ...(this.messagesWaiting ? { messagesLeft: true } : {}) },
     );
     this.deps.events.emit('run:finished', {
       groupJid: this.group.jid,
@@ -474,9 +559,9 @@ export class AgentRun implements GroupRun {
    * Fails the run: the container is killed and the run settles on its exit, or at the stop
    * deadline if the engine never reports one. The first failure is the one reported.
    */
-  private fail(error: Error, kind: FailureKind): void {
+  private fail(error: Error, kind: FailureKind, notified = false): void {
     if (this.state === 'ended') return;
-    this.failure ??= { error, kind };
+    this.failure ??= { error, kind, notified };
     this.abort.abort(error);
     if (this.state !== 'stopping') this.to('stopping');
     if (this.container) this.killSoon();
@@ -514,11 +599,85 @@ export class AgentRun implements GroupRun {
     }
   }
 
+  /** Stopping or ended: nothing the container sends is acted on any more. */
+  private isStopping(): boolean {
+    return this.state === 'stopping' || this.state === 'ended';
+  }
+
+  /**
+   * Stops the run for going past a limit or a deadline, or for a frame only a hostile or broken
+   * runner sends. The turn under way is closed with a notice that says why, so its messages
+   * are not tried again and nothing loops; the container is killed; and the run fails as
+   * `final` with `notified` set, so the queue neither retries it nor tells the chat twice.
+   */
+  private stopForLimit(error: RunLimitError): void {
+    if (this.isStopping()) return;
+    this.log.warn(
+      { limit: error.limit, reason: error.message },
+      'the agent went past a limit; the run is stopped and not retried',
+    );
+    const turn = this.releaseTurn();
+    const notified = turn !== null && this.skipWithNotice(turn, error.message);
+    this.fail(error, 'final', notified);
+  }
+
+  /**
+   * Closes a turn the run is giving up on with a notice to the chat, in one transaction with
+   * the cursor move. Returns false if it could not be written: the messages then stay pending,
+   * and the queue's give-up notice tells the chat instead.
+   */
+  private skipWithNotice(turn: Turn, reason: string): boolean {
+    try {
+      turn.plan.skip(turn.id, reason, this.now());
+    } catch (err) {
+      this.log.error({ err }, 'could not close the stopped turn with a notice');
+      return false;
+    }
+    this.deps.outbox.notify();
+    this.deps.events.emit('turn:finished', {
+      groupJid: this.group.jid,
+      turnId: turn.id,
+      throughSeq: turn.plan.throughSeq,
+    });
+    return true;
+  }
+
   // ── turns ──────────────────────────────────────────────────────────────
+
+  /**
+   * Ends the host's part of the turn under way (done, closed, stopped, or the run ended): its
+   * deadline and "typing…" go with it. Returns the turn, or null when none was under way.
+   */
+  private releaseTurn(): Turn | null {
+    const turn = this.turn;
+    if (!turn) return null;
+    this.turn = null;
+    if (this.turnTimer) clearTimeout(this.turnTimer);
+    this.turnTimer = null;
+    this.deps.setTyping(this.group.jid, false);
+    return turn;
+  }
+
+  /** The turn's wall-clock cap: armed once at its start, never reset by progress. */
+  private armTurnDeadline(): void {
+    if (this.turnTimer) clearTimeout(this.turnTimer);
+    const ms = this.limits.turnWallClockMs;
+    this.turnTimer = setTimeout(() => {
+      this.turnTimer = null;
+      this.stopForLimit(
+        new RunLimitError(
+          'turnWallClockMs',
+          `the agent worked on one turn for more than ${describeDuration(ms)}`,
+        ),
+      );
+    }, ms);
+  }
 
   /** Starts the source's next turn; returns false when it has none. */
   private startNextTurn(first = false): boolean {
-    if (this.stopRequested || this.deps.isPaused(this.group.jid)) return false;
+    if (this.stopRequested || this.runExpired || this.deps.isPaused(this.group.jid)) return false;
+    // The source's next turn takes every message stored so far, offered ones included.
+    this.messagesWaiting = false;
     const plan = this.source.next();
     if (!plan) return false;
     this.turnCount += 1;
@@ -529,30 +688,39 @@ export class AgentRun implements GroupRun {
       failure: null,
       usage: emptyUsage(),
       modelError: null,
+      answers: [],
+      outputs: 0,
+      outputBytes: 0,
+      modelCalls: 0,
+      hostCalls: 0,
     };
     this.turn = turn;
     this.to('busy');
+    this.armTurnDeadline();
     this.deps.setTyping(this.group.jid, true);
     this.log.info({ turn: this.turnCount }, 'turn started');
     const frame: HostToRunner = first
-      ? {
-          type: 'start',
-          runId: this.runId,
-          group: { jid: this.group.jid, name: this.group.name, folder: this.group.folder },
-          prompt: plan.prompt,
-          isMain: this.group.isMain,
-          assistantName: this.deps.config.assistantName,
-          sessionRef: this.source.sessionRef(),
-        }
+      ? withHistory(
+          {
+            type: 'start',
+            runId: this.runId,
+            group: { jid: this.group.jid, name: this.group.name, folder: this.group.folder },
+            prompt: plan.prompt,
+            isMain: this.group.isMain,
+            assistantName: this.deps.config.assistantName,
+            history: [],
+          },
+          this.source.history(),
+        )
       : { type: 'message', text: plan.prompt };
     const problem = this.send(frame);
+    if (problem === null) plan.began?.(this.now()); // Counts as an attempt from here (turns.ts).
     if (problem === null) return true;
 
     // The prompt cannot cross to the container as built; sending it again would fail the
     // same way, so the turn is closed with a notice and the group goes on.
     this.log.error({ problem }, 'the turn could not be sent to the agent');
-    this.turn = null;
-    this.deps.setTyping(this.group.jid, false);
+    this.releaseTurn();
     this.closeTurn(turn.id, plan, () =>
       plan.skip(turn.id, `the request could not be passed to the agent (${problem})`, this.now()),
     );
@@ -568,8 +736,7 @@ export class AgentRun implements GroupRun {
       this.onBadFrame('done without a turn in progress');
       return;
     }
-    this.turn = null;
-    this.deps.setTyping(this.group.jid, false);
+    this.releaseTurn();
     const failed =
       frame.status === 'failed' || (frame.status === undefined && turn.failure !== null);
     if (failed) {
@@ -588,11 +755,26 @@ export class AgentRun implements GroupRun {
       this.afterTurn();
       return;
     }
+    // The turn in `done` is a container's claim. One that does not match the host's own
+    // records is not saved, and the stored transcript stays as it was: its earlier turns all
+    // passed this check, so keeping them beats wiping the group's memory, which would hand a
+    // hostile agent a way to erase it. The replies were checked on their own way in and are
+    // real, so they are still committed.
+    const transcriptProblem = turnProblem(frame.turn, {
+      prompt: turn.plan.prompt,
+      answers: turn.answers,
+    });
+    if (transcriptProblem !== null) {
+      this.log.warn(
+        { reason: transcriptProblem },
+        "refused the turn's messages for the transcript; its replies are kept, the transcript stays as it was",
+      );
+    }
     const closed = this.closeTurn(turn.id, turn.plan, () =>
       turn.plan.commit({
         turnId: turn.id,
         replies: turn.replies,
-        sessionRef: frame.sessionRef,
+        messages: transcriptProblem === null ? frame.turn : null,
         usage: turn.usage,
         now: this.now(),
       }),
@@ -622,8 +804,9 @@ export class AgentRun implements GroupRun {
   /** Between turns: take what arrived meanwhile, stop if asked, else wait warm. */
   private afterTurn(): void {
     if (this.state !== 'busy') return;
-    // A group paused mid-turn keeps no warm container: its next messages wait for resume.
-    if (this.stopRequested || this.deps.isPaused(this.group.jid)) {
+    // A group paused mid-turn keeps no warm container: its next messages wait for resume. A
+    // run past its wall-clock cap makes way for a fresh one.
+    if (this.stopRequested || this.runExpired || this.deps.isPaused(this.group.jid)) {
       this.beginShutdown();
       return;
     }
@@ -655,10 +838,7 @@ export class AgentRun implements GroupRun {
         );
         return;
       case 'output':
-        if (this.turn) {
-          const text = formatOutbound(frame.text);
-          if (text !== null) this.turn.replies.push(text);
-        }
+        this.onOutput(frame.text);
         return;
       case 'error':
         if (frame.code === 'bad_frame') {
@@ -675,6 +855,17 @@ export class AgentRun implements GroupRun {
         if (this.turn) this.turn.failure = frame.message;
         return;
       case 'done':
+        if (this.turn && this.modelCallInFlight) {
+          // Its usage would be missing from the turn's record, and its answer would land in
+          // the next turn.
+          this.stopForLimit(
+            new RunLimitError(
+              'protocol',
+              'the agent ended a turn while its model call was still under way',
+            ),
+          );
+          return;
+        }
         if (frame.status !== 'failed' && this.turn) this.turn.failure = null;
         this.finishTurn(frame);
         return;
@@ -719,17 +910,10 @@ export class AgentRun implements GroupRun {
   private async brokerModelCall(
     frame: Extract<RunnerToHost, { type: 'model.request' }>,
   ): Promise<void> {
+    const request = this.admitModelRequest(frame);
     const turn = this.turn;
-    if (!turn) {
-      this.onBadFrame('model.request outside a turn');
-      return;
-    }
-    const request: ModelRequest = {
-      system: frame.system,
-      messages: frame.messages,
-      tools: frame.tools,
-      maxTokens: frame.maxTokens,
-    };
+    if (!request || !turn) return;
+    this.modelCallInFlight = true;
     try {
       const result = await this.deps.broker.complete(request, {
         signal: this.abort.signal,
@@ -744,7 +928,9 @@ export class AgentRun implements GroupRun {
         stopReason: result.stopReason,
         usage: result.usage,
       });
-      if (problem !== null) {
+      if (problem === null) {
+        turn.answers.push({ content: result.content, stopReason: result.stopReason });
+      } else {
         turn.modelError = new RunFailedError(
           `the model's answer could not be passed to the agent (${problem})`,
         );
@@ -767,7 +953,116 @@ export class AgentRun implements GroupRun {
         retryable,
         ...(typeof retryAfterMs === 'number' ? { retryAfterMs } : {}),
       });
+    } finally {
+      this.modelCallInFlight = false;
     }
+    this.touch();
+  }
+
+  /**
+   * Checks a model request against the run's limits, synchronously, before anything is
+   * awaited: two frames in one chunk must not both pass as "none in flight". Returns the
+   * request to send to the broker, or null when it was refused (answered with a `model.error`)
+   * or the run was stopped for it.
+   */
+  private admitModelRequest(
+    frame: Extract<RunnerToHost, { type: 'model.request' }>,
+  ): ModelRequest | null {
+    const turn = this.turn;
+    const { maxModelCallsPerTurn, maxRequestBytes, maxTokens } = this.limits;
+    if (!turn) {
+      // The runner only calls the model inside a turn; nothing is pending that could justify
+      // the cost, so this is a hostile or broken container, not a frame to skip.
+      this.stopForLimit(
+        new RunLimitError('protocol', 'the agent asked for a model call while no turn was running'),
+      );
+      return null;
+    }
+    if (this.modelCallInFlight) {
+      // The runner waits for each answer before it asks again (retries included).
+      this.stopForLimit(
+        new RunLimitError(
+          'protocol',
+          'the agent asked for a second model call while one was still under way',
+        ),
+      );
+      return null;
+    }
+    if (turn.modelCalls >= maxModelCallsPerTurn) {
+      this.stopForLimit(
+        new RunLimitError(
+          'maxModelCallsPerTurn',
+          `the agent made more than ${maxModelCallsPerTurn} model calls in one turn`,
+        ),
+      );
+      return null;
+    }
+    turn.modelCalls += 1;
+    this.touch();
+    const request: ModelRequest = {
+      system: frame.system,
+      messages: frame.messages,
+      tools: frame.tools,
+      maxTokens: Math.min(frame.maxTokens, maxTokens),
+    };
+    const bytes = Buffer.byteLength(
+      JSON.stringify({ system: request.system, messages: request.messages, tools: request.tools }),
+    );
+    if (bytes > maxRequestBytes) {
+      // A well-behaved runner can get here with a long turn, so the turn fails (the runner
+      // reports it, and it is closed with a notice) but the run goes on.
+      this.log.warn({ bytes, limit: maxRequestBytes }, 'model request refused: too large');
+      turn.modelError = null; // Not the API's doing: the turn is closed, not kept pending.
+      this.send({
+        type: 'model.error',
+        requestId: frame.requestId,
+        message: `the model request is ${bytes} bytes, over the host's limit of ${describeBytes(maxRequestBytes)}; ask for smaller steps or start a new conversation`,
+        retryable: false,
+      });
+      return null;
+    }
+    return request;
+  }
+
+  /** Counts an `output` frame against the turn's limits and keeps its visible text. */
+  private onOutput(text: string): void {
+    const turn = this.turn;
+    if (!turn) {
+      this.onBadFrame('output outside a turn');
+      return;
+    }
+    const { maxOutputChars, maxRepliesPerTurn, maxReplyBytesPerTurn } = this.limits;
+    if (text.length > maxOutputChars) {
+      this.stopForLimit(
+        new RunLimitError(
+          'maxOutputChars',
+          `the agent sent a reply of ${text.length} characters; a chat message holds at most ${maxOutputChars}`,
+        ),
+      );
+      return;
+    }
+    turn.outputs += 1;
+    if (turn.outputs > maxRepliesPerTurn) {
+      this.stopForLimit(
+        new RunLimitError(
+          'maxRepliesPerTurn',
+          `the agent sent more than ${maxRepliesPerTurn} replies in one turn`,
+        ),
+      );
+      return;
+    }
+    turn.outputBytes += Buffer.byteLength(text);
+    if (turn.outputBytes > maxReplyBytesPerTurn) {
+      this.stopForLimit(
+        new RunLimitError(
+          'maxReplyBytesPerTurn',
+          `the agent's replies in one turn came to more than ${describeBytes(maxReplyBytesPerTurn)}`,
+        ),
+      );
+      return;
+    }
+    const visible = formatOutbound(text);
+    if (visible !== null) turn.replies.push(visible);
     this.touch();
   }
 
@@ -777,6 +1072,17 @@ export class AgentRun implements GroupRun {
       this.onBadFrame('host.call outside a turn');
       return;
     }
+    turn.hostCalls += 1;
+    if (turn.hostCalls > this.limits.maxHostCallsPerTurn) {
+      this.stopForLimit(
+        new RunLimitError(
+          'maxHostCallsPerTurn',
+          `the agent made more than ${this.limits.maxHostCallsPerTurn} host calls in one turn`,
+        ),
+      );
+      return;
+    }
+    this.touch();
     const binding: RunBinding = {
       groupJid: this.group.jid,
       chatJid: this.group.jid,
@@ -799,6 +1105,7 @@ export class AgentRun implements GroupRun {
         result: `the host's answer could not be passed on (${problem})`,
       });
     }
+    this.touch();
   }
 
   /**
@@ -823,7 +1130,11 @@ export class AgentRun implements GroupRun {
     return null;
   }
 
-  /** Any sign of life from the container during a turn, or an answer we gave it, resets the hard timeout. */
+  /**
+   * Progress in a turn resets the silence (hard) timeout: a frame the host accepted (`ready`,
+   * `model.request`, `host.call`, `output`, `done`), or an answer the host delivered. Bytes
+   * alone, bad frames and stderr never do; the turn's wall-clock cap is never reset.
+   */
   private touch(): void {
     if (this.state === 'busy') this.armSilence();
   }
@@ -833,9 +1144,31 @@ export class AgentRun implements GroupRun {
   }
 }
 
-/** Start failures that a retry cannot fix: the user must act (build the image, say). */
+/**
+ * Start failures that a retry cannot fix: the user must act (build the image, say). A refused
+ * folder or mount counts too: a link planted in place of the group folder, or a folder name
+ * that breaks the rules, stays as it is until someone removes it, so retrying only repeats the
+ * refusal (and would re-queue the chat's message five times for nothing).
+ */
 function isSetupError(err: unknown): boolean {
-  return err instanceof ImageMissingError;
+  return (
+    err instanceof ImageMissingError ||
+    err instanceof UnsafePathError ||
+    err instanceof MountPolicyError ||
+    err instanceof InvalidFolderNameError
+  );
+}
+
+/**
+ * The start frame with as much of the stored conversation as fits in one frame. The store keeps
+ * the transcript trimmed but keeps its latest turn whole, whatever its size, and the prompt
+ * takes room too: the oldest turns give way first, and with no room at all the agent starts
+ * fresh rather than never starting.
+ */
+function withHistory(start: StartFrame, history: MessageParam[]): StartFrame {
+  // The frame as it stands carries `[]`, which the history replaces.
+  const room = MAX_FRAME_BYTES - Buffer.byteLength(encodeFrame(start)) + 2;
+  return { ...start, history: fitConversation(history, room) };
 }
 
 function seconds(ms: number): number {

@@ -7,15 +7,31 @@
  * content, stop reason and usage for the `model.result` frame, or throws a {@link ModelError}
  * for `model.error`.
  *
- * Everything that costs money is the broker's choice, never the container's: the model comes
- * from config, the output ceiling is clamped, and prompt-cache breakpoints are set here (any the
- * container put in its blocks are dropped).
+ * A request is untrusted: any process in the container can forge one. So:
+ * - Only an allowlist of content reaches the API (content-policy.ts): a URL or file source,
+ *   which Anthropic would fetch or read on the container's behalf, or any block or field the
+ *   runner does not need, is refused before any call, as a non-retryable `refused` error.
+ * - Everything that costs money is the broker's choice: the model comes from config, the
+ *   output ceiling is clamped, and prompt-cache breakpoints are set here.
+ * - Usage is taken from the API's own answer and handed to the caller's `recordUsage` for
+ *   every call, failed ones included when the API reported any; the container's own figures
+ *   are never used.
+ * - A {@link ModelError}'s message, which goes back to the container, carries no host detail.
  */
 import Anthropic, { type ClientOptions } from '@anthropic-ai/sdk';
 import type { Logger } from '../logger.js';
+import { redactSecrets, registerSecret, serializeError } from '../redact.js';
+import {
+  checkAnswer,
+  checkRequest,
+  NO_HOST_FEATURES,
+  type HostFeatures,
+} from './content-policy.js';
 import {
   ModelError,
   abortedError,
+  badAnswerError,
+  refusedError,
   timeoutError,
   toModelError,
   type ModelErrorContext,
@@ -39,9 +55,9 @@ export const DEFAULT_ANTHROPIC_BASE_URL = 'https://api.anthropic.com';
 
 export interface ModelBrokerDeps {
   /**
-   * The Anthropic API key. It stays on the host: it is never logged, never put in an error
-   * message, and never sent to a container. An empty key makes every call fail at once with
-   * a `no_key` {@link ModelError}.
+   * The Anthropic API key. It stays on the host: it is registered for redaction from every
+   * log line ({@link registerSecret}), never put in an error message, and never sent to a
+   * container. An empty key makes every call fail at once with a `no_key` {@link ModelError}.
    */
   apiKey: string;
   /**
@@ -87,6 +103,21 @@ export interface CompleteOptions {
   signal?: AbortSignal;
   /** The group the call is for; only used in logs. */
   group?: string;
+  /**
+   * Told the tokens of each API answer, from the API's own figures: once per successful call,
+   * and for a call that failed after the API reported usage (a stream cut off half-way).
+   * The core records them per group and day. A throw is logged, never passed on: the call
+   * itself succeeded.
+   */
+  recordUsage?: (usage: Usage) => void;
+}
+
+/**
+ * What the core needs of a broker: {@link ModelBroker.complete}, with usage recording. An
+ * interface so tests can stand in for it.
+ */
+export interface MeteredModelCaller {
+  complete(req: ModelRequest, opts?: CompleteOptions): Promise<ModelResult>;
 }
 
 /** The payload of a `model.result` frame. */
@@ -103,8 +134,16 @@ const CACHEABLE_BLOCK_TYPES = new Set([
   'document',
   'tool_use',
   'tool_result',
-  'search_result',
+  'server_tool_use',
+  'web_search_tool_result',
 ]);
+
+/**
+ * The features this broker turns on in its requests, and so the blocks their answers bring
+ * that it lets back through. None today: turning thinking or web search on means adding it to
+ * the request body in {@link ModelBroker.complete} and here.
+ */
+const BROKER_FEATURES: HostFeatures = NO_HOST_FEATURES;
 
 /** Makes model calls for the agents with the host's key and the configured model. */
 export class ModelBroker {
@@ -123,13 +162,10 @@ export class ModelBroker {
     this.timeoutMs = deps.timeoutMs ?? DEFAULT_MODEL_TIMEOUT_MS;
     this.promptCaching = deps.promptCaching ?? true;
     const apiKey = deps.apiKey.trim();
-    this.errorContext = {
-      baseURL: this.baseURL,
-      model: this.model,
-      // Belt and braces: the API or a proxy may echo a credential back in an error body.
-      redact: (text) => (apiKey ? text.split(apiKey).join('[redacted]') : text),
-      timeoutMs: this.timeoutMs,
-    };
+    // The API or a proxy may echo the key back in an error body; from here on every log line
+    // and error message built with redactSecrets hides it.
+    registerSecret(apiKey);
+    this.errorContext = { baseURL: this.baseURL, model: this.model, timeoutMs: this.timeoutMs };
     // No client without a key: the SDK would otherwise fall back to its own credential chain
     // (environment, profile files) and the call would go out with credentials we did not choose.
     this.client = apiKey
@@ -150,7 +186,8 @@ export class ModelBroker {
   /**
    * Runs one model call and returns the whole assistant message. Streams under the hood, so
    * long answers do not hit the SDK's non-streaming limits.
-   * @throws {ModelError} on every failure, with `retryable` set.
+   * @throws {ModelError} on every failure, with `retryable` set; `refused` (no call made) when
+   *   the request holds content the host does not forward.
    */
   async complete(req: ModelRequest, opts: CompleteOptions = {}): Promise<ModelResult> {
     const { group } = opts;
@@ -164,17 +201,23 @@ export class ModelBroker {
     }
     if (opts.signal?.aborted) throw abortedError();
 
+    const checked = checkRequest(req, BROKER_FEATURES);
+    if (!checked.ok) {
+      const error = refusedError(checked.reason);
+      this.log.warn({ group, kind: error.kind, reason: checked.reason }, 'model request refused');
+      throw error;
+    }
+    const { system, messages, tools } = checked.value;
     const maxTokens = clampMaxTokens(req.maxTokens);
-    // Built field by field, so nothing but these reaches the API: the container cannot pick the
-    // model, the service tier, thinking budgets or anything else billed.
+    // Built field by field from the checked request, so nothing but these reaches the API: the
+    // container cannot pick the model, the service tier, thinking budgets or anything else
+    // billed.
     const body: Anthropic.MessageStreamParams = {
       model: this.model,
       max_tokens: maxTokens,
-      messages: this.toApiMessages(req.messages),
-      ...(req.system
-        ? { system: [this.withCacheMark({ type: 'text' as const, text: req.system })] }
-        : {}),
-      ...(req.tools.length > 0 ? { tools: req.tools.map(toApiTool) } : {}),
+      messages: this.withCacheBreakpoint(messages),
+      ...(system ? { system: [this.withCacheMark({ type: 'text' as const, text: system })] } : {}),
+      ...(tools.length > 0 ? { tools: tools.map(toApiTool) } : {}),
     };
 
     // One deadline over the whole call. The SDK's own timeout only covers the wait for response
@@ -190,39 +233,50 @@ export class ModelBroker {
 
     const started = Date.now();
     this.log.debug(
-      { group, messages: req.messages.length, tools: req.tools.length, maxTokens },
+      { group, messages: messages.length, tools: tools.length, maxTokens },
       'model call started',
     );
+    let stream: ReturnType<Anthropic['messages']['stream']> | null = null;
+    let recorded = false;
     try {
-      const stream = this.client.messages.stream(body, { signal: deadline.signal });
+      stream = this.client.messages.stream(body, { signal: deadline.signal });
       const message = await stream.finalMessage();
+      const usage = usageOf(message.usage);
+      recorded = true;
+      this.record(opts, usage);
+      // Checked on the way out too: the runner sends this content back in its next request,
+      // where a block the check refuses would wedge the conversation.
+      const content = checkAnswer(message.content, BROKER_FEATURES);
+      if (!content.ok) throw badAnswerError(content.reason);
       const result: ModelResult = {
-        // Spread into plain objects: the SDK gives tool_use blocks a lazily parsed `input` getter
-        // and hidden fields; what crosses to the runner must be plain JSON data.
-        content: message.content.map((block) => ({ ...block })),
+        // Plain objects, rebuilt by the check: the SDK gives tool_use blocks a lazily parsed
+        // `input` getter and hidden fields; what crosses to the runner must be plain JSON data.
+        content: content.value,
         stopReason: message.stop_reason,
-        usage: {
-          inputTokens: message.usage.input_tokens,
-          outputTokens: message.usage.output_tokens,
-          cacheReadTokens: message.usage.cache_read_input_tokens ?? 0,
-          cacheWriteTokens: message.usage.cache_creation_input_tokens ?? 0,
-        },
+        usage,
       };
       this.log.info(
         {
           group,
           requestId: stream.request_id ?? null,
           stopReason: result.stopReason,
-          usage: result.usage,
+          usage,
           ms: Date.now() - started,
         },
         'model call done',
       );
       return result;
     } catch (err) {
-      const error = timedOut
-        ? timeoutError(this.timeoutMs, err)
-        : toModelError(err, this.errorContext);
+      // The API may have reported usage before the call broke (message_start carries the input
+      // tokens): it processed them, so they count, as the API's own figures, never guessed.
+      const partial = recorded ? null : stream?.currentMessage?.usage;
+      if (partial) this.record(opts, usageOf(partial));
+      const error =
+        err instanceof ModelError
+          ? err
+          : timedOut
+            ? timeoutError(this.timeoutMs, err)
+            : toModelError(err, this.errorContext);
       const fields = {
         group,
         kind: error.kind,
@@ -232,7 +286,9 @@ export class ModelBroker {
         ms: Date.now() - started,
       };
       if (error.kind === 'aborted') this.log.info(fields, 'model call cancelled');
-      else this.log.warn({ ...fields, err: error }, 'model call failed');
+      // Serialized here, not left to the logger's own serializer: the broker's errors carry
+      // the API's words, and any logger may be handed in.
+      else this.log.warn({ ...fields, err: serializeError(error) }, 'model call failed');
       throw error;
     } finally {
       clearTimeout(timer);
@@ -240,18 +296,27 @@ export class ModelBroker {
     }
   }
 
+  /** Hands a call's usage to the caller's recorder; a failure there never fails the call. */
+  private record(opts: CompleteOptions, usage: Usage): void {
+    if (!opts.recordUsage) return;
+    try {
+      opts.recordUsage(usage);
+    } catch (err) {
+      this.log.error(
+        { group: opts.group, usage, err: serializeError(err) },
+        'could not record the usage of a model call',
+      );
+    }
+  }
+
   /**
-   * Copies the runner's messages for the API. The blocks pass through as they are (the API
-   * validates them), except that `cache_control` is the broker's to set: the container's is
-   * dropped, and one breakpoint goes on the last block so the next step reads this prefix back.
+   * Puts the broker's one cache breakpoint on the last block of the checked messages (the
+   * check dropped the container's), so the next step of a tool loop reads this prefix back.
    */
-  private toApiMessages(messages: MessageParam[]): Anthropic.MessageParam[] {
+  private withCacheBreakpoint(messages: MessageParam[]): Anthropic.MessageParam[] {
     const copied = messages.map((message) => ({
       role: message.role,
-      content:
-        typeof message.content === 'string'
-          ? message.content
-          : message.content.map(withoutCacheControl),
+      content: typeof message.content === 'string' ? message.content : [...message.content],
     }));
     const last = copied.at(-1);
     if (this.promptCaching && last) {
@@ -265,7 +330,7 @@ export class ModelBroker {
         }
       }
     }
-    // The protocol checks only each block's `type`; the API checks the rest and answers 400.
+    // The content policy checked every block against the API's own shapes.
     return copied as Anthropic.MessageParam[];
   }
 
@@ -285,23 +350,13 @@ function toApiTool(tool: ToolDefinition): Anthropic.Tool {
   return { name: tool.name, description: tool.description, input_schema: tool.input_schema };
 }
 
-function withoutCacheControl(block: ContentBlock): ContentBlock {
-  const { cache_control: _dropped, ...rest } = block;
-  // tool_result blocks nest blocks of their own, which could carry a breakpoint too.
-  if (Array.isArray(rest.content)) {
-    rest.content = rest.content.map((inner: unknown) =>
-      isBlock(inner) ? withoutCacheControl(inner) : inner,
-    );
-  }
-  return rest;
-}
-
-function isBlock(value: unknown): value is ContentBlock {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { type?: unknown }).type === 'string'
-  );
+function usageOf(usage: Anthropic.Usage): Usage {
+  return {
+    inputTokens: usage.input_tokens,
+    outputTokens: usage.output_tokens,
+    cacheReadTokens: usage.cache_read_input_tokens ?? 0,
+    cacheWriteTokens: usage.cache_creation_input_tokens ?? 0,
+  };
 }
 
 /**
@@ -311,9 +366,9 @@ function isBlock(value: unknown): value is ContentBlock {
 function sdkLogger(log: Logger): ClientOptions['logger'] {
   const sdk = log.child({ sdk: true });
   return {
-    error: (message: string) => sdk.error(message),
-    warn: (message: string) => sdk.warn(message),
-    info: (message: string) => sdk.info(message),
-    debug: (message: string) => sdk.debug(message),
+    error: (message: string) => sdk.error(redactSecrets(message)),
+    warn: (message: string) => sdk.warn(redactSecrets(message)),
+    info: (message: string) => sdk.info(redactSecrets(message)),
+    debug: (message: string) => sdk.debug(redactSecrets(message)),
   };
 }

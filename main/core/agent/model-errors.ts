@@ -1,10 +1,15 @@
 /**
  * How the model broker turns a failed Anthropic call into a {@link ModelError}: a kind, whether
- * the same request may succeed later, the HTTP status, how long the API asked us to wait, and a
- * message fit to show a user. The SDK's error is kept as `cause` for logs.
+ * the same request may succeed later, the HTTP status, how long the API asked us to wait, and
+ * two texts. The SDK's error is kept as `cause` for logs.
  *
- * Every message that may carry text from the API or the network goes through the caller's
- * `redact` function, so a credential echoed back by the API or a proxy never leaves the host.
+ * - `message` goes to the container (in `model.error`) and, when the run gives up, to the chat.
+ *   It is built from the kind, the status and the API's own short message, and carries no host
+ *   detail: no base URL, host name or address, no key, no request id, no model name.
+ * - `detail` is for the host's log: it names the base URL, the model and the network reason.
+ *
+ * Both go through {@link redactSecrets}, so a credential echoed back by the API or a proxy
+ * never leaves the host.
  */
 import {
   APIConnectionError,
@@ -12,6 +17,7 @@ import {
   APIError,
   APIUserAbortError,
 } from '@anthropic-ai/sdk';
+import { redactSecrets } from '../redact.js';
 
 /** Why a model call failed. `retryable` on {@link ModelError} follows from it. */
 export type ModelErrorKind =
@@ -40,11 +46,15 @@ export type ModelErrorKind =
   /** The stream broke off or made no sense. */
   | 'stream'
   /** The caller's signal aborted the call. */
-  | 'aborted';
+  | 'aborted'
+  /** The host refused to forward the request (a block or field it does not allow); no call made. */
+  | 'refused'
+  /** The API answered with content the host cannot pass on (a block type it does not handle). */
+  | 'bad_answer';
 
 /**
- * A failed model call, with a message fit to show a user. The message never contains the API
- * key; the SDK's error is kept as `cause` for logs.
+ * A failed model call. Its `message` is fit for the container and the chat (no host detail, no
+ * key); `detail` says more, for the host's log. The SDK's error is kept as `cause`.
  */
 export class ModelError extends Error {
   override readonly name = 'ModelError';
@@ -58,7 +68,13 @@ export class ModelError extends Error {
    * `retry-after-ms` or `retry-after` header; null when it did not say (or said nonsense).
    */
   readonly retryAfterMs: number | null;
+  /**
+   * What went wrong in full, for the host's log only: it may name the base URL, the model and
+   * the network error. Redacted of secrets, like the message. Defaults to the message.
+   */
+  readonly detail: string;
 
+  /** @param message safe for the container and the chat: see the module comment. */
   constructor(
     message: string,
     opts: {
@@ -66,25 +82,25 @@ export class ModelError extends Error {
       retryable: boolean;
       status?: number | null;
       retryAfterMs?: number | null;
+      detail?: string;
       cause?: unknown;
     },
   ) {
-    super(message, { cause: opts.cause });
+    super(redactSecrets(message), { cause: opts.cause });
     this.kind = opts.kind;
     this.retryable = opts.retryable;
     this.status = opts.status ?? null;
     this.retryAfterMs = opts.retryAfterMs ?? null;
+    this.detail = opts.detail === undefined ? this.message : redactSecrets(opts.detail);
   }
 }
 
 /** What the classification needs to know about the broker that made the call. */
 export interface ModelErrorContext {
-  /** Named in connection and not-found messages. */
+  /** Named in the host-only `detail` of connection and not-found errors. */
   baseURL: string;
-  /** Named in permission and not-found messages. */
+  /** Named in the host-only `detail` of permission and not-found errors. */
   model: string;
-  /** Removes credentials from text that came from the API or the network. */
-  redact: (text: string) => string;
   /** The broker's deadline for one call, named in timeout messages. */
   timeoutMs: number;
 }
@@ -92,7 +108,7 @@ export interface ModelErrorContext {
 /** The kinds an answer from the API (an HTTP status or a stream `error` event) can have. */
 export type ApiErrorKind = Exclude<
   ModelErrorKind,
-  'no_key' | 'timeout' | 'connection' | 'stream' | 'aborted'
+  'no_key' | 'timeout' | 'connection' | 'stream' | 'aborted' | 'refused' | 'bad_answer'
 >;
 
 /**
@@ -157,15 +173,25 @@ export function toModelError(err: unknown, context: ModelErrorContext): ModelErr
   if (err instanceof APIConnectionTimeoutError) return timeoutError(context.timeoutMs, err);
   if (err instanceof APIConnectionError) {
     const reason = networkReason(err);
-    return new ModelError(
-      `Could not reach the Anthropic API at ${context.baseURL}${reason ? ` (${context.redact(reason)})` : ''}.`,
-      { kind: 'connection', retryable: true, cause: err },
-    );
+    // Only an error code such as ECONNREFUSED goes to the container: a network error's message
+    // names the address it tried.
+    const code = reason && ERROR_CODE.test(reason) ? ` (${reason})` : '';
+    return new ModelError(`Could not reach the Anthropic API${code}.`, {
+      kind: 'connection',
+      retryable: true,
+      detail: `Could not reach the Anthropic API at ${context.baseURL}${reason ? ` (${reason})` : ''}.`,
+      cause: err,
+    });
   }
   if (err instanceof APIError) {
-    const detail = context.redact(truncate(err.apiMessage ?? err.message, 300));
+    const apiText = truncate(err.apiMessage ?? err.message, 300);
     return httpError(
-      { status: err.status, type: err.type, detail, retryAfterMs: retryAfterOf(err.headers) },
+      {
+        status: err.status,
+        type: err.type,
+        detail: scrubHostDetail(apiText, context.baseURL),
+        retryAfterMs: retryAfterOf(err.headers),
+      },
       context,
       err,
     );
@@ -173,11 +199,44 @@ export function toModelError(err: unknown, context: ModelErrorContext): ModelErr
   // What is left is whatever broke while reading the stream (the SDK wraps it in a plain
   // AnthropicError), typically a connection dropped mid-answer. Nothing was handed to the
   // runner yet, so the same request may simply be sent again.
-  const text = err instanceof Error ? err.message : String(err);
+  const text = truncate(err instanceof Error ? err.message : String(err), 300);
   return new ModelError(
-    `The Anthropic API stream broke off: ${context.redact(truncate(text, 300))}`,
-    { kind: 'stream', retryable: true, cause: err },
+    `The Anthropic API stream broke off: ${scrubHostDetail(text, context.baseURL)}`,
+    {
+      kind: 'stream',
+      retryable: true,
+      detail: `The Anthropic API stream from ${context.baseURL} broke off: ${text}`,
+      cause: err,
+    },
   );
+}
+
+/** A Node error code, e.g. `ECONNREFUSED`, `ENOTFOUND`, `UND_ERR_SOCKET`. */
+const ERROR_CODE = /^[A-Z][A-Z0-9_]{2,40}$/;
+
+/**
+ * Text from the API or the network, made fit for the container: secrets redacted, and the
+ * base URL, its host, any other URL, any IP address and any request id replaced. A gateway's
+ * error page may name the internal host it failed to reach; a body the SDK could not read as
+ * an API error is quoted whole, request id included.
+ */
+export function scrubHostDetail(text: string, baseURL: string): string {
+  let out = redactSecrets(text);
+  const hosts = [baseURL.replace(/\/+$/, '')];
+  try {
+    const url = new URL(baseURL);
+    hosts.push(url.host, url.hostname);
+  } catch {
+    // Not a URL: only its literal text is replaced.
+  }
+  for (const host of hosts) {
+    if (host) out = out.split(host).join('[host]');
+  }
+  return out
+    .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>)\]]+/gi, '[url]')
+    .replace(/\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b/g, '[address]')
+    .replace(/\breq_[A-Za-z0-9]{6,}/g, '[request id]')
+    .replace(/\[[0-9a-f:]*:[0-9a-f:]*\](?::\d{1,5})?/gi, '[address]');
 }
 
 /** What the API answered with: an HTTP error, or an `error` event inside a stream. */
@@ -186,13 +245,17 @@ export interface ApiErrorAnswer {
   status: number | undefined;
   /** The error type in the body, e.g. `overloaded_error`. */
   type: string | null;
-  /** The API's message, already truncated and redacted. */
+  /** The API's message, already truncated and scrubbed ({@link scrubHostDetail}). */
   detail: string;
   /** From the answer's `retry-after-ms` or `retry-after` header. */
   retryAfterMs: number | null;
 }
 
-/** Classifies an answer from the API and words it for a user. */
+/**
+ * Classifies an answer from the API and words it: the message from the status, the error type
+ * and the API's own words (`429 rate_limit_error: …`), plus what a user can do; the host-only
+ * detail adds the model and the base URL where they are the likely fault.
+ */
 export function httpError(
   answer: ApiErrorAnswer,
   context: Pick<ModelErrorContext, 'baseURL' | 'model'>,
@@ -200,46 +263,72 @@ export function httpError(
 ): ModelError {
   const { status, type, detail, retryAfterMs } = answer;
   const kind = kindOf(status, type);
-  const code = status ?? type ?? 'error';
-  const make = (retryable: boolean, message: string): ModelError =>
-    new ModelError(message, { kind, retryable, status: status ?? null, retryAfterMs, cause });
+  const code = [status, type].filter((part) => part !== undefined && part !== null).join(' ');
+  const answered = `(${code || 'error'}: ${detail})`;
+  const make = (retryable: boolean, message: string, hostDetail = message): ModelError =>
+    new ModelError(message, {
+      kind,
+      retryable,
+      status: status ?? null,
+      retryAfterMs,
+      detail: hostDetail,
+      cause,
+    });
   switch (kind) {
     case 'auth':
       return make(
         false,
-        `Anthropic API rejected the key (${code}: ${detail}). Check ANTHROPIC_API_KEY or the key in Settings.`,
+        `The Anthropic API rejected the key ${answered}. Check ANTHROPIC_API_KEY or the key in Settings.`,
       );
     case 'billing':
       return make(
         false,
-        `Anthropic API refused the call for billing reasons (${code}: ${detail}). Check the account's plan and credit.`,
+        `The Anthropic API refused the call for billing reasons ${answered}. Check the account's plan and credit.`,
       );
     case 'permission':
       return make(
         false,
-        `Anthropic API denied access (${code}: ${detail}). The key may not be allowed to use model "${context.model}".`,
+        `The Anthropic API denied access ${answered}. The key may not be allowed to use the configured model.`,
+        `The Anthropic API denied access ${answered}. The key may not be allowed to use model "${context.model}".`,
       );
     case 'not_found':
       return make(
         false,
-        `Anthropic API answered not found (${code}: ${detail}). Check the model name "${context.model}" and the base URL ${context.baseURL}.`,
+        `The Anthropic API answered not found ${answered}. Check the model name and the base URL in the settings.`,
+        `The Anthropic API answered not found ${answered}. Check the model name "${context.model}" and the base URL ${context.baseURL}.`,
       );
     case 'bad_request':
-      return make(false, `Anthropic API rejected the request (${code}: ${detail}).`);
+      return make(false, `The Anthropic API rejected the request ${answered}.`);
     case 'rate_limit':
-      return make(
-        true,
-        `Anthropic API rate limit reached (${code}: ${detail}). Try again shortly.`,
-      );
+      return make(true, `The Anthropic API rate limit was reached ${answered}. Try again shortly.`);
     case 'overloaded':
-      return make(true, `Anthropic API is overloaded (${code}: ${detail}). Try again shortly.`);
+      return make(true, `The Anthropic API is overloaded ${answered}. Try again shortly.`);
     case 'server':
-      return make(true, `Anthropic API failed (${code}: ${detail}). Try again shortly.`);
+      return make(true, `The Anthropic API failed ${answered}. Try again shortly.`);
     default: {
       const unreachable: never = kind;
       return unreachable;
     }
   }
+}
+
+/** The host refused to forward a request; `reason` says where and why, in one sentence. */
+export function refusedError(reason: string): ModelError {
+  return new ModelError(`The request was refused: ${reason}.`, {
+    kind: 'refused',
+    retryable: false,
+  });
+}
+
+/** The API answered with content the host cannot pass to the container. */
+export function badAnswerError(reason: string): ModelError {
+  return new ModelError(
+    `The Anthropic API answered with content the host cannot pass on: ${reason}.`,
+    {
+      kind: 'bad_answer',
+      retryable: false,
+    },
+  );
 }
 
 /**

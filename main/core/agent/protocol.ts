@@ -10,8 +10,11 @@
  */
 import { z } from 'zod';
 
-/** Bumped when a frame changes shape incompatibly. The runner reports it in `ready`. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Bumped when a frame changes shape incompatibly. The runner reports it in `ready`.
+ * 2: the transcript moved to the host (`start.history`, `done.turn` instead of session refs).
+ */
+export const PROTOCOL_VERSION = 2;
 
 /**
  * The longest line either side accepts. A line past this is dropped whole and reported.
@@ -70,8 +73,11 @@ export const StartFrameSchema = z.object({
   prompt: text.min(1),
   isMain: z.boolean(),
   assistantName: z.string().min(1).max(64),
-  /** The transcript to resume, or null for a fresh conversation. */
-  sessionRef: z.string().max(128).nullable(),
+  /**
+   * The conversation to resume, from the host's store; empty for a fresh one. The host trims
+   * it so that the frame stays under {@link MAX_FRAME_BYTES}.
+   */
+  history: z.array(MessageParamSchema).max(10_000),
 });
 
 export const HostToRunnerSchema = z.discriminatedUnion('type', [
@@ -134,10 +140,15 @@ export const RunnerToHostSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('done'),
     usage: UsageSchema,
-    sessionRef: z.string().max(128).nullable(),
     /**
-     * Whether the turn completed. `error` frames also carry warnings (a bad frame, a failed
-     * transcript save after a good answer), so only this field says the turn failed.
+     * The completed turn's messages: the user's prompt message, then assistant messages and
+     * tool_result user messages. Empty when the turn failed. The host checks it against its
+     * own records before it joins the stored transcript: a container's claim, never trusted.
+     */
+    turn: z.array(MessageParamSchema).max(10_000),
+    /**
+     * Whether the turn completed. `error` frames also carry warnings (a bad frame, a turn too
+     * large to report after a good answer), so only this field says the turn failed.
      * Absent means ok, for runners built before it existed.
      */
     status: z.enum(['ok', 'failed']).optional(),

@@ -4,19 +4,32 @@
  * A run does not know whether it answers chat messages or runs a scheduled task. It asks its
  * source for the next turn (a prompt), runs it, and hands the result to that turn's `commit`,
  * which writes the replies to the outbox together with the source's own bookkeeping in one
- * transaction: the cursor move for messages, the run record for a task.
+ * transaction: the cursor move for messages, the run record for a task, and the transcript
+ * when the turn belongs to the group's conversation.
  */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../logger.js';
+import type { RunOutcome } from '../queue/group-queue.js';
 import { pendingTurn } from '../router.js';
-import type { Group, OutboxItem, Store, TokenUsage } from '../store/index.js';
-import { dayInZone } from '../time.js';
+import type { Group, OutboxItem, Store, TokenUsage, TurnAttempt } from '../store/index.js';
+import { trimConversation } from './conversation.js';
+import type { MessageParam } from './protocol.js';
 
 /** What a finished turn produced, from the host's own records. */
 export interface TurnResult {
   turnId: string;
   /** Text for the chat, already cleaned of `<internal>` notes. */
   replies: string[];
-  sessionRef: string | null;
-  /** Summed from the model broker's answers during the turn, never from the container. */
+  /**
+   * The turn's messages to append to the transcript, already checked by the host against its
+   * own records; null when it refused them (the transcript then stays as it was).
+   */
+  messages: MessageParam[] | null;
+  /**
+   * Summed from the model broker's answers during the turn, never from the container; for
+   * reports only (the run log, a task's run record). A commit does not record it: the core
+   * recorded each call's usage as the API answered, failed turns' calls included.
+   */
   usage: TokenUsage;
   now: number;
 }
@@ -34,58 +47,150 @@ export interface PlannedTurn {
    * on with its next message instead of retrying this one.
    */
   skip(turnId: string, reason: string, now: number): OutboxItem[];
+  /**
+   * The prompt has been handed to the container: from now until the turn is closed, a run that
+   * ends (or a host that dies) counts as a failed attempt at its messages. Not called when the
+   * container never got the prompt, so an engine that is down costs no attempt. Never throws.
+   */
+  began?(now: number): void;
+}
+
+/** How a run over a source ended, as the orchestrator tells the source. */
+export interface RunEnding {
+  outcome: RunOutcome;
+  /** The user stopped the run (`clawbar groups stop`): not the messages' fault. */
+  stopped: boolean;
+  now: number;
 }
 
 export interface TurnSource {
   readonly kind: 'messages' | 'task';
   /** Whether messages stored while the run is alive may become turns of it. */
   readonly takesMessages: boolean;
-  /** The conversation the container resumes, or null for a fresh one. */
-  sessionRef(): string | null;
+  /** The conversation the container resumes; empty for a fresh one. */
+  history(): MessageParam[];
   /** The next turn, or null when there is nothing (more) to do. */
   next(): PlannedTurn | null;
+  /**
+   * The run over this source has ended: settle what a turn it began left open. Called once,
+   * by the orchestrator. Never throws.
+   */
+  runEnded?(ending: RunEnding): void;
 }
+
+/**
+ * How many times the messages after one cursor position are handed to an agent, without the
+ * turn being closed, before they are given up (counted in the database: `turn_attempts`).
+ *
+ * Three, because this is the guard against what the queue's retries cannot see: a message
+ * whose run takes the host down is queued again at every restart, and the queue's failure
+ * count starts from zero each time. Three crashes are enough to tell a poisoned message from
+ * bad luck, and few enough that serve is back to answering within a few restarts. Within one
+ * process the queue's backoff (5 s, 10 s, … DESIGN.md §5) is cut short by it for a turn the
+ * container did receive: its third failure ends the tries. Failures before the prompt reaches
+ * the container (an engine that is down, an image that is missing) count nothing, so the
+ * queue's own retries and give-up still handle those.
+ */
+export const MAX_TURN_ATTEMPTS = 3;
 
 export interface MessageTurnsDeps {
   store: Store;
   groupJid: string;
-  /** IANA zone for the prompt's times and the usage day. */
+  /** IANA zone for the prompt's times. */
   timezone: string;
   /** @default MAX_PROMPT_BYTES */
   maxPromptBytes?: number;
+  /**
+   * Planning gave up on messages whose attempts were spent: their notice is queued and the
+   * cursor moved past them. The orchestrator wakes the outbox and announces the closed turn,
+   * as it does for a turn a run closed.
+   */
+  onGaveUp?(turnId: string, throughSeq: number): void;
+  /** @default Date.now */
+  now?: () => number;
+  log?: Logger;
 }
 
 /**
  * Turns that answer a group's chat: each covers every message since the cursor, and its
  * commit moves the cursor past them with the replies. Nothing while the group is paused.
+ *
+ * Each turn whose prompt reached a container counts as an attempt at the messages after the
+ * cursor, until the turn is closed. Once {@link MAX_TURN_ATTEMPTS} are spent, planning gives
+ * those messages up with a notice instead of running them again, so a message whose runs keep
+ * failing, or keep taking the host down, cannot crash-loop serve.
  */
 export function messageTurns(deps: MessageTurnsDeps): TurnSource {
   const { store, groupJid, timezone } = deps;
+  const clock = deps.now ?? Date.now;
+  /** The cursor of the last turn this source handed to a container. */
+  let begunAfter: number | null = null;
+
+  const plan = (group: Group) =>
+    pendingTurn(store, group, {
+      timezone,
+      ...(deps.maxPromptBytes ? { maxBytes: deps.maxPromptBytes } : {}),
+    });
+
+  /**
+   * Closes the pending messages with a notice when their attempts are spent: `run` when they
+   * may be tried, `gave-up` when they were closed, `stuck` when closing them failed (logged;
+   * they are not run again either, and the next planning tries the give-up once more).
+   */
+  const giveUpIfSpent = (throughSeq: number): 'run' | 'gave-up' | 'stuck' => {
+    const attempt = store.turnAttemptOf(groupJid);
+    if (!attempt || attempt.attempts < MAX_TURN_ATTEMPTS) return 'run';
+    if (attempt.afterSeq !== store.cursorOf(groupJid)) return 'run';
+    const turnId = `gave-up:${randomUUID()}`;
+    deps.log?.warn(
+      { group: groupJid, attempts: attempt.attempts, lastError: attempt.lastError },
+      'giving up on messages whose runs kept failing',
+    );
+    try {
+      store.skipTurn({ groupJid, throughSeq, turnId, notice: giveUpNotice(attempt), now: clock() });
+    } catch (err) {
+      deps.log?.error({ group: groupJid, err }, 'could not record the give-up');
+      return 'stuck';
+    }
+    deps.onGaveUp?.(turnId, throughSeq);
+    return 'gave-up';
+  };
+
   return {
     kind: 'messages',
     takesMessages: true,
-    sessionRef: () => store.sessionOf(groupJid),
+    history: () => store.transcriptOf(groupJid),
     next(): PlannedTurn | null {
       const group = store.getGroup(groupJid);
       if (!group || group.paused) return null;
-      const pending = pendingTurn(store, group, {
-        timezone,
-        ...(deps.maxPromptBytes ? { maxBytes: deps.maxPromptBytes } : {}),
-      });
+      let pending = plan(group);
+      if (pending) {
+        const verdict = giveUpIfSpent(pending.throughSeq);
+        if (verdict === 'stuck') return null;
+        // Only what arrived after the given-up messages is left, if anything.
+        if (verdict === 'gave-up') pending = plan(group);
+      }
       if (!pending) return null;
       const { throughSeq } = pending;
+      const afterSeq = store.cursorOf(groupJid);
       return {
         prompt: pending.prompt,
         throughSeq,
+        began: (at) => {
+          try {
+            store.recordTurnAttempt(groupJid, afterSeq, at);
+            begunAfter = afterSeq;
+          } catch (err) {
+            deps.log?.error({ group: groupJid, err }, 'could not count a turn attempt');
+          }
+        },
         commit: (result) =>
           store.commitTurn({
             groupJid,
             throughSeq,
             turnId: result.turnId,
             replies: result.replies.map((text) => ({ chatJid: groupJid, text })),
-            sessionRef: result.sessionRef,
-            usage: result.usage,
-            day: dayInZone(result.now, timezone),
+            transcript: extendedTranscript(store, groupJid, result.messages),
             now: result.now,
           }),
         skip: (turnId, reason, now) =>
@@ -98,15 +203,41 @@ export function messageTurns(deps: MessageTurnsDeps): TurnSource {
           }),
       };
     },
+    runEnded({ outcome, stopped, now: at }) {
+      if (begunAfter === null) return;
+      try {
+        // A closed turn took its count with it; a count at another cursor is not this run's.
+        const attempt = store.turnAttemptOf(groupJid);
+        if (!attempt || attempt.afterSeq !== begunAfter) return;
+        if (stopped || (!outcome.ok && outcome.failure === 'runtime-unavailable')) {
+          store.forgiveTurnAttempt(groupJid, begunAfter, at);
+        } else if (!outcome.ok) {
+          store.recordTurnError(groupJid, begunAfter, outcome.error.message, at);
+        }
+      } catch (err) {
+        deps.log?.error({ group: groupJid, err }, 'could not settle a turn attempt');
+      }
+    },
   };
+}
+
+/** What the chat is told when its messages are given up; the reason is the last run's error. */
+function giveUpNotice(attempt: TurnAttempt): string {
+  const reason =
+    attempt.lastError?.trim().replace(/[\s.]+$/, '') ||
+    'no run lived to say why (Clawbar itself may have stopped each time)';
+  return `Sorry, I gave up on your last message after ${attempt.attempts} attempts: ${reason}.`;
 }
 
 export interface TaskTurnDeps {
   store: Store;
   group: Group;
   prompt: string;
-  /** The session to continue (context mode `group`), or null for an isolated run. */
-  sessionRef: string | null;
+  /**
+   * The group's conversation to continue (context mode `group`), its turn then joining the
+   * stored transcript; or null for an isolated run, which starts fresh and saves nothing.
+   */
+  history: MessageParam[] | null;
   timezone: string;
   /**
    * Extra bookkeeping in the commit's transaction (the scheduler records the run). It runs
@@ -126,7 +257,7 @@ export function taskTurn(deps: TaskTurnDeps): TurnSource {
   return {
     kind: 'task',
     takesMessages: false,
-    sessionRef: () => deps.sessionRef,
+    history: () => deps.history ?? [],
     next(): PlannedTurn | null {
       if (given) return null;
       given = true;
@@ -138,7 +269,10 @@ export function taskTurn(deps: TaskTurnDeps): TurnSource {
             const items = result.replies.map((text) =>
               store.enqueueOutbound(group.jid, text, result.turnId, result.now),
             );
-            store.addUsage(group.jid, dayInZone(result.now, deps.timezone), result.usage);
+            if (deps.history !== null) {
+              const transcript = extendedTranscript(store, group.jid, result.messages);
+              if (transcript !== null) store.setTranscript(group.jid, transcript, result.now);
+            }
             deps.onCommit?.(result, items);
             return items;
           })(),
@@ -157,4 +291,17 @@ export function taskTurn(deps: TaskTurnDeps): TurnSource {
       };
     },
   };
+}
+
+/**
+ * The group's stored transcript with a turn's messages appended, trimmed to its budget; null
+ * when the host refused the turn's messages, so the stored transcript stays as it was.
+ */
+function extendedTranscript(
+  store: Store,
+  groupJid: string,
+  messages: MessageParam[] | null,
+): MessageParam[] | null {
+  if (messages === null) return null;
+  return trimConversation([...store.transcriptOf(groupJid), ...messages]);
 }

@@ -16,6 +16,8 @@ export interface GroupView {
   trigger: string | null;
   main: boolean;
   paused: boolean;
+  /** Why the group is paused, when Clawbar paused it (its folders are over their disk budget). */
+  pausedReason?: string;
 }
 
 export interface MessageView {
@@ -32,6 +34,15 @@ export interface MessageView {
    */
   delivery?: 'queued' | 'failed';
   error?: string;
+}
+
+/** The answer to `groups.stop`. */
+export interface GroupStopView {
+  group: GroupView;
+  /** A run was under way and was killed; its messages stay stored for the next trigger. */
+  stopped: boolean;
+  /** A failed run was waiting to be retried; it will not be. */
+  cancelledRetry: boolean;
 }
 
 export function groupView(group: Group): GroupView {
@@ -94,7 +105,11 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
   const { assistantName } = core;
   return {
     status: async () => ({ serving, ...(await core.status()) }),
-    'groups.list': async () => core.groups.list().map(groupView),
+    'groups.list': async () =>
+      core.groups.list().map((group) => {
+        const reason = group.paused ? core.disk.pausedReason(group.jid) : null;
+        return { ...groupView(group), ...(reason ? { pausedReason: reason } : {}) };
+      }),
     'groups.add': async (p) =>
       groupView(
         core.addGroup({
@@ -108,6 +123,10 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
     'groups.remove': async (p) => groupView(core.removeGroup(p.group)),
     'groups.pause': async (p) => groupView(core.pauseGroup(p.group)),
     'groups.resume': async (p) => groupView(core.resumeGroup(p.group)),
+    'groups.stop': async (p): Promise<GroupStopView> => {
+      const { group, stopped, cancelledRetry } = core.stopGroup(p.group);
+      return { group: groupView(group), stopped, cancelledRetry };
+    },
     send: async (p, ctx) => {
       if (p.wait && !serving) {
         throw new CoreInputError(

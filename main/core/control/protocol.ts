@@ -24,6 +24,7 @@ export const ControlMethods = {
   'groups.remove': z.object({ group: groupRef }),
   'groups.pause': z.object({ group: groupRef }),
   'groups.resume': z.object({ group: groupRef }),
+  'groups.stop': z.object({ group: groupRef }),
   send: z.object({
     group: groupRef,
     from: z.string().max(256).optional(),

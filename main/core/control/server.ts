@@ -53,19 +53,23 @@ export class ControlServer {
   async listen(): Promise<void> {
     await this.clearStaleSocket();
     const server = net.createServer((socket) => this.accept(socket));
-    // Create the socket file already private: no window in which others could connect.
-    const previousMask = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
+    // Create the socket file already private: no window in which others could connect. The
+    // umask is process-wide, so it is narrowed only around the call that binds: `listen()` on
+    // a path binds synchronously (outside cluster mode) and only reports asynchronously, so no
+    // other code runs (and creates a directory without its x bit) while the umask is 0177.
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      const previousMask = process.umask(0o177);
+      try {
         server.listen(this.socketPath, () => {
           server.off('error', reject);
           resolve();
         });
-      });
-    } finally {
-      process.umask(previousMask);
-    }
+      } finally {
+        process.umask(previousMask);
+      }
+    });
+    // Whatever the umask did, the mode is exactly 0600 (and the home around it is 0700).
     fs.chmodSync(this.socketPath, 0o600);
     this.server = server;
     this.log.info({ socket: this.socketPath }, 'control socket listening');

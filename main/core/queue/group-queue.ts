@@ -12,6 +12,8 @@
  *   that would only repeat (`final`) is reported at once, and one caused by the container
  *   engine being unreachable spends no retry: the group waits until the engine is back.
  * - A paused group's messages wait; a run already under way finishes.
+ * - A stopped group's run is killed now and not retried; its messages stay stored for the
+ *   next trigger.
  *
  * The queue knows nothing of containers or messages: it schedules {@link GroupRun}s that the
  * orchestrator starts. Timers are the only clock it uses, so fake timers drive it in tests.
@@ -53,7 +55,25 @@ export interface GroupRun {
  */
 export type FailureKind = 'retry' | 'runtime-unavailable' | 'final';
 
-export type RunOutcome = { ok: true } | { ok: false; error: Error; failure: FailureKind };
+export type RunOutcome =
+  | {
+      ok: true;
+      /**
+       * The run took messages for a later turn but ended before it (asked to stop, or past
+       * its wall-clock cap): they are dispatched again.
+       */
+      messagesLeft?: boolean;
+    }
+  | {
+      ok: false;
+      error: Error;
+      failure: FailureKind;
+      /**
+       * The chat was already told why (the run closed its turn with a notice, as when it is
+       * stopped at a limit): {@link GroupQueueDeps.onGiveUp} then sends no second notice.
+       */
+      notified?: boolean;
+    };
 
 export interface RetryPolicy {
   /** Delay before the first retry; each next retry doubles it. @default 5000 */
@@ -75,9 +95,16 @@ export interface GroupQueueDeps {
   isPaused(groupJid: string): boolean;
   /**
    * The queue stopped trying this work: every retry failed, or the failure was final. The
-   * user must be told. Messages stay stored and pending.
+   * user must be told, unless `details.notified` says the run already told the chat.
+   * Messages stay stored and pending.
    */
-  onGiveUp(groupJid: string, error: Error, attempts: number, work: WorkItem): void;
+  onGiveUp(
+    groupJid: string,
+    error: Error,
+    attempts: number,
+    work: WorkItem,
+    details?: { notified: boolean },
+  ): void;
   /** A run found the container engine unreachable; the orchestrator watches for its return. */
   onRuntimeUnavailable(error: Error): void;
   log: Logger;
@@ -98,6 +125,18 @@ interface GroupState {
   blocked: boolean;
   failures: number;
   retryTimer: ReturnType<typeof setTimeout> | null;
+  /** The work the pending retry will try again, so a stop can take it back. */
+  retrying: WorkItem | null;
+  /** The run {@link GroupQueue.stop} killed: its outcome is neither retried nor reported. */
+  stopped: GroupRun | null;
+}
+
+/** What {@link GroupQueue.stop} ended. */
+export interface StopResult {
+  /** The busy run it killed, or null when none was under way. */
+  run: GroupRun | null;
+  /** A failed run was waiting to be retried, and now will not be. */
+  cancelledRetry: boolean;
 }
 
 export interface QueueSnapshot {
@@ -165,6 +204,43 @@ export class GroupQueue {
   pause(groupJid: string): void {
     const run = this.groups.get(groupJid)?.run;
     if (run?.idle) run.requestStop();
+  }
+
+  /**
+   * Stop (DESIGN.md §5): the group's busy run is killed now, and neither its failure nor a
+   * retry already waiting is tried again or reported as a give-up. Nothing stored is dropped:
+   * the messages stay pending, undispatched, and the next one that arrives starts a run that
+   * answers them all. Task runs queued behind it stay queued. A warm, idle run is let go.
+   */
+  stop(groupJid: string): StopResult {
+    const state = this.groups.get(groupJid);
+    if (!state) return { run: null, cancelledRetry: false };
+    const cancelledRetry = state.retryTimer !== null;
+    if (state.retryTimer) clearTimeout(state.retryTimer);
+    state.retryTimer = null;
+    const retried = cancelledRetry ? state.retrying : null;
+    state.retrying = null;
+    if (retried?.kind === 'task') {
+      state.tasks = state.tasks.filter((t) => t.kind !== 'task' || t.taskId !== retried.taskId);
+    }
+    state.failures = 0;
+    // Stored messages wait for the next trigger instead of being dispatched now.
+    state.pendingMessages = false;
+    const run = state.run;
+    if (!run) return { run: null, cancelledRetry };
+    if (run.idle) {
+      // Nothing under way: the warm container just goes, as on pause.
+      run.requestStop();
+      return { run: null, cancelledRetry };
+    }
+    state.stopped = run;
+    this.log.info({ group: groupJid, work: state.runWork?.kind }, 'stopping the run on request');
+    run
+      .kill()
+      .catch((err: unknown) =>
+        this.log.error({ group: groupJid, err }, 'could not kill a stopped run'),
+      );
+    return { run, cancelledRetry };
   }
 
   /**
@@ -286,6 +362,8 @@ export class GroupQueue {
         blocked: false,
         failures: 0,
         retryTimer: null,
+        retrying: null,
+        stopped: null,
       };
       this.groups.set(groupJid, state);
     }
@@ -385,17 +463,23 @@ export class GroupQueue {
       state.runWork = null;
     }
     this.active -= 1;
+    // A run ended on request is not retried: what it did not finish waits for the next trigger.
+    const stopped = state.stopped === run;
+    if (stopped) state.stopped = null;
     if (this.stopping) return;
 
-    if (outcome.ok) {
+    if (outcome.ok || stopped) {
       state.failures = 0;
+      if (outcome.ok && outcome.messagesLeft && !stopped) state.pendingMessages = true;
       if (this.nextWork(groupJid, state)) {
         // Back of the line: other groups that waited while this one ran go first.
         state.waiting = true;
         this.waiting.push(groupJid);
       }
     } else {
-      this.onRunFailed(groupJid, state, work, outcome.error, outcome.failure);
+      this.onRunFailed(groupJid, state, work, outcome.error, outcome.failure, {
+        notified: outcome.notified === true,
+      });
     }
     this.drain();
   }
@@ -406,6 +490,7 @@ export class GroupQueue {
     work: WorkItem,
     error: Error,
     failure: FailureKind,
+    details: { notified: boolean },
   ): void {
     // The failed item goes back to the front of its kind, to be tried again.
     const requeue = (): void => {
@@ -428,7 +513,7 @@ export class GroupQueue {
         const attempts = state.failures + 1;
         state.failures = 0;
         this.log.error({ group: groupJid, err: error }, 'run failed in a way a retry cannot fix');
-        this.safely(() => this.deps.onGiveUp(groupJid, error, attempts, work));
+        this.safely(() => this.deps.onGiveUp(groupJid, error, attempts, work, details));
         return;
       }
       case 'retry':
@@ -455,8 +540,10 @@ export class GroupQueue {
       'run failed; retrying',
     );
     requeue();
+    state.retrying = work;
     state.retryTimer = setTimeout(() => {
       state.retryTimer = null;
+      state.retrying = null;
       if (this.stopping) return;
       this.admitIfIdle(groupJid, state); // A paused group's messages wait for resume.
     }, delay);

@@ -3,9 +3,9 @@
  *
  * Every container is locked down the same way: no network unless the group allows it, all
  * capabilities dropped, `no-new-privileges`, a read-only root filesystem with a small tmpfs at
- * `/tmp`, memory/CPU/pid ceilings, tini as PID 1, and automatic removal on exit. The host talks
- * to the agent over the container's stdin/stdout (JSON lines, see agent/protocol.ts); stderr
- * carries the runner's logs.
+ * `/tmp`, memory/CPU/pid ceilings, tini as PID 1, no engine-side log, and automatic removal on
+ * exit. The host talks to the agent over the container's stdin/stdout (JSON lines, see
+ * agent/protocol.ts); stderr carries the runner's logs.
  */
 import { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -419,7 +419,19 @@ export class DockerRuntime implements ContainerRuntime {
         MemorySwap: spec.limits.memoryBytes,
         NanoCpus: spec.limits.nanoCpus,
         PidsLimit: spec.limits.pids,
+        // Docker cannot mount a read-write bind `nosuid,nodev` (`-v` takes no such option, and
+        // HostConfig.Mounts' BindOptions has none; moby/moby#12143, checked on Engine 20.10 by
+        // reading /proc/mounts in a container: `-v …:rw,nosuid` is "invalid mode", and a local
+        // volume with `o=bind,nosuid` applies the flags only when also `ro`). What they would
+        // guard against is closed here instead: with `no-new-privileges` a setuid file does not
+        // raise privileges on exec, with every capability dropped the agent cannot make a
+        // setuid-root file or a device node (CAP_FSETID, CAP_CHOWN, CAP_MKNOD), and the device
+        // cgroup refuses any device node it might find (test/integration/docker-hardening).
         Binds: spec.mounts.map((m) => toBind(m, facts)),
+        // No engine-side log: the host reads stdout and stderr over the attach stream, opened
+        // before start. The default json-file driver kept every stdout frame (the whole
+        // conversation) and unbounded stderr under /var/lib/docker (issue 6: 1.15 GB).
+        LogConfig: { Type: 'none', Config: {} },
         AutoRemove: true,
         // tini as PID 1 reaps the zombies that bash tool calls leave behind and forwards signals.
         Init: true,

@@ -5,37 +5,51 @@
  * group folder stay the user's. As root (a server, CI), the container runs as the image's
  * unprivileged user instead, and the folders it must write are handed to that user.
  */
-import fs from 'node:fs';
 import path from 'node:path';
+
+import { chownTreeNoFollow, ensureDirInside } from '../safe-fs.js';
+import { validateFolderName } from './mounts.js';
 
 /** The runner's user in the agent image (see sandbox-images/agent/Dockerfile). */
 export const IMAGE_UID = 10001;
 
 export interface GroupFolderInput {
   groupsDir: string;
-  sessionsDir: string;
   globalDir: string;
   folder: string;
   /** The main group writes global memory too. */
   isMain: boolean;
 }
 
-/** Creates a run's group and session folders; as root, hands the writable ones to the image's user. */
+/**
+ * Creates a run's group folder (and the global memory folder); as root, hands the writable ones
+ * to the image's user. There is no session folder: the conversation transcript lives in the
+ * host's store (issue 6), so the container gets no writable place beyond its group folder.
+ *
+ * Everything here happens in folders an agent has written, so nothing follows a link
+ * (safe-fs.ts): a group or global folder that is a link, or not a directory, fails with
+ * `UnsafePathError`. The hand-over changes the folder itself and, below it, only what root
+ * made (the memory templates the host copied in): the agent cannot make root-owned files, so
+ * its own files cost nothing, and a link it planted (to `/etc`, to `..`, to another group's
+ * folder) is skipped, never followed.
+ *
+ * @throws {InvalidFolderNameError} when `folder` is not a single safe name
+ * @throws {UnsafePathError} when one of the folders is a link or not a directory
+ */
 export function prepareGroupFolders(
   input: GroupFolderInput,
   uid: number | undefined = process.getuid?.(),
-): { group: string; session: string } {
-  const group = path.join(input.groupsDir, input.folder);
-  const session = path.join(input.sessionsDir, input.folder);
-  fs.mkdirSync(group, { recursive: true });
-  fs.mkdirSync(session, { recursive: true, mode: 0o700 });
-  fs.mkdirSync(input.globalDir, { recursive: true });
+): { group: string } {
+  // The folder name becomes a path segment: one safe name, never `..` or `a/b`.
+  validateFolderName(input.folder);
+  const group = ensureDirInside(input.groupsDir, input.folder);
+  const globalDir = ensureDirInside(path.dirname(input.globalDir), path.basename(input.globalDir));
   if (uid === 0) {
-    for (const dir of input.isMain ? [group, session, input.globalDir] : [group, session]) {
-      fs.chownSync(dir, IMAGE_UID, IMAGE_UID);
+    for (const dir of input.isMain ? [group, globalDir] : [group]) {
+      chownTreeNoFollow(dir, IMAGE_UID, IMAGE_UID, { onlyOwnedBy: 0 });
     }
   }
-  return { group, session };
+  return { group };
 }
 
 /**

@@ -1,13 +1,15 @@
 /**
  * The mount policy: which host directories a group's container sees, and where.
  *
- * A container sees exactly three host directories, all under the data root (`$CLAWBAR_HOME`):
+ * A container sees exactly two host directories, both under the data root (`$CLAWBAR_HOME`):
  *
  * | host                 | container            | access                   |
  * | -------------------- | -------------------- | ------------------------ |
  * | the group's folder   | `/workspace/group`   | read-write               |
  * | the global memory    | `/workspace/global`  | read-only unless main    |
- * | the session folder   | `/workspace/session` | read-write               |
+ *
+ * There is no session folder: the conversation transcript lives in the host's store, where no
+ * container can rewrite it (issue 6).
  *
  * Every host path is checked before it reaches the runtime, because a bind mount is the one
  * place where a mistake hands the agent the rest of the disk: a `..` segment, a symlink placed
@@ -21,11 +23,10 @@ import path from 'node:path';
 
 import type { Mount } from './runtime.js';
 
-/** Where the three standard directories appear inside the container. */
+/** Where the standard directories appear inside the container. */
 export const CONTAINER_PATHS = {
   group: '/workspace/group',
   global: '/workspace/global',
-  session: '/workspace/session',
 } as const;
 
 /**
@@ -75,8 +76,6 @@ export interface GroupMountInput {
   groupDir: string;
   /** The global memory folder, `<home>/groups/global`. Must exist. */
   globalDir: string;
-  /** The group's session folder (transcript, runner state). Must exist. */
-  sessionDir: string;
   /** The main group may edit global memory; every other group only reads it. */
   isMain: boolean;
 }
@@ -108,9 +107,8 @@ export function groupMounts(input: GroupMountInput, deps: MountPolicyDeps = {}):
   const mounts: Mount[] = [
     { hostPath: input.groupDir, containerPath: CONTAINER_PATHS.group, readOnly: false },
     { hostPath: input.globalDir, containerPath: CONTAINER_PATHS.global, readOnly: !input.isMain },
-    { hostPath: input.sessionDir, containerPath: CONTAINER_PATHS.session, readOnly: false },
   ];
-  const labels = ['group folder', 'global memory folder', 'session folder'];
+  const labels = ['group folder', 'global memory folder'];
 
   mounts.forEach((mount, i) => {
     const label = labels[i] ?? 'mount';

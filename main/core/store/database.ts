@@ -38,7 +38,10 @@ export class MigrationError extends Error {
  * Pass `':memory:'` for a throwaway database in tests.
  */
 export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS): Db {
-  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  if (file !== ':memory:') {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    makePrivate(file);
+  }
   const db = new Database(file);
   try {
     // The CLI and `serve` may touch the file at once; wait rather than fail on a lock.
@@ -52,6 +55,36 @@ export function openDatabase(file: string, migrations: readonly Migration[] = MI
     throw err;
   }
   return db;
+}
+
+/** Owner read and write only: the database holds every message, and WhatsApp's keys. */
+export const PRIVATE_FILE_MODE = 0o600;
+
+/**
+ * Creates the database file, or tightens an existing one, as owner-only (0600), before SQLite
+ * opens it. SQLite makes its `-wal` and `-shm` files with the database file's own mode
+ * (os_unix.c `findCreateFileMode`, then an `fchmod` past the umask), so a private database
+ * keeps its side files private too; ones left by an older, looser file are tightened here.
+ * The mode is set with `fchmod`, so the umask cannot loosen or narrow it.
+ */
+function makePrivate(file: string): void {
+  // O_CREAT without O_EXCL: an existing database opens as it is (its content untouched).
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, PRIVATE_FILE_MODE);
+  try {
+    if ((fs.fstatSync(fd).mode & 0o777) !== PRIVATE_FILE_MODE) fs.fchmodSync(fd, PRIVATE_FILE_MODE);
+  } finally {
+    fs.closeSync(fd);
+  }
+  for (const side of [`${file}-wal`, `${file}-shm`, `${file}-journal`]) {
+    try {
+      const stat = fs.lstatSync(side);
+      // chmod follows links; only a plain file is SQLite's own.
+      if (stat.isFile() && (stat.mode & 0o777) !== PRIVATE_FILE_MODE)
+        fs.chmodSync(side, PRIVATE_FILE_MODE);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
+    }
+  }
 }
 
 /**

@@ -6,10 +6,12 @@ import { openDatabase, type Db } from './database.js';
 import { groupQueries } from './groups.js';
 import { messageQueries } from './messages.js';
 import { runStateQueries } from './run-state.js';
+import { turnAttemptQueries } from './turn-attempts.js';
 
 export type Store = ReturnType<typeof messageQueries> &
   ReturnType<typeof groupQueries> &
-  ReturnType<typeof runStateQueries> & {
+  ReturnType<typeof runStateQueries> &
+  ReturnType<typeof turnAttemptQueries> & {
     readonly db: Db;
     close(): void;
   };
@@ -20,6 +22,7 @@ function storeOver(db: Db): Store {
     ...messageQueries(db),
     ...groupQueries(db),
     ...runStateQueries(db),
+    ...turnAttemptQueries(db),
     close: () => db.close(),
   };
 }
@@ -32,3 +35,4 @@ export function openStore(file: string): Store {
 export * from './types.js';
 export { DatabaseFromTheFutureError, MigrationError } from './database.js';
 export type { FailedAttempt, TurnCommit } from './run-state.js';
+export { MAX_TURN_ERROR_CHARS, type TurnAttempt } from './turn-attempts.js';

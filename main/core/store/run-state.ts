@@ -1,7 +1,11 @@
 /**
- * The state a run moves forward: cursors, sessions, the outbox and token usage.
- * {@link runStateQueries.commitTurn} is the one place a turn's results become durable.
+ * The state a run moves forward: cursors, sessions (the conversation transcript), the outbox
+ * and token usage. {@link runStateQueries.commitTurn} is the one place a turn's results become
+ * durable.
  */
+import { z } from 'zod';
+import { conversationProblem } from '../agent/conversation.js';
+import { MessageParamSchema, type MessageParam } from '../agent/protocol.js';
 import type { Db } from './database.js';
 import type { OutboxItem, OutboxKind, OutboxState, TokenUsage } from './types.js';
 
@@ -52,23 +56,45 @@ export interface TurnCommit {
   turnId: string;
   /** Replies to queue for delivery, already formatted. */
   replies: Array<{ chatJid: string; text: string }>;
-  sessionRef: string | null;
-  /** Tokens the host itself recorded for the turn's model calls; never the container's figures. */
-  usage: TokenUsage;
-  /** The usage day, `YYYY-MM-DD` in the configured time zone. */
-  day: string;
+  /**
+   * The group's whole new transcript, already checked and trimmed, or null to leave the stored
+   * one as it is (a turn whose messages the host refused).
+   */
+  transcript: MessageParam[] | null;
   now: number;
+}
+
+const StoredTranscriptSchema = z.array(MessageParamSchema);
+
+/**
+ * Parses a stored transcript. Anything unusable (not JSON, the wrong shape, a conversation the
+ * API would refuse) reads as a fresh conversation: a broken history must not break every
+ * future run of the group, and the next commit replaces it.
+ */
+function parseTranscript(json: string | null | undefined): MessageParam[] {
+  if (!json) return [];
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return [];
+  }
+  const parsed = StoredTranscriptSchema.safeParse(value);
+  if (!parsed.success || conversationProblem(parsed.data) !== null) return [];
+  return parsed.data;
 }
 
 export function runStateQueries(db: Db) {
   const getCursor = db.prepare(`SELECT last_seq FROM cursors WHERE group_jid = ?`);
+  // A closed turn's attempt count (turn-attempts.ts) goes with it, in the same transaction.
+  const clearTurnAttempts = db.prepare(`DELETE FROM turn_attempts WHERE group_jid = ?`);
   const advanceCursor = db.prepare(`
     INSERT INTO cursors (group_jid, last_seq) VALUES (@groupJid, @seq)
     ON CONFLICT (group_jid) DO UPDATE SET last_seq = MAX(last_seq, @seq)`);
-  const getSession = db.prepare(`SELECT session_ref FROM sessions WHERE group_jid = ?`);
-  const setSession = db.prepare(`
-    INSERT INTO sessions (group_jid, session_ref, updated_at) VALUES (@groupJid, @ref, @now)
-    ON CONFLICT (group_jid) DO UPDATE SET session_ref = @ref, updated_at = @now`);
+  const getTranscript = db.prepare(`SELECT transcript FROM sessions WHERE group_jid = ?`);
+  const setTranscript = db.prepare(`
+    INSERT INTO sessions (group_jid, transcript, updated_at) VALUES (@groupJid, @transcript, @now)
+    ON CONFLICT (group_jid) DO UPDATE SET transcript = @transcript, updated_at = @now`);
   const enqueue = db.prepare(`
     INSERT INTO outbox (chat_jid, text, turn_id, kind, state, created_at)
     VALUES (?, ?, ?, ?, 'queued', ?)`);
@@ -139,11 +165,20 @@ export function runStateQueries(db: Db) {
     cursorOf(groupJid: string): number {
       return (getCursor.get(groupJid) as { last_seq: number } | undefined)?.last_seq ?? 0;
     },
-    sessionOf(groupJid: string): string | null {
-      return (
-        (getSession.get(groupJid) as { session_ref: string | null } | undefined)?.session_ref ??
-        null
-      );
+    /**
+     * The group's conversation transcript, to resume in the next run; empty when there is
+     * none or the stored one is unusable. Never throws on a bad stored value.
+     */
+    transcriptOf(groupJid: string): MessageParam[] {
+      const row = getTranscript.get(groupJid) as { transcript: string | null } | undefined;
+      return parseTranscript(row?.transcript);
+    },
+    /**
+     * Replaces the group's transcript. For a write outside {@link commitTurn} (a scheduled
+     * task's commit), to be run inside that commit's own transaction.
+     */
+    setTranscript(groupJid: string, transcript: readonly MessageParam[], now: number): void {
+      setTranscript.run({ groupJid, transcript: JSON.stringify(transcript), now });
     },
     /** Queues one outgoing message (e.g. from the agent's send_message tool). */
     enqueueOutbound,
@@ -177,16 +212,24 @@ export function runStateQueries(db: Db) {
     },
     /**
      * Makes a turn durable in one transaction: its replies enter the outbox, the cursor
-     * moves past the messages it answered, and the session and usage are recorded.
+     * moves past the messages it answered, and the transcript is recorded, so a
+     * crash never leaves the transcript and the cursor disagreeing.
      * A crash before this commits re-runs the turn; a crash after it sends nothing twice.
+     * Usage is not part of it: the broker records each model call's as it happens (issue 6).
      */
     commitTurn: db.transaction((turn: TurnCommit): OutboxItem[] => {
       const items = turn.replies.map((r) =>
         enqueueOutbound(r.chatJid, r.text, turn.turnId, turn.now),
       );
       advanceCursor.run({ groupJid: turn.groupJid, seq: turn.throughSeq });
-      setSession.run({ groupJid: turn.groupJid, ref: turn.sessionRef, now: turn.now });
-      addUsage.run({ groupJid: turn.groupJid, day: turn.day, ...turn.usage });
+      clearTurnAttempts.run(turn.groupJid);
+      if (turn.transcript !== null) {
+        setTranscript.run({
+          groupJid: turn.groupJid,
+          transcript: JSON.stringify(turn.transcript),
+          now: turn.now,
+        });
+      }
       return items;
     }),
     /**
@@ -203,6 +246,7 @@ export function runStateQueries(db: Db) {
       }): OutboxItem[] => {
         const item = enqueueOutbound(turn.groupJid, turn.notice, turn.turnId, turn.now, 'notice');
         advanceCursor.run({ groupJid: turn.groupJid, seq: turn.throughSeq });
+        clearTurnAttempts.run(turn.groupJid);
         return [item];
       },
     ),

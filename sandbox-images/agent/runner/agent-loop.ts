@@ -6,16 +6,36 @@
  * joins them to the history when it succeeds; a failed turn is dropped whole, so the history
  * always ends with an assistant message and the next request is valid. Dropping the failed
  * turn's prompt also suits the host, whose retry sends the same prompt again.
+ *
+ * The runner keeps no transcript of its own: it starts from the history the host sends in
+ * `start` and reports each completed turn in `done`, and the host, which checks that turn
+ * against its own records, keeps the transcript where no container can rewrite it.
  */
 import { z } from 'zod';
 import {
+  EMPTY_REPLY,
+  TRANSCRIPT_MAX_BYTES,
+  dropOldestTurn,
+  promptMessage,
+  trimConversation,
+  usableContent,
+} from '../../../main/core/agent/conversation.js';
+import {
   addUsage,
+  encodeFrame,
   MAX_FRAME_BYTES,
+  RunnerToHostSchema,
   stripInternal,
   type ContentBlock,
   type MessageParam,
+  type RunnerToHost,
   type Usage,
 } from '../../../main/core/agent/protocol.js';
+import {
+  DEFAULT_RUN_LIMITS,
+  describeBytes,
+  MAX_CHAT_MESSAGE_CHARS,
+} from '../../../main/core/agent/run-limits.js';
 import { ModelCallError, clampMessage, type RunnerHost } from './host-link.js';
 import { describeError, type RunnerLog } from './log.js';
 import {
@@ -24,25 +44,38 @@ import {
   type ModelRetryPolicy,
 } from './model-retry.js';
 import { TOOL_DEFINITIONS, executeTool, type ToolContext } from './tools/index.js';
-import { TRANSCRIPT_FILE, dropOldestTurn, trimConversation } from './transcript.js';
 
-/** Limits on one turn and on what is kept between turns. */
+/**
+ * Limits on one turn and on what is kept between turns. The host enforces its own limits
+ * (`DEFAULT_RUN_LIMITS` in main/core/agent/run-limits.ts) whatever the runner does; these keep
+ * a well-behaved agent inside them, so a long turn is trimmed or fails here with a reason
+ * rather than being refused (or the run stopped) by the host.
+ */
 export interface TurnLimits {
-  /** Model calls allowed in one turn before it is stopped as a runaway. @default 50 */
+  /**
+   * Model calls allowed in one turn before it is stopped as a runaway. Below the host's
+   * `maxModelCallsPerTurn` (60), which leaves room for retries of calls the API turned away.
+   * @default 50
+   */
   maxModelCalls: number;
-  /** `maxTokens` of every model request. @default 8192 */
+  /** `maxTokens` of every model request: the host's cap. @default DEFAULT_RUN_LIMITS.maxTokens (8192) */
   maxTokens: number;
-  /** JSON size of the history kept in the transcript. @default 400 KB */
+  /** JSON size of the history kept in memory between turns, as the host trims its copy. @default 400 KB */
   transcriptMaxBytes: number;
-  /** Size a `model.request` frame may reach; the host drops larger lines. @default MAX_FRAME_BYTES */
+  /**
+   * JSON size a model request (system prompt, messages, tools) may reach; the oldest turns are
+   * dropped to stay under it. The host answers a larger one with a `model.error` and the turn
+   * fails, so this is the host's limit, not the (larger) frame limit.
+   * @default DEFAULT_RUN_LIMITS.maxRequestBytes (2 MiB)
+   */
   maxRequestBytes: number;
 }
 
 export const DEFAULT_TURN_LIMITS: TurnLimits = {
   maxModelCalls: 50,
-  maxTokens: 8192,
-  transcriptMaxBytes: 400_000,
-  maxRequestBytes: MAX_FRAME_BYTES,
+  maxTokens: DEFAULT_RUN_LIMITS.maxTokens,
+  transcriptMaxBytes: TRANSCRIPT_MAX_BYTES,
+  maxRequestBytes: DEFAULT_RUN_LIMITS.maxRequestBytes,
 };
 
 /** What an {@link AgentSession} needs from its surroundings. */
@@ -52,8 +85,6 @@ export interface AgentSessionDeps {
   groupDir: string;
   /** Builds the system prompt; called at the start of each turn, so memory edits show up. */
   systemPrompt(): string;
-  /** Persists the history. @throws when it cannot be written; the message says why. */
-  saveTranscript(messages: readonly MessageParam[]): void;
   log: RunnerLog;
   limits?: Partial<TurnLimits>;
   /**
@@ -80,23 +111,17 @@ type ToolUseBlock = z.infer<typeof ToolUseBlockSchema>;
 /** One conversation with the model, spanning the turns of one container. */
 export class AgentSession {
   private history: MessageParam[];
-  private sessionRef: string | null;
-  /** True when the history holds turns the transcript file does not (a save failed). */
-  private unsaved = false;
   private readonly limits: TurnLimits;
   private readonly retry: ModelRetryPolicy;
 
   /**
-   * @param history completed turns to resume, e.g. from the transcript; empty for a fresh chat.
-   * @param sessionRef the transcript the history came from, or null when nothing is saved yet.
+   * @param history completed turns to resume, from the host's `start`; empty for a fresh chat.
    */
   constructor(
     private readonly deps: AgentSessionDeps,
     history: MessageParam[],
-    sessionRef: string | null,
   ) {
     this.history = history;
-    this.sessionRef = sessionRef;
     this.limits = { ...DEFAULT_TURN_LIMITS, ...deps.limits };
     this.retry = { ...DEFAULT_MODEL_RETRY, ...deps.retry };
   }
@@ -108,8 +133,9 @@ export class AgentSession {
 
   /**
    * Runs one turn for `userText` and reports it to the host: `output` with the final answer
-   * (unless it is empty), then `error` if the turn failed or could not be saved, and always
-   * exactly one `done` with the usage of every model call the turn made. Never rejects.
+   * (unless it is empty), then `error` if the turn failed or is too large to report, and always
+   * exactly one `done` with the usage of every model call the turn made and the turn's
+   * messages (none when it failed). Never rejects.
    *
    * @param signal aborts the turn (shutdown): waits stop, running commands are killed, and the
    *   turn ends as failed.
@@ -121,16 +147,18 @@ export class AgentSession {
       cacheReadTokens: 0,
       cacheWriteTokens: 0,
     };
-    const turn: MessageParam[] = [{ role: 'user', content: userText }];
+    const turn: MessageParam[] = [promptMessage(userText)];
     let status: 'ok' | 'failed' = 'ok';
+    let reported: MessageParam[] = [];
     try {
       const answer = await this.toolLoop(turn, usage, signal);
-      this.history = [...this.history, ...turn];
+      // Kept for this container's next turn, trimmed as the host trims its own copy.
+      this.history = trimConversation([...this.history, ...turn], this.limits.transcriptMaxBytes);
       // The host strips `<internal>` notes again; doing it here too means a reply that is all
       // notes sends no `output` at all.
       const visible = stripInternal(answer).trim();
-      if (visible !== '') this.deps.host.send({ type: 'output', text: clampText(visible) });
-      this.save();
+      if (visible !== '') this.deps.host.send({ type: 'output', text: clampReply(visible) });
+      reported = this.reportableTurn(turn, usage);
     } catch (err) {
       const reason = signal.aborted
         ? `turn cancelled: ${describeError(signal.reason)}`
@@ -139,35 +167,28 @@ export class AgentSession {
       this.deps.host.send({ type: 'error', message: clampMessage(reason) });
       status = 'failed';
     }
-    this.deps.host.send({ type: 'done', usage, sessionRef: this.sessionRef, status });
+    this.deps.host.send({ type: 'done', usage, turn: reported, status });
   }
 
   /**
-   * Retries a save that failed after an earlier turn; used on shutdown. A second failure is
-   * only logged: the host heard about the first one, and no turn is running to report it on.
-   * Never throws.
+   * The completed turn as `done` can carry it. A turn whose `done` frame would break the
+   * protocol (over the frame size limit, say) is reported as empty, with a warning: the host
+   * would drop the whole frame and wait for a `done` that never comes. The answer has been
+   * given; only the next container's memory of this turn is lost.
    */
-  saveIfUnsaved(): void {
-    if (this.unsaved) this.save({ tellHost: false });
-  }
-
-  /**
-   * Trims the history to its budget and writes it. A failure is logged and, by default,
-   * reported to the host; `sessionRef` keeps pointing at the last good transcript, because
-   * resuming one turn behind beats starting over.
-   */
-  private save({ tellHost }: { tellHost: boolean } = { tellHost: true }): void {
-    this.history = trimConversation(this.history, this.limits.transcriptMaxBytes);
-    try {
-      this.deps.saveTranscript(this.history);
-      this.sessionRef = TRANSCRIPT_FILE;
-      this.unsaved = false;
-    } catch (err) {
-      this.unsaved = true;
-      const message = `${describeError(err)}. The conversation goes on in memory but will not survive this container; the session folder must be writable by the runner's user.`;
-      this.deps.log.error(message);
-      if (tellHost) this.deps.host.send({ type: 'error', message: clampMessage(message) });
-    }
+  private reportableTurn(turn: MessageParam[], usage: Usage): MessageParam[] {
+    const frame: RunnerToHost = { type: 'done', usage, turn, status: 'ok' };
+    const bytes = Buffer.byteLength(encodeFrame(frame));
+    const problem = !RunnerToHostSchema.safeParse(frame).success
+      ? 'it breaks the protocol schema'
+      : bytes > MAX_FRAME_BYTES
+        ? `its done frame of ${bytes} bytes is over the ${MAX_FRAME_BYTES}-byte limit`
+        : null;
+    if (problem === null) return turn;
+    const message = `this turn cannot be handed to the host for the transcript (${problem}); the next conversation will not remember it`;
+    this.deps.log.warn(message);
+    this.deps.host.send({ type: 'error', message: clampMessage(message) });
+    return [];
   }
 
   /** Calls the model and runs tools until a final answer; returns the answer's text. */
@@ -199,6 +220,8 @@ export class AgentSession {
       if (paused && last?.role === 'assistant' && Array.isArray(last.content)) {
         // The API continues a paused turn (a long server-side tool such as web search) in a
         // new response; keeping it in the same assistant message keeps the roles alternating.
+        // The host rebuilds these messages the same way to check the turn
+        // (`expectedAssistantMessages` in main/core/agent/turn-check.ts): change both together.
         last.content = [...last.content, ...content];
       } else {
         turn.push({ role: 'assistant', content });
@@ -252,7 +275,7 @@ export class AgentSession {
       const shorter = dropOldestTurn(this.history) ?? (this.history.length > 0 ? [] : null);
       if (shorter === null) {
         throw new TurnError(
-          `this turn has grown past the ${this.limits.maxRequestBytes}-byte request limit; ask for smaller steps or a new conversation`,
+          `this turn has grown past the ${describeBytes(this.limits.maxRequestBytes)} request limit; ask for smaller steps or a new conversation`,
         );
       }
       this.deps.log.warn(
@@ -267,21 +290,6 @@ function parseToolUse(block: ContentBlock): ToolUseBlock {
   const parsed = ToolUseBlockSchema.safeParse(block);
   if (!parsed.success) throw new TurnError('the model returned a malformed tool_use block');
   return parsed.data;
-}
-
-/** Stands in for a reply with no content, which the API would refuse in later requests. */
-const EMPTY_REPLY = '(no reply)';
-
-/**
- * The model's content as it can be sent back: the API rejects empty text blocks, and an
- * assistant message with no content at all, in later requests.
- */
-function usableContent(content: readonly ContentBlock[]): ContentBlock[] {
-  const kept = content.filter(
-    (block) =>
-      block.type !== 'text' || (typeof block.text === 'string' && block.text.trim() !== ''),
-  );
-  return kept.length > 0 ? kept : [{ type: 'text', text: EMPTY_REPLY }];
 }
 
 /**
@@ -306,9 +314,20 @@ function answerText(message: MessageParam | undefined): string {
   return text === EMPTY_REPLY ? '' : text;
 }
 
-/** The protocol caps text fields at 1,000,000 characters. */
-function clampText(text: string): string {
-  return text.length > 1_000_000 ? `${text.slice(0, 999_000)}\n[… message truncated]` : text;
+const TRUNCATED_MARK = '\n[… message truncated]';
+
+/**
+ * An answer cut to what one chat message holds ({@link MAX_CHAT_MESSAGE_CHARS} UTF-16 units,
+ * the mark included). The host stops the whole run for an `output` frame longer than that, so
+ * a long answer is trimmed here, where the reader at least gets its start.
+ */
+export function clampReply(text: string): string {
+  if (text.length <= MAX_CHAT_MESSAGE_CHARS) return text;
+  let end = MAX_CHAT_MESSAGE_CHARS - TRUNCATED_MARK.length;
+  // Never keep half of a surrogate pair: it is not a character, and shows as garbage.
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${text.slice(0, end)}${TRUNCATED_MARK}`;
 }
 
 function turnFailure(err: unknown): string {

@@ -1,7 +1,7 @@
 /**
- * Plain-language messages for file system errors. Tool results are read by the model and
- * transcript errors by the host's user, so both get one sentence naming the path and, for
- * permission problems, who the runner is running as.
+ * Plain-language messages for file system errors. Tool results are read by the model, and
+ * through it by the user, so each gets one sentence naming the path and, for permission
+ * problems, who the runner is running as.
  */
 
 /** The runner's uid and gid as text, e.g. `uid 10001, gid 10001`; empty where POSIX ids are absent. */

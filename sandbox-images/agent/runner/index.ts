@@ -10,6 +10,7 @@
  * `log.ts` to stderr and commands run by the bash tool get pipes of their own.
  */
 import fs from 'node:fs';
+import { conversationProblem } from '../../../main/core/agent/conversation.js';
 import {
   FrameDecoder,
   HostToRunnerSchema,
@@ -22,7 +23,6 @@ import { HostLink } from './host-link.js';
 import { processIdentity } from './fs-errors.js';
 import { describeError, stderrLog as log } from './log.js';
 import { buildSystemPrompt, readMemory } from './system-prompt.js';
-import { TRANSCRIPT_FILE, loadTranscript, saveTranscript } from './transcript.js';
 import { workspacePaths, type WorkspacePaths } from './workspace.js';
 
 type ControlFrame = Extract<HostToRunner, { type: 'start' | 'message' | 'shutdown' }>;
@@ -125,7 +125,6 @@ async function main(): Promise<number> {
     const frame = await inbox.next();
     switch (frame.type) {
       case 'shutdown':
-        session?.saveIfUnsaved();
         return 0;
       case 'start':
         if (session) {
@@ -148,12 +147,19 @@ async function main(): Promise<number> {
   }
 }
 
-/** Sets up the conversation for a `start` frame: resumes the transcript if asked to. */
+/**
+ * Sets up the conversation for a `start` frame, resuming the history the host sent. The host
+ * keeps the transcript and sends only valid ones; a history the API would refuse anyway is
+ * dropped here, so that one bad transcript cannot fail every turn of the container.
+ */
 function openSession(start: StartFrame, paths: WorkspacePaths): AgentSession {
   log.info(`run ${start.runId} for group ${start.group.folder}${start.isMain ? ' (main)' : ''}`);
   warnIfNotWritable(paths.group, 'the file tools cannot write there');
-  warnIfNotWritable(paths.session, 'the transcript cannot be saved');
-  const history = start.sessionRef === null ? [] : loadTranscript(paths.session, log);
+  const problem = conversationProblem(start.history);
+  if (problem !== null) {
+    log.error(`the history from the host is unusable (${problem}); starting a fresh conversation`);
+  }
+  const history = problem === null ? start.history : [];
   return new AgentSession(
     {
       host: link,
@@ -166,11 +172,9 @@ function openSession(start: StartFrame, paths: WorkspacePaths): AgentSession {
           paths,
           ...readMemory(paths),
         }),
-      saveTranscript: (messages) => saveTranscript(paths.session, messages),
       log,
     },
     history,
-    history.length > 0 ? TRANSCRIPT_FILE : null,
   );
 }
 

@@ -6,14 +6,16 @@ import path from 'node:path';
 
 /** The folders the runner works in, all absolute. */
 export interface WorkspacePaths {
-  /** The root that holds the three folders below. @default '/workspace' */
+  /**
+   * The root that holds the folders below. The runner keeps nothing between containers: the
+   * conversation comes from the host in `start` and goes back in `done`.
+   * @default '/workspace'
+   */
   root: string;
   /** The group's own folder: the agent's working directory and its memory (`CLAUDE.md`). */
   group: string;
   /** Memory shared by every group; read-only unless the group is main. */
   global: string;
-  /** Session state kept between containers: the transcript. */
-  session: string;
 }
 
 /** Resolves the workspace folders from `CLAWBAR_WORKSPACE`, falling back to `/workspace`. */
@@ -23,6 +25,5 @@ export function workspacePaths(env: NodeJS.ProcessEnv = process.env): WorkspaceP
     root,
     group: path.join(root, 'group'),
     global: path.join(root, 'global'),
-    session: path.join(root, 'session'),
   };
 }

@@ -1,0 +1,185 @@
+/**
+ * `groups stop` and the turn-attempt limit, through a real Core: a real SQLite file, the control
+ * socket as `serve` runs it, and stand-in runners as plain child processes (no Docker, no model:
+ * the scripted runners answer by themselves, or die).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_TURN_ATTEMPTS } from '../../main/core/agent/turns.js';
+import { localChannelFor } from '../../main/core/channels/local.js';
+import { loadConfig } from '../../main/core/config.js';
+import { ControlClient } from '../../main/core/control/client.js';
+import { controlHandlers, type GroupStopView } from '../../main/core/control/handlers.js';
+import { ControlServer } from '../../main/core/control/server.js';
+import { Core } from '../../main/core/core.js';
+import type { CoreEvents } from '../../main/core/events.js';
+import { silentLogger } from '../../main/core/logger.js';
+import { openStore, type Store } from '../../main/core/store/index.js';
+import { ProcessRuntime } from '../helpers/process-runtime.js';
+import { scriptedRunner } from '../helpers/scripted-runner.js';
+import { throwingBroker } from '../helpers/unit-core.js';
+
+const DONE = `out({ type: 'done', status: 'ok', turn: [], usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 } });`;
+
+/**
+ * Answers each prompt with the words it saw, except a prompt that carries only "first": that
+ * turn never ends, as a runner stuck in a long tool call would.
+ */
+const STUCK_ON_FIRST = scriptedRunner({
+  onPrompt: `
+    const prompt = frame.type === 'start' ? frame.prompt : frame.text;
+    const seen = ['first', 'second'].filter((word) => prompt.includes(word));
+    if (seen.join() !== 'first') {
+      out({ type: 'output', text: 'answered: ' + seen.join(' and ') });
+      ${DONE}
+    }`,
+});
+
+/** Dies in the middle of every turn, as a runner that runs out of memory would. */
+const DIES_MID_TURN = scriptedRunner({ onPrompt: `process.exit(3);` });
+
+/** Answers every prompt. */
+const ANSWERS = scriptedRunner({
+  onPrompt: `out({ type: 'output', text: 'hello again' }); ${DONE}`,
+});
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()?.();
+});
+
+async function startCore(runtime: ProcessRuntime) {
+  const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-stop-')));
+  const config = loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined);
+  const store: Store = openStore(config.dbPath);
+  const log = silentLogger();
+  const core = new Core({
+    config: { ...config, idleTimeoutMs: 30_000 },
+    store,
+    runtime,
+    broker: throwingBroker,
+    log,
+    channels: [localChannelFor(store)],
+    retry: { baseDelayMs: 20, maxRetries: 5 },
+  });
+  cleanups.push(async () => {
+    await core.shutdown(1_000);
+    await runtime.cleanup();
+    store.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+  await core.start();
+  const server = new ControlServer(
+    config.socketPath,
+    controlHandlers({ core, serving: true }),
+    log,
+  );
+  await server.listen();
+  cleanups.push(() => server.close());
+  const client = await ControlClient.connect(config.socketPath);
+  cleanups.push(() => client.close());
+  return { core, store, client };
+}
+
+/** Records every event of one kind the core announces. */
+function record<K extends keyof CoreEvents>(core: Core, event: K): Array<CoreEvents[K]> {
+  const seen: Array<CoreEvents[K]> = [];
+  cleanups.push(core.events.on(event, (payload) => seen.push(payload)));
+  return seen;
+}
+
+/** Resolves at the next event of one kind. */
+function next<K extends keyof CoreEvents>(core: Core, event: K): Promise<CoreEvents[K]> {
+  return new Promise((resolve) => {
+    const off = core.events.on(event, (payload) => {
+      off();
+      resolve(payload);
+    });
+  });
+}
+
+/** Long enough for several retries of the 20 ms backoff to have happened, were any due. */
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('clawbar groups stop', () => {
+  it('ends a busy run now without retry; the next message gets a run that answers both', async () => {
+    const runtime = new ProcessRuntime();
+    runtime.useScript(STUCK_ON_FIRST);
+    const { core, store, client } = await startCore(runtime);
+    const group = core.addGroup({ name: 'Family' });
+    const gaveUp = record(core, 'run:gave-up');
+    const started = next(core, 'run:started');
+    const first = core.postLocal('Family', 'Alice', '@Andy first');
+    await started;
+    await expect.poll(() => runtime.started[0]?.stdinLines.length ?? 0).toBeGreaterThan(0);
+
+    const finished = next(core, 'run:finished');
+    const stop = (await client.request('groups.stop', { group: 'family' })) as GroupStopView;
+
+    expect(stop).toMatchObject({ group: { name: 'Family' }, stopped: true, cancelledRetry: false });
+    await finished;
+    await sleep(300);
+    expect(runtime.startCalls).toBe(1);
+    expect(gaveUp).toEqual([]);
+    expect(store.queuedOutbox()).toEqual([]); // no notice, no reply
+    expect(store.cursorOf(group.jid)).toBe(first.message.seq - 1);
+    expect(store.turnAttemptOf(group.jid)?.attempts ?? 0).toBe(0); // a stop is not a failure
+    expect(core.queue.snapshot().running).toEqual([]);
+
+    const answered = (await client.request('send', {
+      group: 'Family',
+      text: '@Andy second',
+      wait: true,
+      timeoutMs: 20_000,
+    })) as { replies: Array<{ text: string }> };
+
+    expect(answered.replies.map((r) => r.text)).toEqual(['answered: first and second']);
+    expect(runtime.startCalls).toBe(2);
+  }, 30_000);
+
+  it('answers a group with no run that there is nothing to stop', async () => {
+    const runtime = new ProcessRuntime();
+    const { core, client } = await startCore(runtime);
+    core.addGroup({ name: 'Family' });
+    expect(await client.request('groups.stop', { group: 'local:family' })).toEqual({
+      group: expect.objectContaining({ name: 'Family', paused: false }),
+      stopped: false,
+      cancelledRetry: false,
+    });
+    await expect(client.request('groups.stop', { group: 'ghost' })).rejects.toMatchObject({
+      code: 'not_found',
+    });
+    expect(runtime.startCalls).toBe(0);
+  });
+});
+
+describe('a message whose runs keep failing', () => {
+  it(`is given up with a notice after ${MAX_TURN_ATTEMPTS} attempts instead of being retried for ever`, async () => {
+    const runtime = new ProcessRuntime();
+    runtime.useScript(DIES_MID_TURN);
+    const { core, store } = await startCore(runtime);
+    const group = core.addGroup({ name: 'Family' });
+    const gaveUp = record(core, 'run:gave-up');
+
+    const posted = core.postLocal('Family', 'Alice', '@Andy the poisoned message');
+    const reply = await core.waitForReply(group.jid, posted.message.seq, 20_000);
+
+    expect(reply.replies.map((m) => m.text)).toEqual([
+      `Sorry, I gave up on your last message after ${MAX_TURN_ATTEMPTS} attempts: ` +
+        'the agent container exited (code 3) in the middle of a turn.',
+    ]);
+    // Each attempt had a container; the last start found the attempts spent and ran nothing.
+    expect(runtime.startCalls).toBe(MAX_TURN_ATTEMPTS + 1);
+    expect(gaveUp).toEqual([]); // closed by the attempt limit, not by the queue's retries
+    expect(store.cursorOf(group.jid)).toBe(posted.message.seq);
+    expect(store.turnAttemptOf(group.jid)).toBeUndefined();
+
+    // The group goes on: the next message is answered from a clean count.
+    runtime.useScript(ANSWERS);
+    const later = core.postLocal('Family', 'Alice', '@Andy hello?');
+    const answer = await core.waitForReply(group.jid, later.message.seq, 20_000);
+    expect(answer.replies.map((m) => m.text)).toEqual(['hello again']);
+  }, 30_000);
+});
