@@ -31,6 +31,10 @@ const BENCHMARKS: Benchmark[] = [
     name: 'latency',
     run: async (log) => (await import('./latency.js')).latencyBench({ log }),
   },
+  {
+    name: 'hostile',
+    run: async (log) => (await import('./hostile.js')).hostileBench({ log }),
+  },
 ];
 
 function table(rows: BenchRow[]): string {

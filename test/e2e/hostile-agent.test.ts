@@ -185,7 +185,8 @@ setTimeout(() => {}, 3000);`),
       expect(fs.existsSync(target)).toBe(false);
       expect(fs.readdirSync(outside)).toEqual([]);
     } finally {
-      fs.rmSync(outside, { recursive: true, force: true });
+      await lab.closeAll();
+      for (const dir of [outside, home]) fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 180_000);
 

@@ -56,15 +56,21 @@ export interface AttackResult {
 
 export class HostileLab {
   private readonly open = new Set<Harness>();
+  /** Homes the lab made itself, removed by {@link closeAll}. */
+  private readonly homes: string[] = [];
 
   constructor(private readonly fake: FakeAnthropic) {}
 
   /** A Core on real Docker and a real store in its own home, with the local chat. */
   harness(
     over: Partial<ClawbarConfig> = {},
-    home = tempHome('clawbar-hostile-'),
+    home?: string,
     deps: Pick<CoreDeps, 'runLimits'> = {},
   ): Harness {
+    if (home === undefined) {
+      home = tempHome('clawbar-hostile-');
+      this.homes.push(home);
+    }
     const config: ClawbarConfig = {
       ...loadConfig({ CLAWBAR_HOME: home, CLAWBAR_IMAGE: TEST_AGENT_IMAGE }, () => undefined),
       // The machine's free space is not what these tests are about.
@@ -117,8 +123,10 @@ export class HostileLab {
     return h;
   }
 
+  /** Shuts every Core down, then removes the homes the lab made. */
   async closeAll(): Promise<void> {
     for (const h of [...this.open]) await h.close();
+    for (const home of this.homes.splice(0)) fs.rmSync(home, { recursive: true, force: true });
   }
 
   /**
