@@ -25,6 +25,8 @@ import {
   type GroupRun,
   type QueueSnapshot,
   type RetryPolicy,
+  type RunKill,
+  type RunOutcome,
   type WorkItem,
 } from './queue/group-queue.js';
 import { formatOutbound, hasPendingTrigger, isTriggerMessage } from './router.js';
@@ -144,8 +146,12 @@ export class Core {
   private readonly now: () => number;
   private readonly dispatch: boolean;
   private readonly liveRuns = new Set<AgentRun>();
-  /** Runs ended by {@link Core.stopGroup}: their open turn is not the messages' fault. */
-  private readonly stoppedRuns = new WeakSet<GroupRun>();
+  /**
+   * Each live run's turn source, told how the run ended when the queue books its end
+   * (`onRunEnded`). Whether the queue killed the run (a stop, a shutdown) is the queue's record,
+   * passed along then; the core keeps none of its own.
+   */
+  private readonly runSources = new WeakMap<GroupRun, TurnSource>();
   private readonly taskSources = new Map<string, { groupJid: string; source: TaskSourceFactory }>();
   /** Aborted at shutdown: every `send --wait` still waiting is answered then. */
   private readonly stopping = new AbortController();
@@ -199,6 +205,7 @@ export class Core {
       onGiveUp: (jid, error, attempts, work, details) =>
         this.onGiveUp(jid, error, attempts, work, details?.notified === true),
       onRuntimeUnavailable: () => this.health.reportDown(),
+      onRunEnded: (_jid, run, outcome, killedBy) => this.onRunEnded(run, outcome, killedBy),
       log: deps.log,
       ...(deps.retry ? { retry: deps.retry } : {}),
     });
@@ -346,7 +353,6 @@ export class Core {
   stopGroup(ref: string): GroupStop {
     const group = this.groups.resolve(ref);
     const { run, cancelledRetry } = this.queue.stop(group.jid);
-    if (run) this.stoppedRuns.add(run);
     return { group, stopped: run !== null, cancelledRetry };
   }
 
@@ -589,14 +595,23 @@ export class Core {
       source,
     );
     this.liveRuns.add(run);
+    this.runSources.set(run, source);
     run.finished
-      // The source keeps the error of a turn left open, or takes back the attempt (turns.ts).
-      .then((outcome) =>
-        source.runEnded?.({ outcome, stopped: this.stoppedRuns.has(run), now: this.now() }),
-      )
       .finally(() => this.liveRuns.delete(run))
       .catch((err: unknown) => this.log.error({ err }, 'run bookkeeping failed'));
     return run;
+  }
+
+  /**
+   * The queue booked a run's end: its source keeps the error of a turn the run left open, or
+   * takes back the attempt when that was not the messages' fault (turns.ts). The queue calls
+   * this before its shutdown returns, so a run killed at shutdown is forgiven before the
+   * store closes.
+   */
+  private onRunEnded(run: GroupRun, outcome: RunOutcome, killedBy: RunKill | null): void {
+    const source = this.runSources.get(run);
+    this.runSources.delete(run);
+    source?.runEnded?.({ outcome, killedBy, now: this.now() });
   }
 
   /**

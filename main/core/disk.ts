@@ -29,6 +29,7 @@ import type { ClawbarConfig } from './config.js';
 import type { CoreEventBus } from './events.js';
 import type { Logger } from './logger.js';
 import type { WorkItem } from './queue/group-queue.js';
+import { childPath, errorCode, listingPath, type OpenDir } from './safe-fs.js';
 import type { Group } from './store/index.js';
 
 // ── measuring a folder ──────────────────────────────────────────────────
@@ -43,6 +44,13 @@ export interface FolderUsage {
   byRoot: Array<{ root: string; bytes: number }>;
   /** Files, directories and links looked at. */
   entries: number;
+  /**
+   * Directories found but not read, because when the walk came to open them they were gone, or
+   * something else was in their place (a link, a file, or another directory): an agent racing
+   * the walk, or a tool that deletes a folder and makes it again. What they held is not in
+   * `bytes`; the next measurement counts it.
+   */
+  dirsSkipped: number;
   /**
    * Set when the walk stopped before it saw everything: `bytes` is then only a lower bound, and
    * the budget treats the folder as over (a folder nobody can measure must not escape it).
@@ -61,11 +69,18 @@ export interface MeasureOptions {
   timeoutMs?: number;
   /** `lstat` calls in flight at once. @default 32 */
   concurrency?: number;
+  /**
+   * For tests only: called with each directory's path after the walk found it (its `lstat`)
+   * and before it opens it to read it, so a test can swap the directory the way a racing
+   * agent would.
+   */
+  beforeOpenDir?: (dir: string) => void | Promise<void>;
 }
 
 export const DEFAULT_MAX_ENTRIES = 200_000;
 export const DEFAULT_WALK_TIMEOUT_MS = 30_000;
 const DEFAULT_STAT_CONCURRENCY = 32;
+const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
 /** Directory entries read from the kernel per call: memory stays bounded in a huge directory. */
 const DIR_BUFFER_SIZE = 256;
 
@@ -75,8 +90,38 @@ function allocatedBytes(st: fs.Stats): number {
   return Number.isFinite(st.blocks) ? st.blocks * 512 : st.size;
 }
 
-function errorCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
+/** A directory the walk found and will read: where, and which one (by its `lstat`). */
+interface FoundDir {
+  path: string;
+  dev: number;
+  ino: number;
+}
+
+/**
+ * Opens a directory the walk found, if it is still the one it found; null when it is gone or
+ * something else is there now. `O_NOFOLLOW` refuses a link at its name; comparing device and
+ * inode with the `lstat` that found it catches the rest, such as a parent swapped for a link to
+ * `/` (then the path leads to a real directory, but not this one).
+ */
+async function openFoundDir(dir: FoundDir): Promise<fsp.FileHandle | null> {
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(dir.path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  } catch (err) {
+    const code = errorCode(err);
+    // Gone; or a link (Linux says ENOTDIR for O_DIRECTORY|O_NOFOLLOW on one, macOS ELOOP); or a file.
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return null;
+    throw err;
+  }
+  try {
+    const st = await handle.stat();
+    if (st.dev === dir.dev && st.ino === dir.ino) return handle;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  await handle.close();
+  return null;
 }
 
 /**
@@ -93,9 +138,20 @@ function errorCode(err: unknown): string | undefined {
  * - Entries that vanish during the walk are skipped; one that cannot be read makes the result
  *   incomplete.
  *
- * A container could swap a directory for a link between the `lstat` and the read of that
- * directory. The worst it gets is a wrong count, bounded by the same limits: the walk only
- * reads metadata, never content, and writes nothing.
+ * A container can change the folder while it is measured, for instance swap a directory for a
+ * link to `/` between the `lstat` that found it and the read. The walk never reads anything but
+ * the directories it found (safe-fs.ts does the same for host code that writes): it opens each
+ * with `O_NOFOLLOW` and reads it only if it is the same directory (device and inode) as the one
+ * found, reads the entries through the descriptor it holds, and `lstat`s each entry through that
+ * descriptor too (`/proc/self/fd/<fd>/<name>`, Linux), so a parent swapped meanwhile cannot lead
+ * it elsewhere. Where there is no `/proc/self/fd` (macOS), entries are read by path: a swap in
+ * the middle of reading one directory can still make the walk count elsewhere, within the same
+ * entry and time bounds, and metadata only.
+ *
+ * A directory that changed is skipped (`dirsSkipped`), not counted as over budget: build tools
+ * delete folders and make them again all the time, and a group must not be paused for that. What
+ * an agent gains by racing the walk is a low count in the measurement it raced (as it already
+ * could by removing a directory just before it is read), never a walk outside its folder.
  */
 export async function measureFolders(
   roots: readonly string[],
@@ -106,7 +162,7 @@ export async function measureFolders(
   const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_STAT_CONCURRENCY);
   const deadline = Date.now() + timeoutMs;
   const seen = new Set<string>();
-  const usage: FolderUsage = { bytes: 0, byRoot: [], entries: 0 };
+  const usage: FolderUsage = { bytes: 0, byRoot: [], entries: 0, dirsSkipped: 0 };
 
   const stop = (reason: IncompleteReason, detail: string): FolderUsage => {
     usage.incomplete = { reason, detail };
@@ -118,7 +174,7 @@ export async function measureFolders(
   for (const root of roots) {
     const share = { root, bytes: 0 };
     usage.byRoot.push(share);
-    const dirs: Array<{ path: string; dev: number }> = [];
+    const dirs: FoundDir[] = [];
 
     /** Counts one entry; returns false when it was counted before. */
     const count = (st: fs.Stats): boolean => {
@@ -134,6 +190,7 @@ export async function measureFolders(
       return true;
     };
 
+    // The root's own parents are the host's (the groups directory); the root is not.
     let rootStat: fs.Stats;
     try {
       rootStat = await fsp.lstat(root);
@@ -141,26 +198,22 @@ export async function measureFolders(
       if (errorCode(err) === 'ENOENT') continue; // Not made yet: it takes nothing.
       return stop('unreadable', `${root}: ${(err as Error).message}`);
     }
-    if (count(rootStat) && rootStat.isDirectory()) dirs.push({ path: root, dev: rootStat.dev });
+    if (count(rootStat) && rootStat.isDirectory())
+      dirs.push({ path: root, dev: rootStat.dev, ino: rootStat.ino });
 
-    while (dirs.length > 0) {
-      if (Date.now() > deadline) return tooSlow();
-      const dir = dirs.pop() as { path: string; dev: number };
-      let handle: fs.Dir;
-      try {
-        handle = await fsp.opendir(dir.path, { bufferSize: DIR_BUFFER_SIZE });
-      } catch (err) {
-        const code = errorCode(err);
-        if (code === 'ENOENT' || code === 'ENOTDIR') continue; // Gone or replaced meanwhile.
-        return stop('unreadable', `${dir.path}: ${(err as Error).message}`);
-      }
+    /**
+     * Counts the entries of the directory `dir` holds open, and queues its subdirectories.
+     * Returns the result when the walk must stop, null when it goes on.
+     */
+    const readFoundDir = async (dir: OpenDir, dev: number): Promise<FolderUsage | null> => {
       let batch: string[] = [];
       const flush = async (): Promise<FolderUsage | null> => {
         const names = batch;
         batch = [];
         const stats = await Promise.all(
           names.map((name) =>
-            fsp.lstat(path.join(dir.path, name)).then(
+            // Through the descriptor: a parent swapped meanwhile cannot redirect it.
+            fsp.lstat(childPath(dir, name)).then(
               (st) => ({ name, st, err: null }),
               (err: unknown) => ({ name, st: null, err }),
             ),
@@ -173,14 +226,15 @@ export async function measureFolders(
             return stop('unreadable', `${entry}: ${(err as Error).message}`);
           }
           // Only a real directory on the same filesystem is entered; links never are.
-          if (count(st) && st.isDirectory() && st.dev === dir.dev)
-            dirs.push({ path: entry, dev: st.dev });
+          if (count(st) && st.isDirectory() && st.dev === dev)
+            dirs.push({ path: entry, dev: st.dev, ino: st.ino });
         }
         return null;
       };
-      // `for await` closes the directory however the loop is left (end, return or throw).
+      // `for await` closes the listing however the loop is left (end, return or throw).
       try {
-        for await (const dirent of handle) {
+        const listing = await fsp.opendir(listingPath(dir), { bufferSize: DIR_BUFFER_SIZE });
+        for await (const dirent of listing) {
           batch.push(dirent.name);
           if (usage.entries + batch.length > maxEntries) {
             return stop('too-many-entries', `more than ${maxEntries} files and folders`);
@@ -191,12 +245,33 @@ export async function measureFolders(
             if (Date.now() > deadline) return tooSlow();
           }
         }
-        const stopped = await flush();
-        if (stopped) return stopped;
+        return await flush();
       } catch (err) {
         // Reading the directory failed half-way (it was removed, or an I/O error).
-        if (errorCode(err) !== 'ENOENT')
-          return stop('unreadable', `${dir.path}: ${(err as Error).message}`);
+        if (errorCode(err) === 'ENOENT') return null;
+        return stop('unreadable', `${dir.path}: ${(err as Error).message}`);
+      }
+    };
+
+    while (dirs.length > 0) {
+      if (Date.now() > deadline) return tooSlow();
+      const found = dirs.pop() as FoundDir;
+      await opts.beforeOpenDir?.(found.path);
+      let handle: fsp.FileHandle | null;
+      try {
+        handle = await openFoundDir(found);
+      } catch (err) {
+        return stop('unreadable', `${found.path}: ${(err as Error).message}`);
+      }
+      if (!handle) {
+        usage.dirsSkipped += 1;
+        continue;
+      }
+      try {
+        const stopped = await readFoundDir({ fd: handle.fd, path: found.path }, found.dev);
+        if (stopped) return stopped;
+      } finally {
+        await handle.close();
       }
     }
   }

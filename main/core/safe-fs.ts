@@ -21,6 +21,7 @@
  * or into an existing file, whatever the platform.
  */
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
@@ -52,7 +53,7 @@ export const walkMode = {
 };
 
 /** An open directory reached without following a link below the root. */
-interface OpenDir {
+export interface OpenDir {
   fd: number;
   /** Its path as text: for messages and for the walk where there is no `/proc/self/fd`. */
   path: string;
@@ -80,12 +81,21 @@ export function pathSegments(root: string, rel: string): string[] {
   return segments;
 }
 
-/** The name `name` inside `dir`, as a path the fs calls resolve without re-walking the parents. */
-function childPath(dir: OpenDir, name: string): string {
+/**
+ * The name `name` inside `dir`, as a path the fs calls resolve without re-walking the parents
+ * (with {@link walkMode}`.procFd`; otherwise the path string, see the module comment).
+ */
+export function childPath(dir: OpenDir, name: string): string {
   return walkMode.procFd ? `/proc/self/fd/${dir.fd}/${name}` : path.join(dir.path, name);
 }
 
-function errorCode(err: unknown): string | undefined {
+/** A path that lists the directory `dir` holds open: its entries, not those of a link's target. */
+export function listingPath(dir: OpenDir): string {
+  return walkMode.procFd ? `/proc/self/fd/${dir.fd}` : dir.path;
+}
+
+/** The `code` of a Node system error (`'ENOENT'`, `'ELOOP'`…), or undefined for anything else. */
+export function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
 }
@@ -381,6 +391,15 @@ export function readFileInside(root: string, rel: string, opts: ReadFileInsideOp
   }
 }
 
+/**
+ * Entries {@link chownTreeNoFollow} looks at before it stops: an agent can fill its folder with
+ * millions of files, and the walk runs as root before every run of the group.
+ */
+export const DEFAULT_CHOWN_MAX_ENTRIES = 10_000;
+
+/** Directory entries read from the kernel per call: memory stays bounded in a huge directory. */
+const CHOWN_DIR_BUFFER_SIZE = 128;
+
 /** Options of {@link chownTreeNoFollow}. */
 export interface ChownTreeOptions {
   /**
@@ -392,6 +411,12 @@ export interface ChownTreeOptions {
   onlyOwnedBy?: number;
   /** Directories deeper than this are left as they are. @default 32 */
   maxDepth?: number;
+  /**
+   * Entries (of any owner, links included) the walk looks at before it stops, with `capped`
+   * set in the result. What lies past them keeps its owner.
+   * @default {@link DEFAULT_CHOWN_MAX_ENTRIES}
+   */
+  maxEntries?: number;
 }
 
 /** What {@link chownTreeNoFollow} did. */
@@ -400,6 +425,14 @@ export interface ChownTreeResult {
   changed: number;
   /** Links seen and left alone (neither followed nor changed). */
   linksSkipped: number;
+  /** Entries looked at below the root. */
+  examined: number;
+  /**
+   * The walk stopped at `maxEntries`: entries it did not reach kept their owner. Only a folder
+   * with that many entries gets here, which is the agent's doing; what it can lose is write
+   * access to files root made in it (the memory templates).
+   */
+  capped: boolean;
 }
 
 /**
@@ -407,31 +440,50 @@ export interface ChownTreeResult {
  * never entered, and so is a directory swapped for a link during the walk. Regular files
  * and directories only; FIFOs, sockets and devices are left alone. `root` itself must be a real
  * directory ({@link UnsafePathError} otherwise).
+ *
+ * It runs as root at the start of every run, in a folder the agent fills, so it is bounded:
+ * directories are read a batch at a time and every `lstat` is async, so a folder with millions
+ * of files never stalls the event loop (other groups' runs go on), and the walk stops after
+ * `maxEntries` entries.
  */
-export function chownTreeNoFollow(
+export async function chownTreeNoFollow(
   root: string,
   uid: number,
   gid: number,
   opts: ChownTreeOptions = {},
-): ChownTreeResult {
-  const result: ChownTreeResult = { changed: 0, linksSkipped: 0 };
+): Promise<ChownTreeResult> {
+  const result: ChownTreeResult = { changed: 0, linksSkipped: 0, examined: 0, capped: false };
   const maxDepth = opts.maxDepth ?? 32;
+  const maxEntries = opts.maxEntries ?? DEFAULT_CHOWN_MAX_ENTRIES;
   const top = openRoot(root, '');
   try {
     fs.fchownSync(top.fd, uid, gid);
     result.changed++;
-    chownChildren(top, '', 1);
+    await chownChildren(top, '', 1);
   } finally {
     fs.closeSync(top.fd);
   }
   return result;
 
-  function chownChildren(dir: OpenDir, rel: string, depth: number): void {
-    const listing = walkMode.procFd ? `/proc/self/fd/${dir.fd}` : dir.path;
-    for (const name of fs.readdirSync(listing)) {
+  async function chownChildren(dir: OpenDir, rel: string, depth: number): Promise<void> {
+    const listing = await fsp.opendir(listingPath(dir), { bufferSize: CHOWN_DIR_BUFFER_SIZE });
+    // `for await` closes the listing however the loop is left.
+    for await (const entry of listing) {
+      if (result.capped) return;
+      if (result.examined >= maxEntries) {
+        result.capped = true;
+        return;
+      }
+      result.examined++;
+      const name = entry.name;
       const at = childPath(dir, name);
-      const stat = lstatOrUndefined(at);
-      if (!stat) continue; // gone meanwhile
+      let stat: fs.Stats;
+      try {
+        stat = await fsp.lstat(at);
+      } catch (err) {
+        if (errorCode(err) === 'ENOENT') continue; // gone meanwhile
+        throw err;
+      }
       if (stat.isSymbolicLink()) {
         result.linksSkipped++;
         continue;
@@ -440,7 +492,12 @@ export function chownTreeNoFollow(
       const childRel = rel === '' ? name : `${rel}/${name}`;
       if (stat.isFile()) {
         // lchown: if the file became a link since lstat, the link changes hands, not its target.
-        fs.lchownSync(at, uid, gid);
+        try {
+          await fsp.lchown(at, uid, gid);
+        } catch (err) {
+          if (errorCode(err) === 'ENOENT') continue; // gone meanwhile
+          throw err;
+        }
         result.changed++;
       } else if (stat.isDirectory() && depth <= maxDepth) {
         let child: OpenDir;
@@ -455,7 +512,7 @@ export function chownTreeNoFollow(
         try {
           fs.fchownSync(child.fd, uid, gid);
           result.changed++;
-          chownChildren(child, childRel, depth + 1);
+          await chownChildren(child, childRel, depth + 1);
         } finally {
           fs.closeSync(child.fd);
         }

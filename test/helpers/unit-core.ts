@@ -1,19 +1,24 @@
 /**
- * A real Core over a real SQLite file in a temp dir, for unit tests of the Electron shell. Only
- * the two outside systems are stand-ins: the container runtime is "unavailable" (every start
- * fails) and the model broker throws. Everything else (store, groups, queue, events) is real.
+ * A real Core over a real SQLite file in a temp dir, for unit tests. Only the two outside
+ * systems are stand-ins. In {@link startUnitCore} (the Electron shell's tests) the container
+ * runtime is "unavailable" (every start fails) and the model broker throws; in
+ * {@link processCore} (the orchestrator's tests) each container is a child process running the
+ * real runner bundle or a script, and the broker calls the fake Messages API. Everything else
+ * (store, groups, queue, events) is real.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ModelCaller } from '../../main/core/agent/agent-run.js';
-import { loadConfig } from '../../main/core/config.js';
+import { ModelBroker } from '../../main/core/agent/model-broker.js';
+import { loadConfig, type ClawbarConfig } from '../../main/core/config.js';
 import { localChannelFor } from '../../main/core/channels/local.js';
-import { Core } from '../../main/core/core.js';
-import { silentLogger } from '../../main/core/logger.js';
+import { Core, type CoreDeps } from '../../main/core/core.js';
+import { silentLogger, type Logger } from '../../main/core/logger.js';
 import type { RetryPolicy } from '../../main/core/queue/group-queue.js';
 import type { ContainerRuntime } from '../../main/core/sandbox/runtime.js';
 import { openStore, type Store } from '../../main/core/store/index.js';
+import { ProcessRuntime } from './process-runtime.js';
 
 export interface UnitCore {
   core: Core;
@@ -72,6 +77,71 @@ export async function startUnitCore(
     dbPath,
     async close() {
       await core.shutdown(0);
+      store.close();
+      fs.rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ProcessCore {
+  core: Core;
+  store: Store;
+  /** The settings the core runs with, overrides included. */
+  config: ClawbarConfig;
+  runtime: ProcessRuntime;
+  /** Shuts the core down, kills what the runtime started, closes the store, removes the home. */
+  close(): Promise<void>;
+}
+
+export interface ProcessCoreOptions {
+  /** Start of the temp home's name, so a dir left behind says which test made it. */
+  prefix: string;
+  /** @default a new ProcessRuntime running the real runner bundle */
+  runtime?: ProcessRuntime;
+  /** Where model calls go: the fake Messages API and the key it takes. @default every call throws */
+  api?: { url: string; apiKey: string };
+  /** Settings over those loaded for the home, where `TZ` is UTC. */
+  config?: Partial<ClawbarConfig>;
+  /** @default silentLogger() */
+  log?: Logger;
+  /** The core's other deps. @default retry: one retry after 50 ms, so a failed run settles fast */
+  deps?: Pick<CoreDeps, 'retry' | 'runtimeRecheckMs' | 'disk'>;
+}
+
+/**
+ * A Core (not yet started) in a temp home of its own, whose containers are child processes. The
+ * caller starts it, and registers `close` to run after the test.
+ */
+export function processCore(opts: ProcessCoreOptions): ProcessCore {
+  const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), opts.prefix)));
+  const config: ClawbarConfig = {
+    ...loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined),
+    ...opts.config,
+  };
+  const store = openStore(config.dbPath);
+  const log = opts.log ?? silentLogger();
+  const runtime = opts.runtime ?? new ProcessRuntime();
+  const broker = opts.api
+    ? new ModelBroker({ apiKey: opts.api.apiKey, baseURL: opts.api.url, model: config.model, log })
+    : throwingBroker;
+  const core = new Core({
+    config,
+    store,
+    runtime,
+    broker,
+    log,
+    channels: [localChannelFor(store)],
+    retry: { baseDelayMs: 50, maxRetries: 1 },
+    ...opts.deps,
+  });
+  return {
+    core,
+    store,
+    config,
+    runtime,
+    async close() {
+      await core.shutdown(1_000);
+      await runtime.cleanup();
       store.close();
       fs.rmSync(home, { recursive: true, force: true });
     },

@@ -137,7 +137,7 @@ requireDocker('agent container hardening on a real engine', () => {
   }
 
   it('keeps no engine-side log, and a setuid-root file or device node in the group folder gains the agent nothing', async () => {
-    const dirs = prepareGroupFolders(
+    const dirs = await prepareGroupFolders(
       {
         groupsDir: path.join(home, 'groups'),
         globalDir: path.join(home, 'groups', 'global'),

@@ -13,7 +13,6 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
-  MAX_TOKENS_CEILING,
   ModelBroker,
   ModelError,
   type ModelBrokerDeps,
@@ -36,6 +35,7 @@ import {
   type FakeAnthropic,
 } from '../fakes/anthropic-api.js';
 import { ProcessRuntime } from '../helpers/process-runtime.js';
+import { scriptedRunner } from '../helpers/scripted-runner.js';
 
 const KEY = 'sk-ant-test-0123456789abcdef';
 const MODEL = 'claude-test-model';
@@ -67,12 +67,9 @@ function memoryLogger(): { log: Logger; lines: string[] } {
   return { log: pino({ level: 'trace' }, sink), lines };
 }
 
-function makeBroker(overrides: Partial<ModelBrokerDeps> = {}): {
-  broker: ModelBroker;
-  lines: string[];
-} {
-  const { log, lines } = memoryLogger();
-  const broker = new ModelBroker({
+/** A broker for the fake API, with no retries unless `overrides` says otherwise, logging to `log`. */
+function brokerLoggingTo(log: Logger, overrides: Partial<ModelBrokerDeps> = {}): ModelBroker {
+  return new ModelBroker({
     apiKey: KEY,
     baseURL: fake.url,
     model: MODEL,
@@ -80,7 +77,15 @@ function makeBroker(overrides: Partial<ModelBrokerDeps> = {}): {
     maxRetries: 0,
     ...overrides,
   });
-  return { broker, lines };
+}
+
+/** A broker for the fake API whose log lines are kept in memory. */
+function makeBroker(overrides: Partial<ModelBrokerDeps> = {}): {
+  broker: ModelBroker;
+  lines: string[];
+} {
+  const { log, lines } = memoryLogger();
+  return { broker: brokerLoggingTo(log, overrides), lines };
 }
 
 function request(text = 'Hello?', extra: Partial<ModelRequest> = {}): ModelRequest {
@@ -215,13 +220,22 @@ describe('ModelBroker', () => {
     ]);
   });
 
-  it('clamps max_tokens to the ceiling and passes smaller values through', async () => {
+  it('sends max_tokens as its caller capped it, and refuses one that is not a whole number', async () => {
     const { broker } = makeBroker();
 
-    await broker.complete(request('big', { maxTokens: 1_000_000 }));
+    // The cap is the run's `maxTokens` limit, applied in AgentRun: a setting above 32k holds.
+    await broker.complete(request('big', { maxTokens: 64_000 }));
     await broker.complete(request('small', { maxTokens: 300 }));
+    expect(fake.requests.map((r) => r.body.max_tokens)).toEqual([64_000, 300]);
 
-    expect(fake.requests.map((r) => r.body.max_tokens)).toEqual([MAX_TOKENS_CEILING, 300]);
+    for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      const error = await modelError(broker.complete(request('bad', { maxTokens: bad })));
+      expect(error).toMatchObject({ kind: 'refused', retryable: false });
+      expect(error.message).toBe(
+        `The request was refused: max_tokens must be a whole number of at least 1, not ${bad}.`,
+      );
+    }
+    expect(fake.requests).toHaveLength(2);
   });
 
   it('sends the key as the request credential', async () => {
@@ -776,13 +790,7 @@ describe('secrets in the log', () => {
 
   it('the key in an upstream error body, in a cause and in a stack is absent from every log line', async () => {
     const { log, lines } = fileLogger();
-    const broker = new ModelBroker({
-      apiKey: KEY,
-      baseURL: fake.url,
-      model: MODEL,
-      log,
-      maxRetries: 0,
-    });
+    const broker = brokerLoggingTo(log);
     fake.enqueue(
       errorTurn(400, `bad header x-api-key: ${KEY}`),
       errorTurn(500, `gateway failed with Authorization: Bearer ${KEY}`),
@@ -813,13 +821,7 @@ describe('secrets in the log', () => {
     try {
       open.enqueue(errorTurn(400, `echo: ${customKey}`));
       const { log, lines } = fileLogger();
-      const broker = new ModelBroker({
-        apiKey: customKey,
-        baseURL: open.url,
-        model: MODEL,
-        log,
-        maxRetries: 0,
-      });
+      const broker = brokerLoggingTo(log, { apiKey: customKey, baseURL: open.url });
 
       const error = await modelError(broker.complete(request()));
 
@@ -892,7 +894,7 @@ describe('usage accounting', () => {
       config: { ...config, timezone: 'Asia/Tokyo', apiKey: KEY },
       store,
       runtime,
-      broker: new ModelBroker({ apiKey: KEY, baseURL: fake.url, model: MODEL, log, maxRetries: 0 }),
+      broker: brokerLoggingTo(log),
       log,
       channels: [localChannelFor(store)],
       retry: { baseDelayMs: 50, maxRetries: 0 },
@@ -906,8 +908,9 @@ describe('usage accounting', () => {
       [{ role: 'user', content: [URL_IMAGE] }],
       [{ role: 'user', content: 'make the API fail' }],
     ];
-    runtime.useScript(`
-const out = (frame) => process.stdout.write(JSON.stringify(frame) + '\\n');
+    runtime.useScript(
+      scriptedRunner({
+        preamble: `
 out({ type: 'ready', protocol: ${PROTOCOL_VERSION} });
 const requests = ${JSON.stringify(requests)};
 let next = 0;
@@ -920,22 +923,10 @@ function ask() {
     out({ type: 'error', message: 'gave up' });
     out({ type: 'done', status: 'failed', turn: [], usage: ${JSON.stringify(forged)} });
   }
-}
-let buffer = '';
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (chunk) => {
-  buffer += chunk;
-  let newline;
-  while ((newline = buffer.indexOf('\\n')) !== -1) {
-    const frame = JSON.parse(buffer.slice(0, newline));
-    buffer = buffer.slice(newline + 1);
-    if (frame.type === 'start' || frame.type === 'model.result' || frame.type === 'model.error') ask();
-    if (frame.type === 'shutdown') process.exit(0);
-  }
-});
-process.stdin.on('end', () => process.exit(0));
-setInterval(() => {}, 1000);
-`);
+}`,
+        onFrame: `if (frame.type === 'start' || frame.type === 'model.result' || frame.type === 'model.error') ask();`,
+      }),
+    );
     fake.enqueue(
       textTurn('first answer', { usage: usage(1200, 80, 300, 40) }),
       errorTurn(400, `refused; your key ${KEY} at ${fake.url}`),

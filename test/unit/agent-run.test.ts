@@ -7,30 +7,23 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AgentRun, type AgentRunConfig } from '../../main/core/agent/agent-run.js';
 import { HostTools } from '../../main/core/agent/host-tools.js';
 import { ModelBroker } from '../../main/core/agent/model-broker.js';
 import { messageTurns, taskTurn, type TurnSource } from '../../main/core/agent/turns.js';
 import { localChannelFor } from '../../main/core/channels/local.js';
-import { loadConfig } from '../../main/core/config.js';
 import { CoreEventBus } from '../../main/core/events.js';
-import { silentLogger } from '../../main/core/logger.js';
 import { OutboxWorker } from '../../main/core/outbox.js';
 import type { RunOutcome } from '../../main/core/queue/group-queue.js';
 import { formatOutbound } from '../../main/core/router.js';
 import { UnsafePathError } from '../../main/core/safe-fs.js';
-import { openStore, type Group, type Store } from '../../main/core/store/index.js';
-import {
-  errorTurn,
-  startFakeAnthropic,
-  textTurn,
-  type FakeAnthropic,
-} from '../fakes/anthropic-api.js';
-import { requireBuild } from '../helpers/clawbar.js';
+import type { Group, Store } from '../../main/core/store/index.js';
+import { errorTurn, textTurn } from '../fakes/anthropic-api.js';
+import { agentRunHome } from '../helpers/agent-run.js';
 import { ProcessRuntime } from '../helpers/process-runtime.js';
+import { runnerSuite } from '../helpers/runner-suite.js';
 import { scriptedRunner } from '../helpers/scripted-runner.js';
-import { FAMILY_GROUP } from '../helpers/store.js';
 
 const API_KEY = 'sk-ant-test-agent-run';
 const NO_USAGE = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
@@ -47,25 +40,11 @@ interface Harness {
   replies(): string[];
 }
 
-let fake: FakeAnthropic;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-beforeAll(async () => {
-  requireBuild();
-  fake = await startFakeAnthropic({ apiKey: API_KEY });
-});
-afterAll(() => fake.close());
-
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-  fake.reset();
-});
+const suite = runnerSuite(API_KEY);
 
 function harness(): Harness {
-  const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-run-')));
-  const config = loadConfig({ CLAWBAR_HOME: home, TZ: 'Europe/Berlin' }, () => undefined);
-  const store = openStore(config.dbPath);
-  const log = silentLogger();
+  const home = agentRunHome('clawbar-run-', 'Europe/Berlin');
+  const { store, group, log } = home;
   const runtime = new ProcessRuntime();
   const events = new CoreEventBus();
   const local = localChannelFor(store);
@@ -78,14 +57,11 @@ function harness(): Harness {
   const hostTools = new HostTools({ store, outbox, formatOutbound, now: Date.now, log });
   const broker = new ModelBroker({
     apiKey: API_KEY,
-    baseURL: fake.url,
-    model: config.model,
+    baseURL: suite.fake.url,
+    model: home.config.model,
     log,
     maxRetries: 0,
   });
-  const group = store.addGroup(FAMILY_GROUP, Date.now());
-  const runs: AgentRun[] = [];
-  let next = 0;
   const h: Harness = {
     store,
     runtime,
@@ -93,65 +69,33 @@ function harness(): Harness {
     group,
     typing: [],
     idles: 0,
-    post(text) {
-      return store.insertMessage({
-        chatJid: group.jid,
-        id: `m${next++}`,
-        sender: 'local:alice',
-        senderName: 'Alice',
-        text,
-        timestamp: Date.now(),
-      }).message.seq;
-    },
-    run(
-      over = {},
-      source = messageTurns({ store, groupJid: group.jid, timezone: config.timezone }),
-    ) {
-      const run = new AgentRun(
+    post: (text) => home.post(text),
+    run: (over, source) =>
+      home.run(
         {
           runtime,
           broker,
           hostTools,
           outbox,
           events,
-          config: {
-            home: config.home,
-            groupsDir: config.groupsDir,
-            globalDir: config.globalDir,
-            image: 'unused',
-            assistantName: 'Andy',
-            timezone: config.timezone,
-            idleTimeoutMs: 60_000,
-            hardTimeoutMs: 60_000,
-            readyTimeoutMs: 10_000,
-            stopTimeoutMs: 2_000,
-            ...over,
-          },
           isPaused: (jid) => store.getGroup(jid)?.paused ?? true,
           setTyping: (jid, typing) => h.typing.push([jid, typing]),
           onIdle: () => (h.idles += 1),
-          now: Date.now,
-          log,
         },
-        store.getGroup(group.jid) as Group,
+        over,
         source,
-      );
-      runs.push(run);
-      return run;
-    },
+      ),
     replies: () =>
       store
         .recentMessages(group.jid, 50)
         .filter((m) => m.fromBot)
         .map((m) => m.text),
   };
-  cleanups.push(async () => {
-    for (const run of runs) await run.kill();
-    await Promise.all(runs.map((r) => r.finished));
+  suite.defer(async () => {
+    await home.stopRuns();
     await outbox.stop(0);
     await runtime.cleanup();
-    store.close();
-    fs.rmSync(home, { recursive: true, force: true });
+    home.close();
   });
   return h;
 }
@@ -182,7 +126,7 @@ describe('AgentRun', () => {
   it('answers, commits the reply with the cursor, shows typing, then idles warm', async () => {
     const h = harness();
     const seq = h.post('@Andy hello');
-    fake.script([textTurn('Hello Alice!')]);
+    suite.fake.script([textTurn('Hello Alice!')]);
     const run = h.run();
     await turnFinished(h);
     expect(run.idle).toBe(true);
@@ -194,7 +138,9 @@ describe('AgentRun', () => {
       [h.group.jid, false],
     ]);
     // The prompt's time is local to the configured zone, with its offset.
-    expect(JSON.stringify(fake.requests[0]?.body.messages)).toMatch(/time=\\"[^"]+\+0[12]:00\\"/);
+    expect(JSON.stringify(suite.fake.requests[0]?.body.messages)).toMatch(
+      /time=\\"[^"]+\+0[12]:00\\"/,
+    );
   });
 
   it('stops at the idle timeout and settles cleanly', async () => {
@@ -305,9 +251,12 @@ describe('AgentRun', () => {
     h.post('@Andy first');
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    fake.script([() => textTurn('first answer', { delayMs: 300 }), textTurn('second answer')]);
+    suite.fake.script([
+      () => textTurn('first answer', { delayMs: 300 }),
+      textTurn('second answer'),
+    ]);
     const run = h.run();
-    await fake.waitForRequests(1);
+    await suite.fake.waitForRequests(1);
     run.requestStop();
     h.post('@Andy second');
     expect(run.offerMessages()).toBe(false);
@@ -315,7 +264,7 @@ describe('AgentRun', () => {
     await gate;
     expect(await settled(run)).toEqual({ ok: true });
     expect(h.replies()).toEqual(['first answer']);
-    expect(fake.requests).toHaveLength(1);
+    expect(suite.fake.requests).toHaveLength(1);
     const frames = h.runtime.started[0]?.stdinLines.map((l) => JSON.parse(l).type);
     expect(frames).not.toContain('message');
   });
@@ -370,7 +319,7 @@ describe('AgentRun', () => {
   it('a link planted in place of the group or global folder fails the run as final, before any container starts', async () => {
     // Its own data dir, so the test owns every path it plants links in.
     const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-run-link-')));
-    cleanups.push(() => fs.rmSync(home, { recursive: true, force: true }));
+    suite.defer(() => fs.rmSync(home, { recursive: true, force: true }));
     const groupsDir = path.join(home, 'groups');
     const globalDir = path.join(groupsDir, 'global');
     // Stands in for a host directory such as /etc: it must be neither changed nor mounted.
@@ -419,7 +368,7 @@ describe('AgentRun', () => {
       .toEqual([
         expect.stringMatching(/^Sorry, I could not answer that: the request could not be passed/),
       ]);
-    expect(fake.requests).toHaveLength(0);
+    expect(suite.fake.requests).toHaveLength(0);
   });
 
   it('a turn the agent fails on its own is closed with a notice, and the run goes on warm', async () => {
@@ -444,25 +393,25 @@ describe('AgentRun', () => {
   it('a model error the runner could not get past is final: reported once, messages kept', async () => {
     const h = harness();
     h.post('@Andy hi');
-    fake.script([errorTurn(401, 'invalid x-api-key')]);
+    suite.fake.script([errorTurn(401, 'invalid x-api-key')]);
     const outcome = await settled(h.run());
     expect(outcome).toMatchObject({ ok: false, failure: 'final' });
     expect((outcome as { error: Error }).error.message).toMatch(/rejected the key/);
     expect(h.store.cursorOf(h.group.jid)).toBe(0);
-    expect(fake.requests).toHaveLength(1);
+    expect(suite.fake.requests).toHaveLength(1);
   });
 
   it('answers a 1.2 MB backlog (20 messages of 60 kB) in seconds, with the newest in the prompt', async () => {
     const h = harness();
     for (let i = 0; i < 19; i++) h.post(`${i}:${'x'.repeat(60_000)}`);
     const last = h.post(`@Andy 19:${'y'.repeat(60_000)}`);
-    fake.script([textTurn('Read the latest ones.')]);
+    suite.fake.script([textTurn('Read the latest ones.')]);
     const began = Date.now();
     h.run();
     await turnFinished(h);
     expect(Date.now() - began).toBeLessThan(10_000);
     expect(h.store.cursorOf(h.group.jid)).toBe(last);
-    const sent = JSON.stringify(fake.requests[0]?.body.messages.at(-1));
+    const sent = JSON.stringify(suite.fake.requests[0]?.body.messages.at(-1));
     expect(sent).toContain('y'.repeat(60_000));
     expect(sent).toMatch(/omitted count=\\"1[0-9]\\"/);
     expect(sent.length).toBeLessThan(400_000);
@@ -470,7 +419,7 @@ describe('AgentRun', () => {
 
   it('a task run answers its one turn, takes no messages, and ends', async () => {
     const h = harness();
-    fake.script([textTurn('Your briefing.')]);
+    suite.fake.script([textTurn('Your briefing.')]);
     const committed: string[] = [];
     const run = h.run(
       {},
@@ -489,6 +438,6 @@ describe('AgentRun', () => {
     expect(committed).toHaveLength(1);
     await expect.poll(() => h.replies()).toEqual(['Your briefing.']);
     expect(h.store.cursorOf(h.group.jid)).toBe(0); // the chat message waits for its own run
-    expect(JSON.stringify(fake.requests[0]?.body.messages)).toContain('morning briefing');
+    expect(JSON.stringify(suite.fake.requests[0]?.body.messages)).toContain('morning briefing');
   });
 });

@@ -5,7 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  BROKER_FEATURES,
   checkAnswer,
+  checkMessages,
   checkRequest,
   NO_HOST_FEATURES,
   type HostFeatures,
@@ -352,6 +354,27 @@ describe('checkRequest', () => {
     const why = reason(checkRequest(request(toolTurn([{ type }]))));
     expect(why.length).toBeLessThan(200);
     expect(why).not.toContain('\n');
+  });
+});
+
+describe('checkMessages', () => {
+  it('holds messages to the same rules as a request, and passes an empty list', () => {
+    expect(checkMessages([], BROKER_FEATURES)).toEqual({ ok: true, value: [] });
+    const good = toolTurn([{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'a.txt' }]);
+    expect(checkMessages(good, BROKER_FEATURES)).toEqual(
+      checkRequest(request(good)).ok && {
+        ok: true,
+        value: good,
+      },
+    );
+    const urlImage = toolTurn([
+      { type: 'image', source: { type: 'url', url: 'https://attacker.example/x.png' } },
+    ]);
+    expect(checkMessages(urlImage, BROKER_FEATURES)).toEqual({
+      ok: false,
+      reason: reason(checkRequest(request(urlImage))),
+    });
+    expect(checkMessages('not a list').ok).toBe(false);
   });
 });
 

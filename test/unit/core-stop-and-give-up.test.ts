@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ModelBroker } from '../../main/core/agent/model-broker.js';
 import { MAX_TURN_ATTEMPTS } from '../../main/core/agent/turns.js';
 import { localChannelFor } from '../../main/core/channels/local.js';
 import { loadConfig } from '../../main/core/config.js';
@@ -43,6 +44,22 @@ const DIES_MID_TURN = scriptedRunner({ onPrompt: `process.exit(3);` });
 /** Answers every prompt. */
 const ANSWERS = scriptedRunner({
   onPrompt: `out({ type: 'output', text: 'hello again' }); ${DONE}`,
+});
+
+/** Never finishes a turn, as a runner busy with a long tool call would. */
+const BUSY_FOR_EVER = scriptedRunner({});
+
+/**
+ * Asks the model once per prompt, as the real runner does, and fails the turn with the host's
+ * `model.error`, as the real runner does once its own retries are spent.
+ */
+const ASKS_THE_MODEL = scriptedRunner({
+  onPrompt: `out({ type: 'model.request', requestId: 'r' + Date.now(), system: 'You are Andy.',
+    messages: [{ role: 'user', content: 'hi' }], tools: [], maxTokens: 100 });`,
+  onFrame: `if (frame.type === 'model.error') {
+    out({ type: 'error', message: 'model call failed: ' + frame.message });
+    out({ type: 'done', status: 'failed', turn: [], usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 } });
+  }`,
 });
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -182,4 +199,119 @@ describe('a message whose runs keep failing', () => {
     const answer = await core.waitForReply(group.jid, later.message.seq, 20_000);
     expect(answer.replies.map((m) => m.text)).toEqual(['hello again']);
   }, 30_000);
+});
+
+describe('attempts that are not the message’s fault', () => {
+  /**
+   * One `serve` over a data dir that outlives it: the store, a Core and a runtime, all closed
+   * by the test (or, if it fails first, by the cleanup).
+   */
+  async function serve(home: string, script: string) {
+    const runtime = new ProcessRuntime();
+    runtime.useScript(script);
+    const config = loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined);
+    const store = openStore(config.dbPath);
+    const core = new Core({
+      config: { ...config, idleTimeoutMs: 30_000 },
+      store,
+      runtime,
+      broker: throwingBroker,
+      log: silentLogger(),
+      channels: [localChannelFor(store)],
+      retry: { baseDelayMs: 20, maxRetries: 5 },
+    });
+    let open = true;
+    const stop = async (graceMs: number) => {
+      if (!open) return;
+      open = false;
+      await core.shutdown(graceMs);
+      await runtime.cleanup();
+      store.close();
+    };
+    cleanups.push(() => stop(0));
+    await core.start();
+    return { core, store, runtime, stop };
+  }
+
+  it(`a message whose turn is cut short by ${MAX_TURN_ATTEMPTS} shutdowns is still answered after the restart`, async () => {
+    const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-restarts-')));
+    cleanups.push(() => fs.rmSync(home, { recursive: true, force: true }));
+    let groupJid = '';
+    let seq = 0;
+    for (let restart = 0; restart < MAX_TURN_ATTEMPTS; restart++) {
+      const serving = await serve(home, BUSY_FOR_EVER);
+      if (restart === 0) {
+        groupJid = serving.core.addGroup({ name: 'Family' }).jid;
+        seq = serving.core.postLocal('Family', 'Alice', '@Andy a long job').message.seq;
+      } // Later starts pick the unanswered message up by themselves.
+      await expect
+        .poll(() => serving.runtime.started[0]?.stdinLines.length ?? 0, { timeout: 10_000 })
+        .toBeGreaterThan(0);
+
+      // The runner is still busy when the grace period ends: the shutdown kills it.
+      await serving.core.shutdown(50);
+
+      // Written before shutdown returned, while the store is open: the cut is forgiven.
+      expect(serving.store.turnAttemptOf(groupJid)?.attempts, `restart ${restart}`).toBe(0);
+      await serving.stop(0);
+    }
+
+    const serving = await serve(home, ANSWERS);
+    const reply = await serving.core.waitForReply(groupJid, seq, 20_000);
+    expect(reply.replies.map((m) => m.text)).toEqual(['hello again']);
+    expect(serving.store.cursorOf(groupJid)).toBe(seq);
+  }, 60_000);
+
+  it(`messages of a user with no API key are never given up, however often they fail`, async () => {
+    const runtime = new ProcessRuntime();
+    runtime.useScript(ASKS_THE_MODEL);
+    const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-nokey-')));
+    const config = loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined);
+    const store = openStore(config.dbPath);
+    const log = silentLogger();
+    const core = new Core({
+      config: { ...config, apiKey: '', idleTimeoutMs: 30_000 },
+      store,
+      runtime,
+      // The real broker: with no key, every call fails at once as \`no_key\`.
+      broker: new ModelBroker({ apiKey: '', model: config.model, log }),
+      log,
+      channels: [localChannelFor(store)],
+      retry: { baseDelayMs: 20, maxRetries: 5 },
+    });
+    cleanups.push(async () => {
+      await core.shutdown(1_000);
+      await runtime.cleanup();
+      store.close();
+      fs.rmSync(home, { recursive: true, force: true });
+    });
+    await core.start();
+    const group = core.addGroup({ name: 'Family' });
+    const notices = () =>
+      core
+        .messages(group.jid, 100)
+        .filter((m) => m.fromBot)
+        .map((m) => m.text);
+
+    const tries = MAX_TURN_ATTEMPTS + 1;
+    for (let i = 1; i <= tries; i++) {
+      core.postLocal('Family', 'Alice', `@Andy message ${i}`);
+      await expect.poll(notices, { timeout: 10_000 }).toHaveLength(i);
+      await expect.poll(() => core.queue.snapshot().running).toEqual([]);
+    }
+
+    // Each trigger ran every message again and was told why it failed; none was given up.
+    expect(runtime.startCalls).toBe(tries);
+    expect(notices()).toEqual(
+      Array(tries).fill(
+        expect.stringMatching(/^Sorry, I could not answer: No Anthropic API key is set\./),
+      ),
+    );
+    expect(store.cursorOf(group.jid)).toBe(0);
+    expect(store.turnAttemptOf(group.jid)?.attempts).toBe(0);
+    const lastPrompt = runtime.started
+      .at(-1)!
+      .stdinLines.map((l) => JSON.parse(l) as { prompt?: string });
+    expect(lastPrompt[0]?.prompt).toContain('message 1');
+  }, 60_000);
 });

@@ -2,62 +2,26 @@
  * The orchestrator's wiring of work items and engine outages, with the real runner as a plain
  * process (no Docker), a real SQLite file, and the real SDK against the fake Messages API.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ModelBroker } from '../../main/core/agent/model-broker.js';
+import { describe, expect, it } from 'vitest';
 import { taskTurn } from '../../main/core/agent/turns.js';
-import { localChannelFor } from '../../main/core/channels/local.js';
-import { loadConfig } from '../../main/core/config.js';
-import { Core } from '../../main/core/core.js';
-import { silentLogger } from '../../main/core/logger.js';
-import { openStore, type Store } from '../../main/core/store/index.js';
-import {
-  lastUserText,
-  startFakeAnthropic,
-  textTurn,
-  type FakeAnthropic,
-} from '../fakes/anthropic-api.js';
-import { requireBuild } from '../helpers/clawbar.js';
+import { lastUserText, textTurn } from '../fakes/anthropic-api.js';
 import { ProcessRuntime } from '../helpers/process-runtime.js';
+import { runnerSuite } from '../helpers/runner-suite.js';
+import { processCore, type ProcessCore } from '../helpers/unit-core.js';
 
 const API_KEY = 'sk-ant-test-core-work';
-let fake: FakeAnthropic;
-const cleanups: Array<() => Promise<void> | void> = [];
+const suite = runnerSuite(API_KEY);
 
-beforeAll(async () => {
-  requireBuild();
-  fake = await startFakeAnthropic({ apiKey: API_KEY });
-});
-afterAll(() => fake.close());
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-  fake.reset();
-});
-
-function makeCore(runtime: ProcessRuntime, maxConcurrency = 3): { core: Core; store: Store } {
-  const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-core-')));
-  const config = loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined);
-  const store = openStore(config.dbPath);
-  const log = silentLogger();
-  const core = new Core({
-    config: { ...config, idleTimeoutMs: 30_000, maxConcurrency },
-    store,
+function makeCore(runtime: ProcessRuntime, maxConcurrency = 3): ProcessCore {
+  const made = processCore({
+    prefix: 'clawbar-core-',
     runtime,
-    broker: new ModelBroker({ apiKey: API_KEY, baseURL: fake.url, model: config.model, log }),
-    log,
-    channels: [localChannelFor(store)],
-    retry: { baseDelayMs: 50, maxRetries: 1 },
-    runtimeRecheckMs: 50,
+    api: { url: suite.fake.url, apiKey: API_KEY },
+    config: { idleTimeoutMs: 30_000, maxConcurrency },
+    deps: { runtimeRecheckMs: 50 },
   });
-  cleanups.push(async () => {
-    await core.shutdown(1_000);
-    await runtime.cleanup();
-    store.close();
-    fs.rmSync(home, { recursive: true, force: true });
-  });
-  return { core, store };
+  suite.defer(made.close);
+  return made;
 }
 
 describe('Core work items', () => {
@@ -66,7 +30,7 @@ describe('Core work items', () => {
     const { core, store } = makeCore(runtime);
     await core.start();
     const group = core.addGroup({ name: 'Family' });
-    fake.script([
+    suite.fake.script([
       () => textTurn('Here is your briefing.', { delayMs: 400 }),
       (request) => textTurn(`You said: ${lastUserText(request).includes('lunch') ? 'lunch' : '?'}`),
     ]);
@@ -79,7 +43,7 @@ describe('Core work items', () => {
         timezone: 'UTC',
       }),
     );
-    await fake.waitForRequests(1);
+    await suite.fake.waitForRequests(1);
     const posted = core.postLocal('Family', 'Alice', '@Andy what about lunch?');
     const reply = await core.waitForReply(group.jid, posted.message.seq, 20_000);
     expect(reply.replies.map((m) => m.text)).toEqual(['You said: lunch']);
@@ -92,7 +56,7 @@ describe('Core work items', () => {
     // Two containers: the task's, then the chat's. The message never entered the task run.
     expect(runtime.started).toHaveLength(2);
     expect(runtime.started[0]?.stdinLines.map((l) => JSON.parse(l).type)).not.toContain('message');
-    expect(JSON.stringify(fake.requests[0]?.body.messages)).not.toContain('lunch');
+    expect(JSON.stringify(suite.fake.requests[0]?.body.messages)).not.toContain('lunch');
   });
 
   it('with the engine down at start, holds the work, then answers once the engine is back', async () => {
@@ -103,7 +67,7 @@ describe('Core work items', () => {
     const group = core.addGroup({ name: 'Family' });
     const states: boolean[] = [];
     core.events.on('runtime:state', (e) => states.push(e.ok));
-    fake.script([textTurn('Back online.')]);
+    suite.fake.script([textTurn('Back online.')]);
     const posted = core.postLocal('Family', 'Alice', '@Andy hello?');
     const waiting = core.waitForReply(group.jid, posted.message.seq, 20_000);
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -129,7 +93,7 @@ describe('Core work items', () => {
     core.addGroup({ name: 'Busy' });
     const gone = core.addGroup({ name: 'Gone' });
     // Keep the one slot busy, so the task waits in line.
-    fake.script([textTurn('slow', { delayMs: 2_000 })]);
+    suite.fake.script([textTurn('slow', { delayMs: 2_000 })]);
     core.postLocal('Busy', 'Alice', '@Andy take your time');
     expect(core.queue.snapshot().running).toHaveLength(1);
     let built = 0;

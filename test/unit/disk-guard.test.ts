@@ -7,67 +7,29 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ModelBroker } from '../../main/core/agent/model-broker.js';
+import { describe, expect, it } from 'vitest';
 import { localChannelFor } from '../../main/core/channels/local.js';
 import { loadConfig, type ClawbarConfig } from '../../main/core/config.js';
 import { controlHandlers, type GroupView } from '../../main/core/control/handlers.js';
-import { Core } from '../../main/core/core.js';
+import type { Core } from '../../main/core/core.js';
 import type { DiskGuardOptions } from '../../main/core/disk.js';
-import { silentLogger } from '../../main/core/logger.js';
-import { openStore, type Store } from '../../main/core/store/index.js';
-import { startFakeAnthropic, textTurn, type FakeAnthropic } from '../fakes/anthropic-api.js';
-import { requireBuild } from '../helpers/clawbar.js';
-import { ProcessRuntime } from '../helpers/process-runtime.js';
+import { textTurn } from '../fakes/anthropic-api.js';
+import { runnerSuite } from '../helpers/runner-suite.js';
+import { processCore, type ProcessCore } from '../helpers/unit-core.js';
 
 const API_KEY = 'sk-ant-test-disk-guard';
 const MiB = 1024 * 1024;
-let fake: FakeAnthropic;
-const cleanups: Array<() => Promise<void> | void> = [];
+const suite = runnerSuite(API_KEY);
 
-beforeAll(async () => {
-  requireBuild();
-  fake = await startFakeAnthropic({ apiKey: API_KEY });
-});
-afterAll(() => fake.close());
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-  fake.reset();
-});
-
-interface Harness {
-  core: Core;
-  store: Store;
-  config: ClawbarConfig;
-  runtime: ProcessRuntime;
-}
-
-function makeCore(overrides: Partial<ClawbarConfig>, disk: DiskGuardOptions = {}): Harness {
-  const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-diskg-')));
-  const config = {
-    ...loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined),
-    ...overrides,
-  };
-  const store = openStore(config.dbPath);
-  const log = silentLogger();
-  const runtime = new ProcessRuntime();
-  const core = new Core({
-    config: { ...config, idleTimeoutMs: 30_000 },
-    store,
-    runtime,
-    broker: new ModelBroker({ apiKey: API_KEY, baseURL: fake.url, model: config.model, log }),
-    log,
-    channels: [localChannelFor(store)],
-    retry: { baseDelayMs: 50, maxRetries: 1 },
-    disk,
+function makeCore(overrides: Partial<ClawbarConfig>, disk: DiskGuardOptions = {}): ProcessCore {
+  const made = processCore({
+    prefix: 'clawbar-diskg-',
+    api: { url: suite.fake.url, apiKey: API_KEY },
+    config: { ...overrides, idleTimeoutMs: 30_000 },
+    deps: { disk },
   });
-  cleanups.push(async () => {
-    await core.shutdown(1_000);
-    await runtime.cleanup();
-    store.close();
-    fs.rmSync(home, { recursive: true, force: true });
-  });
-  return { core, store, config, runtime };
+  suite.defer(made.close);
+  return made;
 }
 
 /** Writes `bytes` of real data (never sparse) into a file, making its folder. */
@@ -160,7 +122,7 @@ describe('group folder budget', () => {
     expect(runtime.startCalls).toBe(0); // held while measured, never started
 
     fs.rmSync(big);
-    fake.script([textTurn('Caught up.')]);
+    suite.fake.script([textTurn('Caught up.')]);
     expect(core.resumeGroup('Family').paused).toBe(false);
     const reply = await until('the answer', () =>
       core.messages(group.jid, 100).find((m) => m.fromBot && m.text === 'Caught up.'),
@@ -175,7 +137,7 @@ describe('group folder budget', () => {
     await core.start();
     const group = core.addGroup({ name: 'Family' });
     const groupDir = path.join(config.groupsDir, group.folder);
-    fake.script([
+    suite.fake.script([
       () => {
         // The agent writes into its folder during the turn (as its bash tool would).
         writeReal(path.join(groupDir, 'dump', 'part1.bin'), 2 * MiB);
@@ -203,7 +165,7 @@ describe('group folder budget', () => {
     const oldTranscript = path.join(config.home, 'sessions', group.folder, 'transcript.json');
     writeReal(oldTranscript, 3 * MiB);
     await core.start();
-    fake.script([textTurn('Still here.')]);
+    suite.fake.script([textTurn('Still here.')]);
     const posted = core.postLocal('Family', 'Alice', '@Andy hello');
     const reply = await core.waitForReply(group.jid, posted.message.seq, 15_000);
     expect(reply.replies.map((m) => m.text)).toEqual(['Still here.']);
@@ -230,7 +192,7 @@ describe('free space floor', () => {
     );
     await core.start();
     const group = core.addGroup({ name: 'Family' });
-    fake.script([textTurn('Room again.')]);
+    suite.fake.script([textTurn('Room again.')]);
     const posted = core.postLocal('Family', 'Alice', '@Andy hello?');
     const waiting = core.waitForReply(group.jid, posted.message.seq, 15_000);
 

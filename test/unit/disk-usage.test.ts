@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { availableBytes, formatBytes, measureFolders } from '../../main/core/disk.js';
+import { walkMode } from '../../main/core/safe-fs.js';
 
 const MiB = 1024 * 1024;
 let tmp: string;
@@ -144,6 +145,99 @@ describe('measureFolders', () => {
     for (let i = 0; i < 50; i++) fs.mkdirSync(path.join(group, `d${i}`), { recursive: true });
     const usage = await measureFolders([group], { timeoutMs: -1 });
     expect(usage.incomplete?.reason).toBe('too-slow');
+  });
+});
+
+/**
+ * A container racing the walk: it swaps a directory between the `lstat` that found it and the
+ * open that reads it (the `beforeOpenDir` hook stands for that moment). `host/` stands in for
+ * `/`: a big file and many entries the walk must never see. Both walks run: through
+ * `/proc/self/fd` (Linux) and by path (macOS).
+ */
+const WALKS = walkMode.procFd ? ['/proc/self/fd', 'portable'] : ['portable'];
+
+describe.each(WALKS)('measureFolders racing an agent, with the %s walk', (walk) => {
+  const platformWalk = walkMode.procFd;
+  let group: string;
+  let host: string;
+
+  beforeEach(() => {
+    walkMode.procFd = walk === '/proc/self/fd';
+    group = path.join(tmp, 'group');
+    host = path.join(tmp, 'host');
+    writeReal(path.join(host, 'big.bin'), 8 * MiB);
+    writeReal(path.join(host, 'b', 'big.bin'), 8 * MiB);
+    for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(host, 'b', `f${i}`), '');
+  });
+  afterEach(() => {
+    walkMode.procFd = platformWalk;
+  });
+
+  it('does not walk a host folder a directory was swapped for (a link at its name)', async () => {
+    writeReal(path.join(group, 'sub', 'mine.bin'), 4096);
+    const swapped: string[] = [];
+    const usage = await measureFolders([group], {
+      beforeOpenDir: (dir) => {
+        if (dir !== path.join(group, 'sub')) return;
+        fs.rmSync(dir, { recursive: true });
+        fs.symlinkSync(host, dir);
+        swapped.push(dir);
+      },
+    });
+    expect(swapped).toHaveLength(1);
+    expect(usage.bytes).toBeLessThan(MiB);
+    expect(usage.entries).toBe(2); // the group and `sub` as it was found; nothing of the host
+    expect(usage.incomplete).toBeUndefined();
+    expect(usage.dirsSkipped).toBe(1);
+  });
+
+  it('does not walk the host folder a path leads to once a parent was swapped for a link', async () => {
+    // `group/a/b` is found as a real directory; then `group/a` becomes a link to the host, so
+    // the path `group/a/b` leads to `host/b`, a real directory too: O_NOFOLLOW alone cannot
+    // tell, the device and inode do.
+    writeReal(path.join(group, 'a', 'b', 'mine.bin'), 4096);
+    const usage = await measureFolders([group], {
+      beforeOpenDir: (dir) => {
+        if (dir !== path.join(group, 'a', 'b')) return;
+        fs.rmSync(path.join(group, 'a'), { recursive: true });
+        fs.symlinkSync(host, path.join(group, 'a'));
+      },
+    });
+    expect(usage.bytes).toBeLessThan(MiB);
+    expect(usage.entries).toBe(3); // group, a, b as found
+    expect(usage.incomplete).toBeUndefined();
+    expect(usage.dirsSkipped).toBe(1);
+  });
+
+  it('does not enter a root swapped for a link after it was found', async () => {
+    writeReal(path.join(group, 'mine.bin'), 4096);
+    const usage = await measureFolders([group], {
+      beforeOpenDir: (dir) => {
+        if (dir !== group) return;
+        fs.rmSync(group, { recursive: true });
+        fs.symlinkSync(host, group);
+      },
+    });
+    expect(usage.bytes).toBeLessThan(MiB);
+    expect(usage).toMatchObject({ entries: 1, dirsSkipped: 1 });
+  });
+
+  it('skips a directory replaced by another one meanwhile, without counting the folder as over budget', async () => {
+    // What a tool that moves a folder away and makes a new one does while a turn is measured.
+    // (The old one is kept, so the new one cannot reuse its inode number.)
+    writeReal(path.join(group, 'node_modules', 'old.bin'), 4096);
+    const usage = await measureFolders([group], {
+      beforeOpenDir: (dir) => {
+        if (dir !== path.join(group, 'node_modules')) return;
+        fs.renameSync(dir, path.join(tmp, 'old-node_modules'));
+        writeReal(path.join(dir, 'new.bin'), 4096);
+      },
+    });
+    expect(usage.incomplete).toBeUndefined();
+    expect(usage.dirsSkipped).toBe(1);
+    // Measured again with nothing racing it, the new directory counts.
+    const again = await measureFolders([group]);
+    expect(again).toMatchObject({ entries: 3, dirsSkipped: 0 });
   });
 });
 

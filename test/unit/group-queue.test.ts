@@ -42,6 +42,10 @@ class ScriptedRun implements GroupRun {
   fail(message = 'container crashed', failure: FailureKind = 'retry'): void {
     this.settle({ ok: false, error: new Error(message), failure });
   }
+  /** Settles with exactly this outcome. */
+  end(outcome: RunOutcome): void {
+    this.settle(outcome);
+  }
 }
 
 function harness(maxConcurrency = 3) {
@@ -317,6 +321,43 @@ describe('GroupQueue', () => {
     expect(h.gaveUp).toEqual([{ groupJid: 'a', attempts: 1, work: 'messages' }]);
     h.queue.enqueueMessage('a');
     expect(h.runsOf('a')).toHaveLength(2);
+  });
+
+  it('gives messages that arrived during a run stopped for good a fresh run, after one give-up', async () => {
+    const h = harness(1);
+    h.queue.enqueueMessage('a');
+    h.queue.enqueueMessage('b'); // waits for the one slot
+    const stopped = h.last('a');
+    // A follow-up was taken for a later turn, then the run was stopped at a limit.
+    h.queue.enqueueMessage('a');
+    expect(stopped.offered).toBe(1);
+    stopped.end({
+      ok: false,
+      error: new Error('the agent sent more than 20 replies in one turn'),
+      failure: 'final',
+      notified: true,
+      messagesLeft: true,
+    });
+    await settle();
+    expect(h.gaveUp).toEqual([{ groupJid: 'a', attempts: 1, work: 'messages' }]);
+    // Not a retry on a timer: a new run, at the back of the line, after the group that waited.
+    expect(h.started.map((run) => run.groupJid)).toEqual(['a', 'b']);
+    expect(h.queue.snapshot().retrying).toEqual([]);
+    h.last('b').succeed();
+    await settle();
+    expect(h.started.map((run) => run.groupJid)).toEqual(['a', 'b', 'a']);
+    expect(h.last('a').work).toEqual({ kind: 'messages' });
+  });
+
+  it('runs a task queued behind a run that failed for good', async () => {
+    const h = harness();
+    h.queue.enqueueMessage('a');
+    const chat = h.last('a');
+    h.queue.enqueueTask('a', 'briefing');
+    expect(chat.stopRequested).toBe(true);
+    chat.fail('the model API refused the request', 'final');
+    await settle();
+    expect(h.last('a').work).toEqual({ kind: 'task', taskId: 'briefing' });
   });
 
   it('spends no retry while the container engine is unreachable, and resumes in order when it is back', async () => {

@@ -14,7 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AgentRun,
   type AgentRunConfig,
@@ -22,6 +23,7 @@ import {
 } from '../../main/core/agent/agent-run.js';
 import { HostTools } from '../../main/core/agent/host-tools.js';
 import { ModelBroker, type ModelRequest } from '../../main/core/agent/model-broker.js';
+import { ModelError } from '../../main/core/agent/model-errors.js';
 import {
   HostCallArgsSchemas,
   MAX_FRAME_BYTES,
@@ -34,13 +36,13 @@ import {
   RunLimitError,
   type RunLimits,
 } from '../../main/core/agent/run-limits.js';
-import { messageTurns } from '../../main/core/agent/turns.js';
 import { localChannelFor } from '../../main/core/channels/local.js';
 import { loadConfig } from '../../main/core/config.js';
 import { Core } from '../../main/core/core.js';
 import { CoreEventBus } from '../../main/core/events.js';
 import { silentLogger } from '../../main/core/logger.js';
 import { GroupQueue, type GroupRun, type RunOutcome } from '../../main/core/queue/group-queue.js';
+import { messageTurns } from '../../main/core/agent/turns.js';
 import { formatOutbound } from '../../main/core/router.js';
 import type {
   ContainerRuntime,
@@ -49,10 +51,11 @@ import type {
 } from '../../main/core/sandbox/runtime.js';
 import { openStore, type Group, type Store } from '../../main/core/store/index.js';
 import { DEFAULT_TURN_LIMITS } from '../../sandbox-images/agent/runner/agent-loop.js';
-import { startFakeAnthropic, textTurn, toolUseTurn } from '../fakes/anthropic-api.js';
-import { requireBuild } from '../helpers/clawbar.js';
+import { DEFAULT_MODEL_RETRY } from '../../sandbox-images/agent/runner/model-retry.js';
+import { textTurn, toolUseTurn } from '../fakes/anthropic-api.js';
+import { agentRunHome, type AgentRunHome, type RunParts } from '../helpers/agent-run.js';
 import { ProcessRuntime, RUNNER_BUNDLE } from '../helpers/process-runtime.js';
-import { FAMILY_GROUP } from '../helpers/store.js';
+import { runnerSuite } from '../helpers/runner-suite.js';
 
 const NO_USAGE = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
 
@@ -158,9 +161,13 @@ class RecordingBroker implements ModelCaller {
   /** Calls cancelled through their abort signal. */
   aborted = 0;
   hold = false;
+  /** Errors to throw, one a call, before it answers again. */
+  readonly errors: Error[] = [];
 
   async complete(req: ModelRequest, opts: { signal?: AbortSignal } = {}) {
     this.requests.push(req);
+    const error = this.errors.shift();
+    if (error) throw error;
     if (this.hold) {
       await new Promise<never>((_, reject) =>
         opts.signal?.addEventListener(
@@ -231,73 +238,43 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()?.();
 });
 
-function harness(): Harness {
-  const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-limits-')));
-  const config = loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined);
-  const store = openStore(config.dbPath);
-  const log = silentLogger();
-  const runtime = new StreamRuntime();
-  const broker = new RecordingBroker();
-  const events = new CoreEventBus();
-  // The host calls these tests make are refused before any delivery is awaited.
-  const hostTools = new HostTools({
-    store,
+/** Host tools whose deliveries are never awaited: the host calls these tests make are refused first. */
+function hostToolsFor(home: AgentRunHome): HostTools {
+  return new HostTools({
+    store: home.store,
     outbox: { notify: () => undefined, whenSettled: async () => 'queued' as const },
     formatOutbound,
     now: Date.now,
-    log,
+    log: home.log,
   });
-  const group = store.addGroup(FAMILY_GROUP, Date.now());
-  const runs: AgentRun[] = [];
-  let next = 0;
+}
+
+function harness(): Harness {
+  const home = agentRunHome('clawbar-limits-', 'UTC');
+  const { store, group } = home;
+  const runtime = new StreamRuntime();
+  const broker = new RecordingBroker();
+  const parts: RunParts = {
+    runtime,
+    broker,
+    hostTools: hostToolsFor(home),
+    outbox: { notify: () => undefined },
+    events: new CoreEventBus(),
+  };
   const h: Harness = {
     store,
     runtime,
     broker,
     group,
-    post(text) {
-      return store.insertMessage({
-        chatJid: group.jid,
-        id: `m${next++}`,
-        sender: 'local:alice',
-        senderName: 'Alice',
-        text,
-        timestamp: Date.now(),
-      }).message.seq;
-    },
-    run(over = {}) {
-      const run = new AgentRun(
-        {
-          runtime,
-          broker,
-          hostTools,
-          outbox: { notify: () => undefined },
-          events,
-          config: {
-            home: config.home,
-            groupsDir: config.groupsDir,
-            globalDir: config.globalDir,
-            image: 'unused',
-            assistantName: 'Andy',
-            timezone: 'UTC',
-            idleTimeoutMs: 600_000,
-            hardTimeoutMs: 600_000,
-            readyTimeoutMs: 600_000,
-            stopTimeoutMs: 5_000,
-            ...over,
-          },
-          isPaused: () => false,
-          setTyping: () => undefined,
-          onIdle: () => undefined,
-          now: Date.now,
-          log,
-        },
-        store.getGroup(group.jid) as Group,
-        messageTurns({ store, groupJid: group.jid, timezone: 'UTC' }),
-      );
-      runs.push(run);
-      return run;
-    },
+    post: (text) => home.post(text),
+    run: (over = {}) =>
+      home.run(parts, {
+        idleTimeoutMs: 600_000,
+        hardTimeoutMs: 600_000,
+        readyTimeoutMs: 600_000,
+        stopTimeoutMs: 5_000,
+        ...over,
+      }),
     async boot(over = {}) {
       h.post('@Andy hello');
       const index = runtime.containers.length;
@@ -319,10 +296,8 @@ function harness(): Harness {
     cursor: () => store.cursorOf(group.jid),
   };
   cleanups.push(async () => {
-    for (const run of runs) await run.kill();
-    await Promise.all(runs.map((r) => r.finished));
-    store.close();
-    fs.rmSync(home, { recursive: true, force: true });
+    await home.stopRuns();
+    home.close();
   });
   return h;
 }
@@ -356,6 +331,8 @@ describe('run limits: settings', () => {
       maxReplyBytesPerTurn: 256 * 1024,
       maxOutputChars: 65_536,
       maxModelCallsPerTurn: 60,
+      maxModelAttemptsPerTurn: 300,
+      maxErrorFramesPerTurn: 20,
       maxRequestBytes: 2 * 1024 * 1024,
       maxTokens: 8192,
       maxHostCallsPerTurn: 100,
@@ -383,6 +360,10 @@ describe('run limits: settings', () => {
   it('sits above what the real runner uses, so a well-behaved agent never meets it', () => {
     expect(DEFAULT_RUN_LIMITS.maxModelCallsPerTurn).toBeGreaterThan(
       DEFAULT_TURN_LIMITS.maxModelCalls,
+    );
+    // Every call retried as often as the runner retries one still fits.
+    expect(DEFAULT_RUN_LIMITS.maxModelAttemptsPerTurn).toBeGreaterThanOrEqual(
+      DEFAULT_TURN_LIMITS.maxModelCalls * (1 + DEFAULT_MODEL_RETRY.maxRetries),
     );
     expect(DEFAULT_RUN_LIMITS.maxTokens).toBeGreaterThanOrEqual(DEFAULT_TURN_LIMITS.maxTokens);
     expect(DEFAULT_RUN_LIMITS.maxRequestBytes).toBeGreaterThanOrEqual(
@@ -554,11 +535,23 @@ describe('run limits: model calls', () => {
     expect(run.idle).toBe(true);
     container.send(modelRequest('idle'));
     const outcome = await run.finished;
-    // No turn was open, so no notice was written: the queue's give-up notice tells the chat.
-    expect(outcome).toMatchObject({ ok: false, failure: 'final' });
-    expect(outcome).not.toHaveProperty('notified');
+    // Idle, nothing of the chat's was pending: it is told nothing, by the run or the queue.
+    expect(outcome).toMatchObject({ ok: false, failure: 'final', notified: true });
     expect(((outcome as { error: Error }).error as RunLimitError).limit).toBe('protocol');
     expect(h.broker.requests).toEqual([]);
+    expect(h.outboxTexts()).toEqual([]);
+
+    // Before the first turn, the messages the run was started for are unanswered: the
+    // queue's give-up notice tells the chat.
+    const h2 = harness();
+    h2.post('@Andy hello');
+    const early = h2.run();
+    const second = await h2.runtime.started(0);
+    second.send(modelRequest('early'));
+    const earlyOutcome = await early.finished;
+    expect(earlyOutcome).toMatchObject({ ok: false, failure: 'final' });
+    expect(earlyOutcome).not.toHaveProperty('notified');
+    expect(h2.broker.requests).toEqual([]);
   });
 
   it('a turn that ends while its model call is under way stops the run', async () => {
@@ -804,18 +797,11 @@ describe('run limits: the queue and the core', () => {
 
 describe('run limits: a flood from inside the real runner', () => {
   const API_KEY = 'sk-ant-test-run-limits';
-  let fake: Awaited<ReturnType<typeof startFakeAnthropic>>;
-  beforeAll(async () => {
-    requireBuild();
-    fake = await startFakeAnthropic({ apiKey: API_KEY });
-  });
-  afterAll(() => fake.close());
+  const suite = runnerSuite(API_KEY);
 
   it('a bash command writing output frames to the runner’s stdout stops the run at the reply limit, and the flood is cut off', async () => {
-    const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-flood-')));
-    const config = loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined);
-    const store = openStore(config.dbPath);
-    const log = silentLogger();
+    const home = agentRunHome('clawbar-flood-', 'UTC');
+    const { store, group, log, config } = home;
     // The real runner, with its stdout made a pipe as a container's is (Node would hand it a
     // socket, which /proc/<pid>/fd/1 cannot open). `exec` keeps the runner the process the
     // runtime kills; `cat` carries the pipe on to the host and ends when the runner does.
@@ -824,9 +810,8 @@ describe('run limits: a flood from inside the real runner', () => {
       '-c',
       `exec "${process.execPath}" "${RUNNER_BUNDLE}" > >(exec cat)`,
     ]);
-    const group = store.addGroup(FAMILY_GROUP, Date.now());
-    const counter = path.join(home, 'flood-count');
-    const finished = path.join(home, 'flood-finished');
+    const counter = path.join(home.dir, 'flood-count');
+    const finished = path.join(home.dir, 'flood-finished');
     const FRAMES = 5_000;
     // What a prompt injection could run: 5,000 forged replies of 60 kB each (300 MB), written
     // straight to the runner's stdout (its parent's fd 1), one line a write, each counted in a
@@ -836,20 +821,16 @@ describe('run limits: a flood from inside the real runner', () => {
       `frame='${frame}'; out=/proc/$PPID/fd/1; ` +
       `for i in $(seq 1 ${FRAMES}); do printf '%s\\n' "$frame" 2>/dev/null > "$out" || break; echo "$i" >> '${counter}'; done; ` +
       `touch '${finished}'`;
-    fake.script([toolUseTurn('bash', { command, timeout_ms: 120_000 }), textTurn('never sent')]);
+    suite.fake.script([
+      toolUseTurn('bash', { command, timeout_ms: 120_000 }),
+      textTurn('never sent'),
+    ]);
     const broker = new ModelBroker({
       apiKey: API_KEY,
-      baseURL: fake.url,
+      baseURL: suite.fake.url,
       model: config.model,
       log,
       maxRetries: 0,
-    });
-    const hostTools = new HostTools({
-      store,
-      outbox: { notify: () => undefined, whenSettled: async () => 'queued' as const },
-      formatOutbound,
-      now: Date.now,
-      log,
     });
     store.insertMessage({
       chatJid: group.jid,
@@ -859,40 +840,17 @@ describe('run limits: a flood from inside the real runner', () => {
       text: '@Andy summarise this web page',
       timestamp: Date.now(),
     });
-    const run = new AgentRun(
-      {
-        runtime,
-        broker,
-        hostTools,
-        outbox: { notify: () => undefined },
-        events: new CoreEventBus(),
-        config: {
-          home: config.home,
-          groupsDir: config.groupsDir,
-          globalDir: config.globalDir,
-          image: 'unused',
-          assistantName: 'Andy',
-          timezone: 'UTC',
-          idleTimeoutMs: 60_000,
-          hardTimeoutMs: 60_000,
-          readyTimeoutMs: 10_000,
-          stopTimeoutMs: 2_000,
-        },
-        isPaused: () => false,
-        setTyping: () => undefined,
-        onIdle: () => undefined,
-        now: Date.now,
-        log,
-      },
-      group,
-      messageTurns({ store, groupJid: group.jid, timezone: 'UTC' }),
-    );
-    cleanups.push(async () => {
-      await run.kill();
-      await run.finished;
+    const run = home.run({
+      runtime,
+      broker,
+      hostTools: hostToolsFor(home),
+      outbox: { notify: () => undefined },
+      events: new CoreEventBus(),
+    });
+    suite.defer(async () => {
+      await home.stopRuns();
       await runtime.cleanup();
-      store.close();
-      fs.rmSync(home, { recursive: true, force: true });
+      home.close();
     });
 
     const error = await stoppedAt(run, 'maxReplyBytesPerTurn');
@@ -906,6 +864,297 @@ describe('run limits: a flood from inside the real runner', () => {
       .prepare('SELECT text FROM outbox WHERE chat_jid = ?')
       .all(group.jid) as Array<{ text: string }>;
     expect(outbox.map((row) => row.text)).toEqual([`${NOTICE}${error.message}`]);
-    expect(fake.requests).toHaveLength(1);
+    expect(suite.fake.requests).toHaveLength(1);
   }, 60_000);
+});
+
+describe('run limits: error reports, bad frames and the log', () => {
+  const errorFrame = (message: string): Frame => ({ type: 'error', message });
+
+  /**
+   * A booted run, as {@link harness} makes them, whose log lines are kept (parsed) in `lines`:
+   * what a container makes the host log is bounded too.
+   */
+  async function bootLogged(): Promise<{
+    run: AgentRun;
+    container: StreamContainer;
+    lines: Array<Record<string, unknown>>;
+  }> {
+    const home = agentRunHome('clawbar-limits-log-', 'UTC');
+    const runtime = new StreamRuntime();
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino(
+      { level: 'debug' },
+      { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    home.post('@Andy hello');
+    const run = new AgentRun(
+      {
+        runtime,
+        broker: new RecordingBroker(),
+        hostTools: hostToolsFor(home),
+        outbox: { notify: () => undefined },
+        events: new CoreEventBus(),
+        isPaused: () => false,
+        setTyping: () => undefined,
+        onIdle: () => undefined,
+        config: {
+          home: home.config.home,
+          groupsDir: home.config.groupsDir,
+          globalDir: home.config.globalDir,
+          image: 'unused',
+          assistantName: 'Andy',
+          timezone: 'UTC',
+          idleTimeoutMs: 600_000,
+          hardTimeoutMs: 600_000,
+          readyTimeoutMs: 600_000,
+          stopTimeoutMs: 5_000,
+        },
+        now: Date.now,
+        log,
+      },
+      home.group,
+      messageTurns({ store: home.store, groupJid: home.group.jid, timezone: 'UTC' }),
+    );
+    cleanups.push(async () => {
+      await run.kill();
+      await run.finished;
+      home.close();
+    });
+    const container = await runtime.started(0);
+    container.send(ready());
+    await flush();
+    return { run, container, lines };
+  }
+
+  it('takes 20 error reports in a turn and stops the run at the 21st', async () => {
+    const h = harness();
+    const { run, container } = await h.boot();
+    const state = tracker(run);
+    container.send(...Array.from({ length: 20 }, (_, i) => errorFrame(`warning ${i}`)));
+    await flush();
+    expect(state.settled()).toBe(false);
+    container.send(
+      errorFrame('one too many'),
+      ...Array.from({ length: 500 }, () => errorFrame('flood')),
+    );
+    const error = await stoppedAt(run, 'maxErrorFramesPerTurn');
+    expect(error.message).toBe('the agent reported more than 20 errors in one turn');
+    expect(h.outboxTexts()).toEqual([`${NOTICE}${error.message}`]);
+  });
+
+  it('counts an error report outside a turn as a malformed frame: past 20, the run is stopped, quietly', async () => {
+    const h = harness();
+    const { run, container } = await h.boot();
+    container.send(done());
+    await flush();
+    expect(run.idle).toBe(true);
+    container.send(...Array.from({ length: 21 }, (_, i) => errorFrame(`between turns ${i}`)));
+    const outcome = await run.finished;
+    // Idle: nothing of the chat's was pending, so it is told nothing.
+    expect(outcome).toMatchObject({ ok: false, failure: 'final', notified: true });
+    expect(((outcome as { error: Error }).error as RunLimitError).limit).toBe('protocol');
+    expect(h.outboxTexts()).toEqual([]);
+  });
+
+  it('stops a run that sends more than 20 malformed frames, and does not retry it', async () => {
+    const h = harness();
+    const { run, container } = await h.boot();
+    container.write('not json\n'.repeat(20));
+    await flush();
+    expect(tracker(run).settled()).toBe(false);
+    container.write('{"type":"not-a-frame"}\n');
+    const error = await stoppedAt(run, 'protocol');
+    expect(error.message).toBe('the agent sent more than 20 malformed or misplaced frames');
+    expect(h.outboxTexts()).toEqual([`${NOTICE}${error.message}`]);
+  });
+
+  it('logs an error report clipped, and at most 64 KiB of stderr a run, then one line that says the rest is not logged', async () => {
+    const { run, container, lines } = await bootLogged();
+    container.send(errorFrame(`E${'x'.repeat(9_999)}`));
+    for (let i = 0; i < 50; i++) container.stderr.write(`${'s'.repeat(4_095)}\n`);
+    await flush();
+    expect(run.idle).toBe(false);
+
+    const reported = lines.filter((line) => line.msg === 'runner reported an error');
+    expect(reported).toHaveLength(1);
+    expect(String(reported[0]?.message)).toMatch(/^Ex+… \(10000 characters\)$/);
+    expect(String(reported[0]?.message).length).toBeLessThan(1_100);
+
+    const stderr = lines.filter((line) => line.msg === 'runner');
+    const logged = stderr.reduce((sum, line) => sum + String(line.stderr).length, 0);
+    expect(logged).toBeLessThanOrEqual(64 * 1024);
+    expect(logged).toBeGreaterThan(60 * 1024);
+    expect(
+      lines.filter((line) => String(line.msg).startsWith('runner stderr suppressed')),
+    ).toHaveLength(1);
+  });
+});
+
+describe('run limits: messages that arrive while a run ends', () => {
+  it('a message taken for a later turn is handed back when the turn is stopped at a limit', async () => {
+    const h = harness();
+    const { run, container } = await h.boot({ limits: { maxRepliesPerTurn: 1 } });
+    h.post('@Andy and another thing');
+    expect(run.offerMessages()).toBe(true); // busy: taken for the next turn
+    container.send(output('one'), output('two'));
+    const outcome = await run.finished;
+    expect(outcome).toMatchObject({
+      ok: false,
+      failure: 'final',
+      notified: true,
+      messagesLeft: true,
+    });
+    expect(container.receivedOfType('message')).toEqual([]);
+  });
+
+  it('a run asked to stop before its runner is ready hands back the messages it was started for', async () => {
+    const h = harness();
+    h.post('@Andy hello');
+    const run = h.run();
+    const container = await h.runtime.started(0);
+    run.requestStop(); // a task became due for the group, say
+    container.send(ready());
+    expect(await run.finished).toEqual({ ok: true, messagesLeft: true });
+    expect(container.received.map((frame) => frame.type)).toEqual(['shutdown']);
+    expect(h.cursor()).toBe(0);
+  });
+});
+
+describe('run limits: model calls answered and attempted', () => {
+  const rateLimited = (): ModelError =>
+    new ModelError('The API is rate limiting requests (429).', {
+      kind: 'rate_limit',
+      retryable: true,
+      status: 429,
+    });
+
+  it('counts only answered calls against maxModelCallsPerTurn, so an honest turn in a storm of 429s goes on', async () => {
+    const h = harness();
+    const { run, container } = await h.boot({
+      limits: { maxModelCallsPerTurn: 2, maxModelAttemptsPerTurn: 10 },
+    });
+    h.broker.errors.push(rateLimited(), rateLimited(), rateLimited(), rateLimited());
+    for (let i = 0; i < 6; i++) {
+      container.send(modelRequest(`r${i}`));
+      await flush();
+    }
+    expect(tracker(run).settled()).toBe(false);
+    expect(container.receivedOfType('model.error')).toHaveLength(4);
+    expect(container.receivedOfType('model.result')).toHaveLength(2);
+    container.send(modelRequest('third-answer'));
+    const error = await stoppedAt(run, 'maxModelCallsPerTurn');
+    expect(error.message).toBe('the agent made more than 2 model calls in one turn');
+    expect(h.broker.requests).toHaveLength(6);
+  });
+
+  it('counts every request, failed ones included, against maxModelAttemptsPerTurn', async () => {
+    const h = harness();
+    const { run, container } = await h.boot({ limits: { maxModelAttemptsPerTurn: 3 } });
+    h.broker.errors.push(...Array.from({ length: 10 }, rateLimited));
+    for (let i = 0; i < 3; i++) {
+      container.send(modelRequest(`r${i}`));
+      await flush();
+    }
+    container.send(modelRequest('r3'));
+    const error = await stoppedAt(run, 'maxModelAttemptsPerTurn');
+    expect(error.message).toBe(
+      'the agent asked for more than 3 model calls in one turn, failed ones included',
+    );
+    expect(h.broker.requests).toHaveLength(3);
+  });
+});
+
+describe('run limits: a request the API refuses', () => {
+  const EARLIER = [
+    { role: 'user' as const, content: 'earlier question' },
+    { role: 'assistant' as const, content: [{ type: 'text', text: 'earlier answer' }] },
+  ];
+  const refused = (kind: 'bad_request' | 'refused' | 'server'): ModelError =>
+    new ModelError(`The API refused the request (${kind}).`, {
+      kind,
+      retryable: false,
+      status: kind === 'refused' ? null : kind === 'server' ? 500 : 400,
+    });
+
+  /** Boots a run over the stored `history`, fails its model call with `error`, and ends the turn. */
+  async function failTurn(history: typeof EARLIER | [], error: ModelError) {
+    const h = harness();
+    if (history.length > 0) h.store.setTranscript(h.group.jid, history, Date.now());
+    h.broker.errors.push(error);
+    const { run, container } = await h.boot();
+    expect((container.receivedOfType('start')[0]?.history as unknown[]).length).toBe(
+      history.length,
+    );
+    container.send(modelRequest('r1'));
+    await flush();
+    container.send({ type: 'error', message: 'model call failed' }, done('failed'));
+    const outcome = await run.finished;
+    expect(outcome).toMatchObject({ ok: false, failure: 'final' });
+    return { h, message: (outcome as { error: Error }).error.message };
+  }
+
+  it('clears the stored conversation the turn carried, so the next attempt starts fresh', async () => {
+    const { h, message } = await failTurn(EARLIER, refused('bad_request'));
+    expect(h.store.transcriptOf(h.group.jid)).toEqual([]);
+    expect(message).toBe(
+      'The API refused the request (bad_request); the conversation so far is forgotten, so the next attempt starts fresh',
+    );
+    expect(h.cursor()).toBe(0); // the messages stay pending
+  });
+
+  it('keeps the conversation when the API did not refuse the request itself, or the broker did', async () => {
+    // The broker's refusal is never the stored conversation's doing (it passed the same policy
+    // on the way in and out), and one forged request must not wipe the group's memory.
+    for (const kind of ['server', 'refused'] as const) {
+      const { h, message } = await failTurn(EARLIER, refused(kind));
+      expect(h.store.transcriptOf(h.group.jid)).toEqual(EARLIER);
+      expect(message).toBe(`The API refused the request (${kind}).`);
+    }
+  });
+
+  it('says nothing of a conversation when the turn carried none', async () => {
+    const { message } = await failTurn([], refused('bad_request'));
+    expect(message).toBe('The API refused the request (bad_request).');
+  });
+});
+
+describe('run limits: messages that arrive while a run ends, through the core', () => {
+  it('a message that arrives during a turn stopped at a limit gets a run of its own, which answers only it', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-limits-left-'));
+    const config = loadConfig({ CLAWBAR_HOME: home }, () => undefined);
+    const store = openStore(config.dbPath);
+    const runtime = new StreamRuntime();
+    const core = new Core({
+      config,
+      store,
+      runtime,
+      broker: new RecordingBroker(),
+      log: silentLogger(),
+      channels: [localChannelFor(store)],
+      retry: { baseDelayMs: 1, maxRetries: 5 },
+      runLimits: { maxRepliesPerTurn: 1 },
+    });
+    cleanups.push(async () => {
+      await core.shutdown(0);
+      store.close();
+      fs.rmSync(home, { recursive: true, force: true });
+    });
+    await core.start();
+    const group = core.addGroup({ name: 'Limits' });
+    core.postLocal(group.jid, 'Alice', '@Andy hello');
+    const first = await runtime.started(0);
+    first.send(ready());
+    await flush();
+    core.postLocal(group.jid, 'Alice', '@Andy second question');
+    await flush();
+    first.send(output('one'), output('two'));
+
+    const second = await runtime.started(1);
+    second.send(ready());
+    await flush();
+    const prompt = String(second.receivedOfType('start')[0]?.prompt);
+    expect(prompt).toContain('second question');
+    expect(prompt).not.toContain('hello');
+  });
 });

@@ -18,6 +18,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GroupAdmin } from '../../main/core/group-admin.js';
 import {
   chownTreeNoFollow,
+  DEFAULT_CHOWN_MAX_ENTRIES,
   ensureDirInside,
   readFileInside,
   UnsafePathError,
@@ -89,6 +90,16 @@ function thrown(fn: () => unknown): unknown {
     return err;
   }
   throw new Error('expected a throw');
+}
+
+/** What `promise` rejects with; fails the test when it resolves. */
+async function rejected(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (err: unknown) => err,
+  );
 }
 
 function memoryLogger(): { log: pino.Logger; lines: () => Array<Record<string, unknown>> } {
@@ -250,7 +261,7 @@ describe.each(WALKS)('with the %s walk', (walk) => {
   });
 
   describe('chownTreeNoFollow', () => {
-    it('hands over what root made inside, and nothing a link points at', () => {
+    it('hands over what root made inside, and nothing a link points at', async () => {
       fs.mkdirSync(path.join(family, 'docs'));
       fs.writeFileSync(path.join(family, 'CLAUDE.md'), 'memory');
       fs.writeFileSync(path.join(family, 'docs', 'a.md'), 'a');
@@ -264,9 +275,10 @@ describe.each(WALKS)('with the %s walk', (walk) => {
       fs.writeFileSync(path.join(family, 'strangers', 'root-file'), '');
       fs.chownSync(path.join(family, 'strangers'), STRANGER_UID, STRANGER_UID);
 
-      const result = chownTreeNoFollow(family, IMAGE_UID, IMAGE_UID, { onlyOwnedBy: 0 });
+      const result = await chownTreeNoFollow(family, IMAGE_UID, IMAGE_UID, { onlyOwnedBy: 0 });
 
-      expect(result).toEqual({ changed: 4, linksSkipped: 4 });
+      // Looked at: CLAUDE.md, docs, docs/a.md, four links, strangers (not entered).
+      expect(result).toEqual({ changed: 4, linksSkipped: 4, examined: 8, capped: false });
       for (const p of ['', 'CLAUDE.md', 'docs', 'docs/a.md']) {
         expect(ownerOf(path.join(family, p))).toBe(IMAGE_UID);
       }
@@ -280,14 +292,49 @@ describe.each(WALKS)('with the %s walk', (walk) => {
       expect(ownerOf(path.join(other, 'CLAUDE.md'))).toBe(0);
     });
 
-    it('refuses a root that is a link', () => {
+    it('refuses a root that is a link', async () => {
       fs.rmSync(family, { recursive: true });
       fs.symlinkSync(host, family);
-      expect(thrown(() => chownTreeNoFollow(family, IMAGE_UID, IMAGE_UID))).toBeInstanceOf(
+      expect(await rejected(chownTreeNoFollow(family, IMAGE_UID, IMAGE_UID))).toBeInstanceOf(
         UnsafePathError,
       );
       expect(ownerOf(host)).toBe(0);
       expect(ownerOf(passwd)).toBe(0);
+    });
+
+    it('stops after maxEntries entries and says so, leaving the rest as it was', async () => {
+      for (let i = 0; i < 30; i++) fs.writeFileSync(path.join(family, `f${i}`), '');
+
+      const result = await chownTreeNoFollow(family, IMAGE_UID, IMAGE_UID, {
+        onlyOwnedBy: 0,
+        maxEntries: 10,
+      });
+
+      expect(result).toEqual({ changed: 11, linksSkipped: 0, examined: 10, capped: true });
+      const owners = fs.readdirSync(family).map((name) => ownerOf(path.join(family, name)));
+      expect(owners.filter((uid) => uid === IMAGE_UID)).toHaveLength(10);
+      expect(owners.filter((uid) => uid === 0)).toHaveLength(20);
+    });
+
+    it('lets the event loop turn while it walks a folder of many files', async () => {
+      // The agent's own files: looked at, never changed. A synchronous walk would finish
+      // before any other callback of the process could run.
+      for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(family, `f${i}`), '');
+      let turns = 0;
+      const turn = (): void => {
+        turns++;
+        pending = setImmediate(turn);
+      };
+      let pending = setImmediate(turn);
+      try {
+        const result = await chownTreeNoFollow(family, IMAGE_UID, IMAGE_UID, {
+          onlyOwnedBy: STRANGER_UID,
+        });
+        expect(result).toMatchObject({ changed: 1, examined: 300, capped: false });
+      } finally {
+        clearImmediate(pending);
+      }
+      expect(turns).toBeGreaterThan(0);
     });
   });
 
@@ -398,30 +445,30 @@ describe.each(WALKS)('with the %s walk', (walk) => {
       ...overrides,
     });
 
-    it("creates the folders and hands them, with root's templates inside, to the image's user", () => {
+    it("creates the folders and hands them, with root's templates inside, to the image's user", async () => {
       fs.writeFileSync(path.join(family, 'CLAUDE.md'), 'template copied by root');
       fs.writeFileSync(path.join(globalDir, 'CLAUDE.md'), 'global template');
-      const dirs = prepareGroupFolders(input({ folder: 'work' }), 0);
+      const dirs = await prepareGroupFolders(input({ folder: 'work' }), 0);
       expect(dirs).toEqual({ group: path.join(groups, 'work') });
       expect(ownerOf(dirs.group)).toBe(IMAGE_UID);
       // No session folder any more: the transcript lives in the host's store (issue 6).
       expect(fs.readdirSync(path.join(base, 'home'))).toEqual(['groups']);
 
-      prepareGroupFolders(input(), 0);
+      await prepareGroupFolders(input(), 0);
       expect(ownerOf(path.join(family, 'CLAUDE.md'))).toBe(IMAGE_UID);
       // Only main writes global memory.
       expect(ownerOf(globalDir)).toBe(0);
-      prepareGroupFolders(input({ isMain: true }), 0);
+      await prepareGroupFolders(input({ isMain: true }), 0);
       expect(ownerOf(globalDir)).toBe(IMAGE_UID);
       expect(ownerOf(path.join(globalDir, 'CLAUDE.md'))).toBe(IMAGE_UID);
     });
 
-    it('as a normal user, changes no owner', () => {
-      const dirs = prepareGroupFolders(input(), 1000);
+    it('as a normal user, changes no owner', async () => {
+      const dirs = await prepareGroupFolders(input(), 1000);
       expect(ownerOf(dirs.group)).toBe(0);
     });
 
-    it('never changes the owner of what a planted link points at: host files, .., another group', () => {
+    it('never changes the owner of what a planted link points at: host files, .., another group', async () => {
       fs.symlinkSync(passwd, path.join(family, 'passwd'));
       fs.symlinkSync(host, path.join(family, 'etc'));
       fs.symlinkSync('..', path.join(family, 'up'));
@@ -429,7 +476,7 @@ describe.each(WALKS)('with the %s walk', (walk) => {
       fs.symlinkSync(path.join(groups, '..'), path.join(family, 'home'));
       fs.symlinkSync(other, path.join(globalDir, 'theirs'));
 
-      prepareGroupFolders(input({ isMain: true }), 0);
+      await prepareGroupFolders(input({ isMain: true }), 0);
 
       for (const p of [passwd, host, groups, other, path.join(other, 'CLAUDE.md')]) {
         expect(ownerOf(p)).toBe(0);
@@ -438,7 +485,7 @@ describe.each(WALKS)('with the %s walk', (walk) => {
       expect(ownerOf(family)).toBe(IMAGE_UID);
     });
 
-    it('refuses a group or global folder that is a link, changing nothing it points at', () => {
+    it('refuses a group or global folder that is a link, changing nothing it points at', async () => {
       const cases: Array<[string, Partial<Parameters<typeof prepareGroupFolders>[0]>]> = [
         [family, {}],
         [globalDir, { isMain: true }],
@@ -446,7 +493,7 @@ describe.each(WALKS)('with the %s walk', (walk) => {
       for (const [dir, overrides] of cases) {
         fs.rmSync(dir, { recursive: true, force: true });
         fs.symlinkSync(other, dir);
-        const err = thrown(() => prepareGroupFolders(input(overrides), 0));
+        const err = await rejected(prepareGroupFolders(input(overrides), 0));
         expect(err).toBeInstanceOf(UnsafePathError);
         expect((err as Error).message).toContain(`${dir} is a symbolic link`);
         expect(ownerOf(other)).toBe(0);
@@ -456,13 +503,42 @@ describe.each(WALKS)('with the %s walk', (walk) => {
       }
     });
 
-    it('refuses a folder name that is not one safe path segment', () => {
+    it('refuses a folder name that is not one safe path segment', async () => {
       for (const folder of ['..', '../host', 'a/b', 'global']) {
-        expect(thrown(() => prepareGroupFolders(input({ folder }), 0))).toBeInstanceOf(
+        expect(await rejected(prepareGroupFolders(input({ folder }), 0))).toBeInstanceOf(
           InvalidFolderNameError,
         );
       }
       expect(listTree(host)).toEqual(['passwd']);
     });
+  });
+});
+
+describe('prepareGroupFolders in a folder too big to hand over in full', () => {
+  it('hands over the first entries, and says in the log that it stopped', async () => {
+    const count = DEFAULT_CHOWN_MAX_ENTRIES + 5;
+    for (let i = 0; i < count; i++) fs.writeFileSync(path.join(family, `f${i}`), '');
+    const { log, lines } = memoryLogger();
+
+    await prepareGroupFolders(
+      { groupsDir: groups, globalDir, folder: 'family', isMain: false, log },
+      0,
+    );
+
+    expect(ownerOf(family)).toBe(IMAGE_UID);
+    const stillRoot = fs
+      .readdirSync(family)
+      .filter((name) => ownerOf(path.join(family, name)) === 0);
+    expect(stillRoot).toHaveLength(5);
+    expect(lines()).toEqual([
+      expect.objectContaining({
+        level: 40,
+        folder: family,
+        examined: DEFAULT_CHOWN_MAX_ENTRIES,
+        msg: expect.stringContaining(
+          `holds more than ${DEFAULT_CHOWN_MAX_ENTRIES} files and folders, so only part of it was handed`,
+        ) as unknown,
+      }),
+    ]);
   });
 });

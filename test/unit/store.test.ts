@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   openStore,
@@ -514,6 +515,53 @@ describe('the transcript', () => {
     store.db.prepare(`UPDATE sessions SET transcript = ? WHERE group_jid = ?`).run(stored, FAMILY);
 
     expect(store.transcriptOf(FAMILY)).toEqual([]);
+  });
+
+  it('reads as empty, and says so in the log, when the model broker would refuse what is stored', () => {
+    // Stored before the policy existed, or by a turn the check let through: an image whose
+    // source is a URL, inside a tool result. Every request carrying it would be refused.
+    const wedged = [
+      { role: 'user', content: 'What is at this address?' },
+      {
+        role: 'assistant',
+        content: [{ type: 'tool_use', id: 'tu-1', name: 'bash', input: { command: 'curl' } }],
+      },
+      {
+        role: 'user',
+        content: [
+          {
+            type: 'tool_result',
+            tool_use_id: 'tu-1',
+            content: [
+              { type: 'image', source: { type: 'url', url: 'https://attacker.example/x' } },
+            ],
+          },
+        ],
+      },
+      { role: 'assistant', content: [{ type: 'text', text: 'A picture.' }] },
+    ];
+    store.commitTurn(turn({ throughSeq: 1 }));
+    store.db
+      .prepare(`UPDATE sessions SET transcript = ? WHERE group_jid = ?`)
+      .run(JSON.stringify(wedged), FAMILY);
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+
+    expect(store.transcriptOf(FAMILY, log)).toEqual([]);
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 40,
+        group: FAMILY,
+        problem: expect.stringMatching(
+          /^the model broker would refuse it: .*is an image with a url source/,
+        ),
+        msg: 'the stored transcript is unusable; the conversation starts fresh',
+      }),
+    ]);
+    // A usable transcript is read without a word.
+    store.setTranscript(FAMILY, FIRST_TRANSCRIPT, NOON);
+    expect(store.transcriptOf(FAMILY, log)).toEqual(FIRST_TRANSCRIPT);
+    expect(lines).toHaveLength(1);
   });
 
   it('keeps transcript, cursor and outbox unchanged when the commit fails at the transcript write', () => {

@@ -8,7 +8,11 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RunFailedError } from '../../main/core/agent/agent-run.js';
+import { ModelError, type ModelErrorKind } from '../../main/core/agent/model-errors.js';
 import { MAX_TURN_ATTEMPTS, messageTurns, taskTurn } from '../../main/core/agent/turns.js';
+import type { RunOutcome } from '../../main/core/queue/group-queue.js';
+import { ImageMissingError } from '../../main/core/sandbox/runtime.js';
 import {
   MAX_TURN_ERROR_CHARS,
   openStore,
@@ -62,25 +66,39 @@ function source(extra: { onGaveUp?: (turnId: string, throughSeq: number) => void
 describe('turn attempts in the store', () => {
   it('counts attempts at the same cursor and starts again at 1 for another', () => {
     expect(store.turnAttemptOf(family.jid)).toBeUndefined();
-    expect(store.recordTurnAttempt(family.jid, 4, 10)).toMatchObject({ afterSeq: 4, attempts: 1 });
+    expect(store.recordTurnAttempt(family.jid, { afterSeq: 4, throughSeq: 5 }, 10)).toMatchObject({
+      afterSeq: 4,
+      throughSeq: 5,
+      attempts: 1,
+    });
     store.recordTurnError(family.jid, 4, 'container crashed', 11);
-    expect(store.recordTurnAttempt(family.jid, 4, 12)).toEqual({
+    // Messages arrived in between: the next attempt carried them too.
+    expect(store.recordTurnAttempt(family.jid, { afterSeq: 4, throughSeq: 7 }, 12)).toEqual({
       groupJid: family.jid,
       afterSeq: 4,
+      throughSeq: 7,
       attempts: 2,
       lastError: 'container crashed',
       updatedAt: 12,
     });
     // The cursor moved: these are other messages, with a clean record.
-    expect(store.recordTurnAttempt(family.jid, 9, 13)).toMatchObject({
+    expect(store.recordTurnAttempt(family.jid, { afterSeq: 9, throughSeq: 10 }, 13)).toMatchObject({
       afterSeq: 9,
+      throughSeq: 10,
       attempts: 1,
       lastError: null,
     });
   });
 
+  it('refuses an attempt that carries no message', () => {
+    expect(() => store.recordTurnAttempt(family.jid, { afterSeq: 4, throughSeq: 4 }, 10)).toThrow(
+      /CHECK constraint failed/,
+    );
+    expect(store.turnAttemptOf(family.jid)).toBeUndefined();
+  });
+
   it('keeps an error only for the attempt it belongs to, cut to a bounded length', () => {
-    store.recordTurnAttempt(family.jid, 4, 10);
+    store.recordTurnAttempt(family.jid, { afterSeq: 4, throughSeq: 5 }, 10);
     store.recordTurnError(family.jid, 3, 'an older run', 11);
     expect(store.turnAttemptOf(family.jid)?.lastError).toBeNull();
     store.recordTurnError(family.jid, 4, 'x'.repeat(100_000), 12);
@@ -88,8 +106,8 @@ describe('turn attempts in the store', () => {
   });
 
   it('takes back an attempt that was not the messages’ fault, never below zero', () => {
-    store.recordTurnAttempt(family.jid, 4, 10);
-    store.recordTurnAttempt(family.jid, 4, 11);
+    store.recordTurnAttempt(family.jid, { afterSeq: 4, throughSeq: 5 }, 10);
+    store.recordTurnAttempt(family.jid, { afterSeq: 4, throughSeq: 5 }, 11);
     store.forgiveTurnAttempt(family.jid, 4, 12);
     expect(store.turnAttemptOf(family.jid)?.attempts).toBe(1);
     store.forgiveTurnAttempt(family.jid, 3, 13); // another cursor: not this count
@@ -100,7 +118,7 @@ describe('turn attempts in the store', () => {
 
   it('is cleared by a commit and by a skip, in their own transaction', () => {
     const seq = post('@Andy hi');
-    store.recordTurnAttempt(family.jid, 0, 10);
+    store.recordTurnAttempt(family.jid, { afterSeq: 0, throughSeq: 1 }, 10);
     store.commitTurn({
       groupJid: family.jid,
       throughSeq: seq,
@@ -112,14 +130,14 @@ describe('turn attempts in the store', () => {
     expect(store.turnAttemptOf(family.jid)).toBeUndefined();
 
     const next = post('@Andy again');
-    store.recordTurnAttempt(family.jid, seq, 12);
+    store.recordTurnAttempt(family.jid, { afterSeq: seq, throughSeq: next }, 12);
     store.skipTurn({ groupJid: family.jid, throughSeq: next, turnId: 't2', notice: 'no', now: 13 });
     expect(store.turnAttemptOf(family.jid)).toBeUndefined();
   });
 
   it('keeps the count when the commit fails and rolls back', () => {
     const seq = post('@Andy hi');
-    store.recordTurnAttempt(family.jid, 0, 10);
+    store.recordTurnAttempt(family.jid, { afterSeq: 0, throughSeq: 1 }, 10);
     expect(() =>
       store.commitTurn({
         groupJid: family.jid,
@@ -135,13 +153,13 @@ describe('turn attempts in the store', () => {
   });
 
   it('goes with its group when the group is removed', () => {
-    store.recordTurnAttempt(family.jid, 0, 10);
+    store.recordTurnAttempt(family.jid, { afterSeq: 0, throughSeq: 1 }, 10);
     store.removeGroup(family.jid);
     expect(store.turnAttemptOf(family.jid)).toBeUndefined();
   });
 
   it('is found again after the file is closed and opened by a new store', () => {
-    store.recordTurnAttempt(family.jid, 7, 10);
+    store.recordTurnAttempt(family.jid, { afterSeq: 7, throughSeq: 8 }, 10);
     store.recordTurnError(family.jid, 7, 'out of memory', 11);
     store.close();
     store = reopen();
@@ -170,7 +188,7 @@ describe('message turns and their attempts', () => {
       const turn = run.next();
       expect(turn?.throughSeq, `attempt ${attempt}`).toBe(second);
       turn!.began?.(attempt);
-      run.runEnded?.({ outcome: { ...CRASHED, failure: 'retry' }, stopped: false, now: attempt });
+      run.runEnded?.({ outcome: { ...CRASHED, failure: 'retry' }, killedBy: null, now: attempt });
     }
     const closed: Array<[string, number]> = [];
     const run = source({ onGaveUp: (turnId, throughSeq) => closed.push([turnId, throughSeq]) });
@@ -196,11 +214,12 @@ describe('message turns and their attempts', () => {
     expect(turn?.prompt).not.toContain('impossible');
   });
 
-  it('does not count a run the user stopped, or one the container engine lost', () => {
+  it('does not count a run the user stopped, one killed at shutdown, or one the container engine lost', () => {
     post('@Andy hi');
     for (const ending of [
-      { outcome: { ...CRASHED, failure: 'retry' as const }, stopped: true },
-      { outcome: { ...CRASHED, failure: 'runtime-unavailable' as const }, stopped: false },
+      { outcome: { ...CRASHED, failure: 'retry' as const }, killedBy: 'stop' as const },
+      { outcome: { ...CRASHED, failure: 'retry' as const }, killedBy: 'shutdown' as const },
+      { outcome: { ...CRASHED, failure: 'runtime-unavailable' as const }, killedBy: null },
     ]) {
       for (let i = 0; i < MAX_TURN_ATTEMPTS + 1; i++) {
         const run = source();
@@ -213,13 +232,111 @@ describe('message turns and their attempts', () => {
     expect(store.queuedOutbox()).toEqual([]);
   });
 
+  it('does not count a failure of the key, the account or the setup, found among its causes', () => {
+    post('@Andy hi');
+    const modelFailure = (kind: ModelErrorKind) =>
+      new RunFailedError('the turn failed', {
+        cause: new ModelError(`model call failed (${kind})`, { kind, retryable: false }),
+      });
+    const causes: Error[] = [
+      modelFailure('no_key'),
+      modelFailure('auth'),
+      modelFailure('billing'),
+      modelFailure('permission'),
+      modelFailure('not_found'),
+      // Deeper in the chain, as a start failure wraps the runtime's error.
+      new RunFailedError('could not start the agent container', {
+        cause: new Error('start failed', { cause: new ImageMissingError('clawbar-agent:latest') }),
+      }),
+    ];
+    for (const [i, error] of causes.entries()) {
+      for (let attempt = 0; attempt < MAX_TURN_ATTEMPTS; attempt++) {
+        const run = source();
+        run.next()!.began?.(i);
+        run.runEnded?.({ outcome: { ok: false, error, failure: 'final' }, killedBy: null, now: i });
+      }
+    }
+    expect(store.turnAttemptOf(family.jid)?.attempts).toBe(0);
+    expect(source().next()).not.toBeNull();
+    expect(store.queuedOutbox()).toEqual([]);
+  });
+
+  it('still counts model failures the request itself may have caused', () => {
+    post('@Andy hi');
+    const refused: RunOutcome = {
+      ok: false,
+      error: new RunFailedError('the API rejected the request', {
+        cause: new ModelError('The Anthropic API rejected the request (400).', {
+          kind: 'bad_request',
+          retryable: false,
+        }),
+      }),
+      failure: 'final',
+    };
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const run = source();
+      run.next()!.began?.(attempt);
+      run.runEnded?.({ outcome: refused, killedBy: null, now: attempt });
+    }
+    expect(store.turnAttemptOf(family.jid)).toMatchObject({
+      attempts: 2,
+      lastError: 'the API rejected the request',
+    });
+  });
+
+  it('gives up only the messages the spent attempts carried; one that came later is a turn of its own', () => {
+    const poisoned = post('@Andy the poisoned message');
+    const attempt = () => {
+      const run = source();
+      const turn = run.next()!;
+      turn.began?.(1);
+      run.runEnded?.({ outcome: { ...CRASHED, failure: 'retry' }, killedBy: null, now: 2 });
+      return turn.throughSeq;
+    };
+    expect(attempt()).toBe(poisoned);
+    expect(attempt()).toBe(poisoned);
+    // Arrives between attempts: the last attempt carries it too, so it goes with the give-up.
+    const alongside = post('and this too');
+    expect(attempt()).toBe(alongside);
+    // Arrives after the last attempt: never handed to an agent.
+    const later = post('@Andy a new question');
+    const closed: Array<[string, number]> = [];
+
+    const turn = source({ onGaveUp: (id, through) => closed.push([id, through]) }).next();
+
+    expect(store.cursorOf(family.jid)).toBe(alongside);
+    expect(closed).toEqual([[expect.stringMatching(/^gave-up:/), alongside]]);
+    expect(turn?.throughSeq).toBe(later);
+    expect(turn?.prompt).toContain('a new question');
+    expect(turn?.prompt).not.toContain('poisoned');
+    expect(turn?.prompt).not.toContain('and this too');
+  });
+
+  it('leaves a later message that is not a trigger pending after a give-up', () => {
+    const poisoned = post('@Andy the poisoned message');
+    for (let attempt = 1; attempt <= MAX_TURN_ATTEMPTS; attempt++) {
+      const run = source();
+      run.next()!.began?.(attempt);
+      run.runEnded?.({ outcome: { ...CRASHED, failure: 'retry' }, killedBy: null, now: attempt });
+    }
+    const chatter = post('just chatting');
+
+    expect(source().next()).toBeNull();
+
+    expect(store.cursorOf(family.jid)).toBe(poisoned);
+    expect(store.messagesSince(family.jid, poisoned).map((m) => m.seq)).toEqual([chatter]);
+    // The next trigger answers both.
+    post('@Andy what do you think?');
+    expect(source().next()?.prompt).toContain('just chatting');
+  });
+
   it('leaves no count behind for a turn that was closed before its run ended', () => {
     const seq = post('@Andy hi');
     const run = source();
     const turn = run.next()!;
     turn.began?.(1);
     turn.commit({ turnId: 't1', replies: ['hello'], messages: null, usage: USAGE, now: 2 });
-    run.runEnded?.({ outcome: { ...CRASHED, failure: 'retry' }, stopped: false, now: 3 });
+    run.runEnded?.({ outcome: { ...CRASHED, failure: 'retry' }, killedBy: null, now: 3 });
     expect(store.turnAttemptOf(family.jid)).toBeUndefined();
     expect(store.cursorOf(family.jid)).toBe(seq);
   });
@@ -235,7 +352,7 @@ describe('message turns and their attempts', () => {
     });
     const turn = task.next()!;
     turn.began?.(1);
-    task.runEnded?.({ outcome: { ...CRASHED, failure: 'retry' }, stopped: false, now: 2 });
+    task.runEnded?.({ outcome: { ...CRASHED, failure: 'retry' }, killedBy: null, now: 2 });
     expect(store.turnAttemptOf(family.jid)).toBeUndefined();
   });
 

@@ -84,7 +84,12 @@ describe('turnProblem', () => {
   });
 
   it('accepts a paused answer continued in the same assistant message', () => {
-    const search: ContentBlock = { type: 'server_tool_use', id: 'srv-1', name: 'web_search' };
+    const search: ContentBlock = {
+      type: 'server_tool_use',
+      id: 'srv-1',
+      name: 'web_search',
+      input: { query: 'opening hours' },
+    };
     const answers = [
       answer([text('Searching.'), search], 'pause_turn'),
       answer([text('Found it.')]),
@@ -93,7 +98,10 @@ describe('turnProblem', () => {
       { role: 'user', content: PROMPT },
       { role: 'assistant', content: [text('Searching.'), search, text('Found it.')] },
     ];
-    expect(check(turn, answers)).toBeNull();
+    // Server-side tools exist only when the host turns web search on.
+    const webSearch = { thinking: false, webSearch: true };
+    expect(turnProblem(turn, { prompt: PROMPT, answers, features: webSearch })).toBeNull();
+    expect(check(turn, answers)).toMatch(/the host has not turned server-side tools on/);
     expect(expectedAssistantMessages(answers)).toEqual([
       [text('Searching.'), search, text('Found it.')],
     ]);
@@ -135,6 +143,33 @@ describe('turnProblem', () => {
       ],
     };
     expect(check(turn)).toBe('message 2 is a user message that is not only tool results');
+  });
+
+  it('refuses tool results whose content the model broker would refuse, so they never wedge the transcript', () => {
+    const withResult = (block: ContentBlock): MessageParam[] => {
+      const turn = honestTurn();
+      turn[2] = { role: 'user', content: [block] };
+      return turn;
+    };
+    // An image whose source is a URL: Anthropic would fetch it, so every later request
+    // carrying this turn would be refused by the broker.
+    const urlImage = withResult({
+      type: 'tool_result',
+      tool_use_id: 'tu-1',
+      content: [{ type: 'image', source: { type: 'url', url: 'https://attacker.example/x.png' } }],
+    });
+    expect(check(urlImage)).toBe(
+      'the model broker would refuse the turn: item 1 of the tool_result content in content block 1 of message 3 is an image with a url source; only base64 sources are allowed',
+    );
+    const extraField = withResult({
+      type: 'tool_result',
+      tool_use_id: 'tu-1',
+      content: 'notes.md',
+      citations: { enabled: true },
+    });
+    expect(check(extraField)).toMatch(
+      /^the model broker would refuse the turn: content block 1 of message 3 \(a tool_result block\) has a field the host does not forward: "citations"$/,
+    );
   });
 
   it('refuses a second prompt in the middle of the turn', () => {

@@ -26,11 +26,13 @@
  * an unreachable engine is waited out, and what would only fail again is reported once.
  *
  * Every amount is bound to the run, never taken from the container ({@link RunLimits}):
- * replies and their bytes per turn, one model call in flight and a number per turn, request
- * size, `max_tokens`, host calls per turn, and wall-clock caps per turn and per run. A run that
- * goes past one, or goes silent, is stopped once: its turn is closed with a notice saying why,
- * the container is killed, and the run fails as `final` and `notified`, so it is not retried
- * and the chat is not told twice.
+ * replies and their bytes per turn, one model call in flight and a number per turn (answered,
+ * and attempted), request size, `max_tokens`, host calls and error reports per turn, malformed
+ * frames per run, and wall-clock caps per turn and per run. A run that goes past one, or goes
+ * silent, is stopped once: its turn is closed with a notice saying why, the container is
+ * killed, and the run fails as `final` and `notified`, so it is not retried and the chat is not
+ * told twice. What the container says is logged in bounded amounts: error messages clipped,
+ * its stderr up to a budget per run.
  */
 import { randomUUID } from 'node:crypto';
 import type { CoreEventBus } from '../events.js';
@@ -51,6 +53,7 @@ import type { Group, TokenUsage } from '../store/index.js';
 import { fitConversation } from './conversation.js';
 import type { HostTools, RunBinding } from './host-tools.js';
 import type { ModelRequest, ModelResult } from './model-broker.js';
+import { ModelError } from './model-errors.js';
 import {
   addUsage,
   encodeFrame,
@@ -165,8 +168,14 @@ interface Turn {
   id: string;
   plan: PlannedTurn;
   replies: string[];
-  /** The runner's last `error` message in this turn; a `done` with status ok clears it. */
+  /** The runner's last `error` message in this turn, clipped; a `done` with status ok clears it. */
   failure: string | null;
+  /**
+   * The runner had a conversation before this turn's prompt: the stored history in `start`,
+   * or this run's earlier turns. A request the API refuses may then be refused for that
+   * history, and every later one with it.
+   */
+  carriedHistory: boolean;
   /** Tokens the host's own broker recorded for this turn's model calls. */
   usage: TokenUsage;
   /** The last model call of the turn failed, per the host's own broker: why. */
@@ -175,8 +184,12 @@ interface Turn {
   outputs: number;
   /** UTF-8 bytes of this turn's `output` texts, as the container sent them. */
   outputBytes: number;
-  /** `model.request` frames the host accepted in this turn. */
+  /** Model calls of this turn the broker answered: counted against `maxModelCallsPerTurn`. */
   modelCalls: number;
+  /** `model.request` frames the host took in this turn, whatever became of them. */
+  modelAttempts: number;
+  /** `error` frames (without a code) in this turn. */
+  errorFrames: number;
   /** `host.call` frames the host accepted in this turn. */
   hostCalls: number;
   /**
@@ -193,10 +206,17 @@ interface Failure {
   notified?: boolean;
 }
 
-/** Malformed frames tolerated in one run before the container is judged broken. */
+/** Malformed frames tolerated in one run; one more stops the run (`protocol`, not retried). */
 const MAX_BAD_FRAMES = 20;
 /** Runner stderr kept for the failure report. */
 const STDERR_TAIL_CHARS = 4_000;
+/**
+ * Runner stderr logged (at debug) per run. A runner logs a few kilobytes a turn; past this, one
+ * line says the rest goes unlogged, so a container cannot fill the host's log through it.
+ */
+const STDERR_LOG_CHARS = 64 * 1024;
+/** The most of a container-chosen message (an `error` frame's) that goes into one log line. */
+const LOGGED_MESSAGE_CHARS = 1_000;
 /** How long a started turn's frame may take to reach the container. */
 const DEFAULT_READY_TIMEOUT_MS = 60_000;
 const DEFAULT_STOP_TIMEOUT_MS = 10_000;
@@ -216,6 +236,8 @@ export class AgentRun implements GroupRun {
   private stopRequested = false;
   private badFrames = 0;
   private stderrTail = '';
+  /** Characters of stderr logged so far; see {@link STDERR_LOG_CHARS}. */
+  private stderrLogged = 0;
   private failure: Failure | null = null;
   private readonly limits: RunLimits;
   /** The turn's own wall-clock deadline; owned by the turn, cleared by {@link releaseTurn}. */
@@ -232,6 +254,12 @@ export class AgentRun implements GroupRun {
    * so, and they get a run of their own.
    */
   private messagesWaiting = false;
+  /**
+   * The run has asked its source for a turn. A run that ends before it does (asked to stop
+   * before `ready`) has not looked at the messages it was started for: the queue is told they
+   * are left, so they are still dispatched.
+   */
+  private sourceAsked = false;
   /** Cancels the container start and every model call of the run. */
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -268,8 +296,7 @@ export class AgentRun implements GroupRun {
 
   offerMessages(): boolean {
     if (!this.source.takesMessages) return false;
-    if (this.stopRequested || this.runExpired) return false;
-    if (this.state === 'stopping' || this.state === 'ended') return false;
+    if (this.stopRequested || this.runExpired || this.isStopping()) return false;
     if (this.state === 'idle') {
       this.startNextTurn();
       return true;
@@ -324,7 +351,7 @@ export class AgentRun implements GroupRun {
           () =>
             this.fail(
               new RunTimeoutError(
-                `the agent container did not become ready within ${seconds(ms)} s`,
+                `the agent container did not become ready within ${describeDuration(ms)}`,
               ),
               'retry',
             ),
@@ -377,7 +404,7 @@ export class AgentRun implements GroupRun {
   /** Past the run's wall-clock cap: no new turn; the turn under way may finish. */
   private onRunExpired(): void {
     this.runTimer = null;
-    if (this.state === 'stopping' || this.state === 'ended') return;
+    if (this.isStopping()) return;
     this.runExpired = true;
     this.log.info(
       { limitMs: this.limits.runWallClockMs },
@@ -393,11 +420,12 @@ export class AgentRun implements GroupRun {
     const { config, runtime } = this.deps;
     let container: RunningContainer;
     try {
-      const dirs = prepareGroupFolders({
+      const dirs = await prepareGroupFolders({
         groupsDir: config.groupsDir,
         globalDir: config.globalDir,
         folder: this.group.folder,
         isMain: this.group.isMain,
+        log: this.log,
       });
       const mounts = groupMounts({
         home: config.home,
@@ -465,7 +493,7 @@ export class AgentRun implements GroupRun {
       // Nothing a stopping container says matters any more; not decoding it also keeps a
       // flood from costing anything after a limit stopped the run. Bytes alone are no sign of
       // progress: only accepted frames reset the silence timeout.
-      if (this.state === 'stopping' || this.state === 'ended') return;
+      if (this.isStopping()) return;
       for (const result of decoder.push(chunk)) {
         if (result.ok) this.onFrame(result.frame);
         else this.onBadFrame(result.error);
@@ -475,12 +503,28 @@ export class AgentRun implements GroupRun {
     container.stderr.setEncoding('utf8');
     container.stderr.on('data', (chunk: string) => {
       this.stderrTail = (this.stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
-      this.log.debug({ stderr: chunk.trimEnd() }, 'runner');
+      this.logStderr(chunk);
     });
     container.stdin.on('error', (err) => this.log.debug({ err }, 'stdin closed'));
     container.wait().then(
       ({ exitCode }) => this.onExit(exitCode),
       (err: unknown) => this.onWaitLost(err),
+    );
+  }
+
+  /** Logs the runner's stderr at debug, up to {@link STDERR_LOG_CHARS} per run. */
+  private logStderr(chunk: string): void {
+    if (this.stderrLogged > STDERR_LOG_CHARS) return;
+    const room = STDERR_LOG_CHARS - this.stderrLogged;
+    this.stderrLogged += chunk.length;
+    if (chunk.length <= room) {
+      this.log.debug({ stderr: chunk.trimEnd() }, 'runner');
+      return;
+    }
+    if (room > 0) this.log.debug({ stderr: chunk.slice(0, room) }, 'runner');
+    this.log.debug(
+      { limitChars: STDERR_LOG_CHARS },
+      'runner stderr suppressed: it wrote more than the per-run budget; the rest of this run is not logged',
     );
   }
 
@@ -537,6 +581,12 @@ export class AgentRun implements GroupRun {
     else this.log.info({ turns: this.turnCount }, 'run finished');
     // A container that is still up after a failure must not linger.
     if (failure) this.killSoon();
+    // Messages offered for a turn that never came go back to the queue, however the run ended;
+    // a run that never asked its source for a turn leaves the ones it was started for too. A
+    // failure does not count those: a run that fails before its first turn would only be
+    // started again, and fail again.
+    const messagesLeft =
+      this.messagesWaiting || (!failure && !this.sourceAsked && this.source.takesMessages);
     this.settle(
       failure
         ? {
@@ -544,8 +594,9 @@ export class AgentRun implements GroupRun {
             error: failure.error,
             failure: failure.kind,
             ...(failure.notified ? { notified: true } : {}),
+            ...(messagesLeft ? { messagesLeft: true } : {}),
           }
-        : { ok: true, ...(this.messagesWaiting ? { messagesLeft: true } : {}) },
+        : { ok: true, ...(messagesLeft ? { messagesLeft: true } : {}) },
     );
     this.deps.events.emit('run:finished', {
       groupJid: this.group.jid,
@@ -570,7 +621,7 @@ export class AgentRun implements GroupRun {
 
   /** Asks the runner to finish: `shutdown`, then EOF. It is killed if it ignores both. */
   private beginShutdown(): void {
-    if (this.state === 'stopping' || this.state === 'ended') return;
+    if (this.isStopping()) return;
     this.to('stopping');
     if (!this.container) {
       this.abort.abort(new Error('stopped before the container started'));
@@ -609,6 +660,11 @@ export class AgentRun implements GroupRun {
    * runner sends. The turn under way is closed with a notice that says why, so its messages
    * are not tried again and nothing loops; the container is killed; and the run fails as
    * `final` with `notified` set, so the queue neither retries it nor tells the chat twice.
+   *
+   * With no turn under way, the chat is told only if something of its was pending: a run
+   * stopped while idle, between turns, owes it nothing (`notified` keeps the queue's give-up
+   * notice away); one stopped before its first turn leaves its messages unanswered, and the
+   * queue's give-up notice says so.
    */
   private stopForLimit(error: RunLimitError): void {
     if (this.isStopping()) return;
@@ -617,29 +673,19 @@ export class AgentRun implements GroupRun {
       'the agent went past a limit; the run is stopped and not retried',
     );
     const turn = this.releaseTurn();
-    const notified = turn !== null && this.skipWithNotice(turn, error.message);
-    this.fail(error, 'final', notified);
-  }
-
-  /**
-   * Closes a turn the run is giving up on with a notice to the chat, in one transaction with
-   * the cursor move. Returns false if it could not be written: the messages then stay pending,
-   * and the queue's give-up notice tells the chat instead.
-   */
-  private skipWithNotice(turn: Turn, reason: string): boolean {
-    try {
-      turn.plan.skip(turn.id, reason, this.now());
-    } catch (err) {
-      this.log.error({ err }, 'could not close the stopped turn with a notice');
-      return false;
+    let notified = this.state === 'idle';
+    if (turn !== null) {
+      // In one transaction with the cursor move. If it cannot be written, the messages stay
+      // pending and the queue's give-up notice tells the chat instead.
+      const problem = this.recordTurn(turn.id, turn.plan, () =>
+        turn.plan.skip(turn.id, error.message, this.now()),
+      );
+      if (problem !== null) {
+        this.log.error({ err: problem }, 'could not close the stopped turn with a notice');
+      }
+      notified = problem === null;
     }
-    this.deps.outbox.notify();
-    this.deps.events.emit('turn:finished', {
-      groupJid: this.group.jid,
-      turnId: turn.id,
-      throughSeq: turn.plan.throughSeq,
-    });
-    return true;
+    this.fail(error, 'final', notified);
   }
 
   // ── turns ──────────────────────────────────────────────────────────────
@@ -678,6 +724,7 @@ export class AgentRun implements GroupRun {
     if (this.stopRequested || this.runExpired || this.deps.isPaused(this.group.jid)) return false;
     // The source's next turn takes every message stored so far, offered ones included.
     this.messagesWaiting = false;
+    this.sourceAsked = true;
     const plan = this.source.next();
     if (!plan) return false;
     this.turnCount += 1;
@@ -692,7 +739,10 @@ export class AgentRun implements GroupRun {
       outputs: 0,
       outputBytes: 0,
       modelCalls: 0,
+      modelAttempts: 0,
+      errorFrames: 0,
       hostCalls: 0,
+      carriedHistory: !first,
     };
     this.turn = turn;
     this.to('busy');
@@ -713,6 +763,7 @@ export class AgentRun implements GroupRun {
           this.source.history(),
         )
       : { type: 'message', text: plan.prompt };
+    if (frame.type === 'start') turn.carriedHistory = frame.history.length > 0;
     const problem = this.send(frame);
     if (problem === null) plan.began?.(this.now()); // Counts as an attempt from here (turns.ts).
     if (problem === null) return true;
@@ -744,7 +795,12 @@ export class AgentRun implements GroupRun {
       if (turn.modelError) {
         // The model API refused or failed, after the runner's own retries. Running the turn
         // again now would fail the same way: report once; the messages stay pending.
-        this.fail(new RunFailedError(turn.modelError.message, { cause: turn.modelError }), 'final');
+        const error = turn.modelError;
+        const forgotten = turn.carriedHistory && refusedRequest(error) && this.forgetHistory(error);
+        const message = forgotten
+          ? `${error.message.replace(/[\s.]+$/, '')}; the conversation so far is forgotten, so the next attempt starts fresh`
+          : error.message;
+        this.fail(new RunFailedError(message, { cause: error }), 'final');
         return;
       }
       // The agent gave up on this turn (a runaway loop, a request too large): deterministic.
@@ -784,13 +840,26 @@ export class AgentRun implements GroupRun {
     this.afterTurn();
   }
 
-  /** Runs a turn's commit or skip, tells the outbox and listeners; false if it could not. */
+  /**
+   * Closes a turn with its commit or skip; false if it could not be written, and the run then
+   * fails, to be retried, its messages still pending.
+   */
   private closeTurn(turnId: string, plan: PlannedTurn, write: () => unknown): boolean {
+    const problem = this.recordTurn(turnId, plan, write);
+    if (problem === null) return true;
+    this.fail(new RunFailedError('could not record the turn', { cause: problem }), 'retry');
+    return false;
+  }
+
+  /**
+   * Runs a turn's commit or skip, then tells the outbox and listeners. Returns why it could
+   * not be written (nobody is told then), or null.
+   */
+  private recordTurn(turnId: string, plan: PlannedTurn, write: () => unknown): Error | null {
     try {
       write();
     } catch (err) {
-      this.fail(new RunFailedError('could not record the turn', { cause: err }), 'retry');
-      return false;
+      return err instanceof Error ? err : new Error(String(err));
     }
     this.deps.outbox.notify();
     this.deps.events.emit('turn:finished', {
@@ -798,6 +867,28 @@ export class AgentRun implements GroupRun {
       turnId,
       throughSeq: plan.throughSeq,
     });
+    return null;
+  }
+
+  /**
+   * The API refused a request of a turn that carried a conversation (see {@link refusedRequest}).
+   * It may have been refused for something in that conversation, and then every request that
+   * carries it is refused too, and each run of the group fails for good; so the stored
+   * transcript is cleared and the next attempt starts fresh. Losing the group's memory beats a
+   * group that can never answer again. Returns whether it was cleared.
+   */
+  private forgetHistory(cause: ModelError): boolean {
+    if (!this.source.resetHistory) return false;
+    try {
+      this.source.resetHistory(this.now());
+    } catch (err) {
+      this.log.error({ err }, 'could not clear the stored transcript after a refused request');
+      return false;
+    }
+    this.log.warn(
+      { kind: cause.kind, status: cause.status, reason: clip(cause.message, LOGGED_MESSAGE_CHARS) },
+      'the model API refused a request that carried the conversation; the stored transcript is cleared, so the next attempt starts fresh',
+    );
     return true;
   }
 
@@ -851,8 +942,7 @@ export class AgentRun implements GroupRun {
           );
           return;
         }
-        this.log.warn({ message: frame.message }, 'runner reported an error');
-        if (this.turn) this.turn.failure = frame.message;
+        this.onErrorFrame(frame.message);
         return;
       case 'done':
         if (this.turn && this.modelCallInFlight) {
@@ -894,17 +984,51 @@ export class AgentRun implements GroupRun {
     if (!this.startNextTurn(true)) this.beginShutdown();
   }
 
+  /**
+   * Counts a frame that failed to decode or came when it makes no sense. A few are tolerated
+   * (each is logged); past {@link MAX_BAD_FRAMES} the run is stopped, not retried: a runner
+   * that breaks the protocol that often would only do it again.
+   */
   private onBadFrame(error: string): void {
     this.badFrames += 1;
-    this.log.warn({ error, count: this.badFrames }, 'bad frame from the container');
     if (this.badFrames > MAX_BAD_FRAMES) {
-      this.fail(
-        new RunFailedError(
-          `the agent container sent ${this.badFrames} malformed frames; last: ${error}`,
+      this.log.warn({ error, count: this.badFrames }, 'too many bad frames from the container');
+      this.stopForLimit(
+        new RunLimitError(
+          'protocol',
+          `the agent sent more than ${MAX_BAD_FRAMES} malformed or misplaced frames`,
         ),
-        'retry',
       );
+      return;
     }
+    this.log.warn({ error, count: this.badFrames }, 'bad frame from the container');
+  }
+
+  /**
+   * An `error` frame without a code: the runner failed the turn (a `done` follows) or warns.
+   * Counted per turn, as each is logged; outside a turn it is a misplaced frame. The message is
+   * the container's own words, so it is clipped before it reaches the log or a notice.
+   */
+  private onErrorFrame(message: string): void {
+    const turn = this.turn;
+    if (!turn) {
+      this.onBadFrame(`error outside a turn: ${clip(message, 200)}`);
+      return;
+    }
+    turn.errorFrames += 1;
+    const { maxErrorFramesPerTurn } = this.limits;
+    if (turn.errorFrames > maxErrorFramesPerTurn) {
+      this.stopForLimit(
+        new RunLimitError(
+          'maxErrorFramesPerTurn',
+          `the agent reported more than ${maxErrorFramesPerTurn} errors in one turn`,
+        ),
+      );
+      return;
+    }
+    const clipped = clip(message, LOGGED_MESSAGE_CHARS);
+    this.log.warn({ message: clipped }, 'runner reported an error');
+    turn.failure = clipped;
   }
 
   private async brokerModelCall(
@@ -920,6 +1044,7 @@ export class AgentRun implements GroupRun {
         group: this.group.folder,
       });
       addUsage(turn.usage, result.usage);
+      turn.modelCalls += 1;
       turn.modelError = null;
       const problem = this.send({
         type: 'model.result',
@@ -969,7 +1094,8 @@ export class AgentRun implements GroupRun {
     frame: Extract<RunnerToHost, { type: 'model.request' }>,
   ): ModelRequest | null {
     const turn = this.turn;
-    const { maxModelCallsPerTurn, maxRequestBytes, maxTokens } = this.limits;
+    const { maxModelCallsPerTurn, maxModelAttemptsPerTurn, maxRequestBytes, maxTokens } =
+      this.limits;
     if (!turn) {
       // The runner only calls the model inside a turn; nothing is pending that could justify
       // the cost, so this is a hostile or broken container, not a frame to skip.
@@ -988,6 +1114,7 @@ export class AgentRun implements GroupRun {
       );
       return null;
     }
+    // The one in flight is settled, so the count of answered calls is exact here.
     if (turn.modelCalls >= maxModelCallsPerTurn) {
       this.stopForLimit(
         new RunLimitError(
@@ -997,7 +1124,16 @@ export class AgentRun implements GroupRun {
       );
       return null;
     }
-    turn.modelCalls += 1;
+    if (turn.modelAttempts >= maxModelAttemptsPerTurn) {
+      this.stopForLimit(
+        new RunLimitError(
+          'maxModelAttemptsPerTurn',
+          `the agent asked for more than ${maxModelAttemptsPerTurn} model calls in one turn, failed ones included`,
+        ),
+      );
+      return null;
+    }
+    turn.modelAttempts += 1;
     this.touch();
     const request: ModelRequest = {
       system: frame.system,
@@ -1160,6 +1296,21 @@ function isSetupError(err: unknown): boolean {
 }
 
 /**
+ * Whether a model call failed because the API refused the request itself (`bad_request`: a 4xx
+ * such as a malformed block or a prompt too long), so that any request carrying the same
+ * conversation may be refused again.
+ *
+ * Not `refused`, the broker's own refusal: the stored conversation passed the same content
+ * policy when its turns were committed and again when it was read (`turnProblem`,
+ * `transcriptOf`), so that refusal is never the stored conversation's doing, and clearing it
+ * then would let any process in the container wipe the group's memory with one forged request,
+ * without even a call to the API.
+ */
+function refusedRequest(error: Error): error is ModelError {
+  return error instanceof ModelError && error.kind === 'bad_request';
+}
+
+/**
  * The start frame with as much of the stored conversation as fits in one frame. The store keeps
  * the transcript trimmed but keeps its latest turn whole, whatever its size, and the prompt
  * takes room too: the oldest turns give way first, and with no room at all the agent starts
@@ -1171,6 +1322,7 @@ function withHistory(start: StartFrame, history: MessageParam[]): StartFrame {
   return { ...start, history: fitConversation(history, room) };
 }
 
-function seconds(ms: number): number {
-  return Math.round(ms / 1000);
+/** A container-chosen text cut to `max` characters, for a log line or a notice. */
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}… (${text.length} characters)` : text;
 }

@@ -45,6 +45,15 @@ export const NO_HOST_FEATURES: Readonly<HostFeatures> = Object.freeze({
   webSearch: false,
 });
 
+/**
+ * The features the model broker turns on in its requests, and so the blocks their answers bring
+ * that it lets back through. None today: turning thinking or web search on means adding it to
+ * the broker's request body (model-broker.ts) and here. Everything that judges a conversation by
+ * what the broker would forward (the turn check, the stored transcript) uses this same set, so
+ * nothing is kept that a later request would be refused for.
+ */
+export const BROKER_FEATURES: Readonly<HostFeatures> = NO_HOST_FEATURES;
+
 /** The image types the Messages API takes in a base64 source. */
 export const IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'] as const;
 
@@ -281,11 +290,30 @@ export function checkRequest(
   if (!Array.isArray(request.messages) || request.messages.length === 0) {
     return refuse('there are no messages');
   }
+  const messages = checkMessages(request.messages, features);
+  if (!messages.ok) return messages;
+  return {
+    ok: true,
+    value: { system: request.system, messages: messages.value, tools: tools.value },
+  };
+}
+
+/**
+ * Checks a list of messages against the allowlist, as {@link checkRequest} does for a request's,
+ * and returns the copy to send. An empty list passes. For what is kept to be sent later: a turn
+ * before it joins the stored transcript, and the stored transcript as it is read back, so that
+ * a block the broker refuses can never wedge a group's conversation. Pure; never throws.
+ */
+export function checkMessages(
+  raw: unknown,
+  features: HostFeatures = NO_HOST_FEATURES,
+): PolicyResult<MessageParam[]> {
+  if (!Array.isArray(raw)) return refuse('the messages are not a list');
   const list = allowlist(features);
   const messages: MessageParam[] = [];
-  for (const [index, raw] of request.messages.entries()) {
+  for (const [index, message] of raw.entries()) {
     const where = `message ${index + 1}`;
-    const parsed = messageShape.safeParse(raw);
+    const parsed = messageShape.safeParse(message);
     if (!parsed.success) return refuse(`${where} ${describeIssue(parsed.error)}`);
     const { role, content } = parsed.data;
     if (typeof content === 'string') {
@@ -300,7 +328,7 @@ export function checkRequest(
     }
     messages.push({ role, content: blocks });
   }
-  return { ok: true, value: { system: request.system, messages, tools: tools.value } };
+  return { ok: true, value: messages };
 }
 
 function checkTools(raw: unknown): PolicyResult<ToolDefinition[]> {

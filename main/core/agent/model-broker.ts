@@ -12,7 +12,8 @@
  *   which Anthropic would fetch or read on the container's behalf, or any block or field the
  *   runner does not need, is refused before any call, as a non-retryable `refused` error.
  * - Everything that costs money is the broker's choice: the model comes from config, the
- *   output ceiling is clamped, and prompt-cache breakpoints are set here.
+ *   output ceiling is the host's (the run's `maxTokens` limit, applied by AgentRun before the
+ *   request gets here), and prompt-cache breakpoints are set here.
  * - Usage is taken from the API's own answer and handed to the caller's `recordUsage` for
  *   every call, failed ones included when the API reported any; the container's own figures
  *   are never used.
@@ -21,12 +22,7 @@
 import Anthropic, { type ClientOptions } from '@anthropic-ai/sdk';
 import type { Logger } from '../logger.js';
 import { redactSecrets, registerSecret, serializeError } from '../redact.js';
-import {
-  checkAnswer,
-  checkRequest,
-  NO_HOST_FEATURES,
-  type HostFeatures,
-} from './content-policy.js';
+import { BROKER_FEATURES, checkAnswer, checkRequest } from './content-policy.js';
 import {
   ModelError,
   abortedError,
@@ -40,12 +36,6 @@ import type { ContentBlock, MessageParam, ToolDefinition, Usage } from './protoc
 
 // Re-exported so that importers of the broker keep finding the error type here.
 export { ModelError, type ModelErrorKind } from './model-errors.js';
-
-/**
- * The most output tokens one call may ask for, whatever the runner requests. It bounds the cost
- * of a single call; the runner's own limit (protocol: 128k) is wider.
- */
-export const MAX_TOKENS_CEILING = 32_000;
 
 /** @default 10 minutes */
 export const DEFAULT_MODEL_TIMEOUT_MS = 10 * 60 * 1000;
@@ -94,7 +84,11 @@ export interface ModelRequest {
   system: string;
   messages: MessageParam[];
   tools: ToolDefinition[];
-  /** Clamped to {@link MAX_TOKENS_CEILING}. */
+  /**
+   * Sent as is: the caller applies the host's cap first (`RunLimits.maxTokens`, per run, in
+   * AgentRun), so there is one limit and its setting is the one that holds. A value that is
+   * not a whole number of at least 1 is refused.
+   */
   maxTokens: number;
 }
 
@@ -137,13 +131,6 @@ const CACHEABLE_BLOCK_TYPES = new Set([
   'server_tool_use',
   'web_search_tool_result',
 ]);
-
-/**
- * The features this broker turns on in its requests, and so the blocks their answers bring
- * that it lets back through. None today: turning thinking or web search on means adding it to
- * the request body in {@link ModelBroker.complete} and here.
- */
-const BROKER_FEATURES: HostFeatures = NO_HOST_FEATURES;
 
 /** Makes model calls for the agents with the host's key and the configured model. */
 export class ModelBroker {
@@ -208,7 +195,14 @@ export class ModelBroker {
       throw error;
     }
     const { system, messages, tools } = checked.value;
-    const maxTokens = clampMaxTokens(req.maxTokens);
+    const maxTokens = req.maxTokens;
+    if (!Number.isSafeInteger(maxTokens) || maxTokens < 1) {
+      const error = refusedError(
+        `max_tokens must be a whole number of at least 1, not ${maxTokens}`,
+      );
+      this.log.warn({ group, kind: error.kind, reason: error.message }, 'model request refused');
+      throw error;
+    }
     // Built field by field from the checked request, so nothing but these reaches the API: the
     // container cannot pick the model, the service tier, thinking budgets or anything else
     // billed.
@@ -337,11 +331,6 @@ export class ModelBroker {
   private withCacheMark<T extends object>(block: T): T {
     return this.promptCaching ? { ...block, cache_control: { type: 'ephemeral' } } : block;
   }
-}
-
-function clampMaxTokens(requested: number): number {
-  if (!Number.isFinite(requested)) return MAX_TOKENS_CEILING;
-  return Math.min(Math.max(1, Math.floor(requested)), MAX_TOKENS_CEILING);
 }
 
 function toApiTool(tool: ToolDefinition): Anthropic.Tool {

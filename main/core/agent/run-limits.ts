@@ -35,12 +35,22 @@ export interface RunLimits {
    */
   maxOutputChars: number;
   /**
-   * `model.request` frames the host answers in one turn, each one a call to the API. The
-   * runner stops a turn itself after 50 model calls; the margin leaves room for the runner's
-   * retries of calls the API turned away (rate limits, overloads).
+   * Model calls the API answered in one turn (a `model.result` went back to the container).
+   * The runner stops a turn itself after 50; a request beyond this many is not made and the
+   * run is stopped. Calls that failed (a rate limit, an overload) do not count here, so a
+   * turn that is honest but meets a storm of 429s is not stopped for its retries: they count
+   * against {@link maxModelAttemptsPerTurn}.
    * @default 60
    */
   maxModelCallsPerTurn: number;
+  /**
+   * Model requests the host takes in one turn, whatever became of them: answered, failed at
+   * the API, refused by the host or the broker. It bounds the retries that
+   * {@link maxModelCallsPerTurn} leaves out. The runner makes at most 50 calls a turn and
+   * retries each at most 4 times (250 requests), so an honest turn stays below it.
+   * @default 300
+   */
+  maxModelAttemptsPerTurn: number;
   /**
    * The JSON size of one model request (system prompt, messages and tools). A larger request
    * is answered with a `model.error` the runner reports as a failed turn; it never reaches the
@@ -54,6 +64,13 @@ export interface RunLimits {
    * @default 8192
    */
   maxTokens: number;
+  /**
+   * `error` frames (without a code) one turn may send. The runner sends one when a turn fails
+   * and one for each warning, a handful at most; each is logged, so a flood of them would fill
+   * the log. An `error` frame outside a turn counts as a malformed frame instead.
+   * @default 20
+   */
+  maxErrorFramesPerTurn: number;
   /**
    * `host.call` frames one turn may make (every host tool together). A tool answer is written
    * to the container's stdin whether or not it reads it, so an unbounded number of calls would
@@ -91,6 +108,8 @@ export const DEFAULT_RUN_LIMITS: Readonly<RunLimits> = Object.freeze({
   maxReplyBytesPerTurn: 256 * 1024,
   maxOutputChars: MAX_CHAT_MESSAGE_CHARS,
   maxModelCallsPerTurn: 60,
+  maxModelAttemptsPerTurn: 300,
+  maxErrorFramesPerTurn: 20,
   maxRequestBytes: 2 * 1024 * 1024,
   maxTokens: 8192,
   maxHostCallsPerTurn: 100,
@@ -128,7 +147,10 @@ export type LimitName =
   | keyof RunLimits
   /** `hardTimeoutMs`: no progress for too long. */
   | 'silence'
-  /** A frame no well-behaved runner sends (two model calls at once, a call outside a turn). */
+  /**
+   * A frame no well-behaved runner sends (two model calls at once, a call outside a turn), or
+   * too many malformed frames.
+   */
   | 'protocol';
 
 /**

@@ -7,9 +7,16 @@
  * exactly what an honest runner builds from those: the prompt as the opening user message,
  * one assistant message per model answer (in order, none added, none left out), and between
  * them user messages made only of tool results. Tool results are the one part the host cannot
- * check (the tools run in the container), but the model sees them as tool output, never as a
- * user's words, and the Messages API requires each to answer a tool call the model made.
+ * check against its records (the tools run in the container), but the model sees them as tool
+ * output, never as a user's words, and the Messages API requires each to answer a tool call
+ * the model made.
+ *
+ * What a tool result holds is checked against the model broker's content policy, as every
+ * later request that carries the turn will be: a block the broker refuses (an image with a URL
+ * source, a field it does not forward) would otherwise be committed and then get every later
+ * request of the group refused, so that each of its runs failed for good.
  */
+import { BROKER_FEATURES, checkMessages, type HostFeatures } from './content-policy.js';
 import { conversationProblem, promptMessage, usableContent } from './conversation.js';
 import type { ContentBlock, MessageParam } from './protocol.js';
 
@@ -25,6 +32,11 @@ export interface TurnFacts {
   prompt: string;
   /** The broker's answers during the turn, in the order they were sent to the container. */
   answers: readonly BrokeredAnswer[];
+  /**
+   * The features the broker turned on, which decide the blocks its policy lets through.
+   * @default BROKER_FEATURES
+   */
+  features?: Readonly<HostFeatures>;
 }
 
 /**
@@ -54,6 +66,8 @@ export function turnProblem(turn: readonly MessageParam[], facts: TurnFacts): st
   if (turn.length === 0) return 'the agent reported no messages for the turn';
   const invalid = conversationProblem(turn);
   if (invalid !== null) return `the turn is not a valid conversation: ${invalid}`;
+  const refused = checkMessages(turn, facts.features ?? BROKER_FEATURES);
+  if (!refused.ok) return `the model broker would refuse the turn: ${refused.reason}`;
   if (!sameJson(turn[0], promptMessage(facts.prompt))) {
     return 'the turn does not open with the prompt the host sent';
   }

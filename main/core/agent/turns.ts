@@ -9,10 +9,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.js';
-import type { RunOutcome } from '../queue/group-queue.js';
+import type { RunKill, RunOutcome } from '../queue/group-queue.js';
 import { pendingTurn } from '../router.js';
+import { ImageMissingError } from '../sandbox/runtime.js';
 import type { Group, OutboxItem, Store, TokenUsage, TurnAttempt } from '../store/index.js';
 import { trimConversation } from './conversation.js';
+import { ModelError, type ModelErrorKind } from './model-errors.js';
 import type { MessageParam } from './protocol.js';
 
 /** What a finished turn produced, from the host's own records. */
@@ -58,8 +60,13 @@ export interface PlannedTurn {
 /** How a run over a source ended, as the orchestrator tells the source. */
 export interface RunEnding {
   outcome: RunOutcome;
-  /** The user stopped the run (`clawbar groups stop`): not the messages' fault. */
-  stopped: boolean;
+  /**
+   * The queue killed the run, in the middle of its turn or not: the user stopped it
+   * (`clawbar groups stop`), or Clawbar shut down while it was still busy. Neither is the
+   * messages' fault. Null when the run ended by itself, which includes dying with the host:
+   * then nothing is told at all, and the attempt stays counted.
+   */
+  killedBy: RunKill | null;
   now: number;
 }
 
@@ -69,6 +76,13 @@ export interface TurnSource {
   readonly takesMessages: boolean;
   /** The conversation the container resumes; empty for a fresh one. */
   history(): MessageParam[];
+  /**
+   * Forgets the stored conversation that {@link history} resumes, so the next run starts
+   * fresh: the model API refused a request that carried it, and every later request carrying
+   * it could be refused the same way. Absent when the source keeps no conversation. May throw
+   * (a store error); the run logs it.
+   */
+  resetHistory?(now: number): void;
   /** The next turn, or null when there is nothing (more) to do. */
   next(): PlannedTurn | null;
   /**
@@ -102,8 +116,9 @@ export interface MessageTurnsDeps {
   maxPromptBytes?: number;
   /**
    * Planning gave up on messages whose attempts were spent: their notice is queued and the
-   * cursor moved past them. The orchestrator wakes the outbox and announces the closed turn,
-   * as it does for a turn a run closed.
+   * cursor moved past them, through `throughSeq` (the last message the attempts carried). The
+   * orchestrator wakes the outbox and announces the closed turn, as it does for a turn a run
+   * closed.
    */
   onGaveUp?(turnId: string, throughSeq: number): void;
   /** @default Date.now */
@@ -118,7 +133,8 @@ export interface MessageTurnsDeps {
  * Each turn whose prompt reached a container counts as an attempt at the messages after the
  * cursor, until the turn is closed. Once {@link MAX_TURN_ATTEMPTS} are spent, planning gives
  * those messages up with a notice instead of running them again, so a message whose runs keep
- * failing, or keep taking the host down, cannot crash-loop serve.
+ * failing, or keep taking the host down, cannot crash-loop serve. An attempt that ended for a
+ * reason that is not the messages' fault is taken back (see `runEnded`).
  */
 export function messageTurns(deps: MessageTurnsDeps): TurnSource {
   const { store, groupJid, timezone } = deps;
@@ -133,14 +149,19 @@ export function messageTurns(deps: MessageTurnsDeps): TurnSource {
     });
 
   /**
-   * Closes the pending messages with a notice when their attempts are spent: `run` when they
-   * may be tried, `gave-up` when they were closed, `stuck` when closing them failed (logged;
-   * they are not run again either, and the next planning tries the give-up once more).
+   * Closes the messages the spent attempts carried with a notice: `run` when the pending
+   * messages may be tried, `gave-up` when those were closed, `stuck` when closing them failed
+   * (logged; they are not run again either, and the next planning tries the give-up once more).
+   *
+   * Only through the last attempt's final message: what arrived after it was never handed to
+   * an agent, so it is planned as a turn of its own, not swallowed by another message's
+   * failures.
    */
-  const giveUpIfSpent = (throughSeq: number): 'run' | 'gave-up' | 'stuck' => {
+  const giveUpIfSpent = (): 'run' | 'gave-up' | 'stuck' => {
     const attempt = store.turnAttemptOf(groupJid);
     if (!attempt || attempt.attempts < MAX_TURN_ATTEMPTS) return 'run';
     if (attempt.afterSeq !== store.cursorOf(groupJid)) return 'run';
+    const { throughSeq } = attempt;
     const turnId = `gave-up:${randomUUID()}`;
     deps.log?.warn(
       { group: groupJid, attempts: attempt.attempts, lastError: attempt.lastError },
@@ -159,13 +180,14 @@ export function messageTurns(deps: MessageTurnsDeps): TurnSource {
   return {
     kind: 'messages',
     takesMessages: true,
-    history: () => store.transcriptOf(groupJid),
+    history: () => store.transcriptOf(groupJid, deps.log),
+    resetHistory: (at) => store.setTranscript(groupJid, [], at),
     next(): PlannedTurn | null {
       const group = store.getGroup(groupJid);
       if (!group || group.paused) return null;
       let pending = plan(group);
       if (pending) {
-        const verdict = giveUpIfSpent(pending.throughSeq);
+        const verdict = giveUpIfSpent();
         if (verdict === 'stuck') return null;
         // Only what arrived after the given-up messages is left, if anything.
         if (verdict === 'gave-up') pending = plan(group);
@@ -178,7 +200,7 @@ export function messageTurns(deps: MessageTurnsDeps): TurnSource {
         throughSeq,
         began: (at) => {
           try {
-            store.recordTurnAttempt(groupJid, afterSeq, at);
+            store.recordTurnAttempt(groupJid, { afterSeq, throughSeq }, at);
             begunAfter = afterSeq;
           } catch (err) {
             deps.log?.error({ group: groupJid, err }, 'could not count a turn attempt');
@@ -203,14 +225,16 @@ export function messageTurns(deps: MessageTurnsDeps): TurnSource {
           }),
       };
     },
-    runEnded({ outcome, stopped, now: at }) {
+    runEnded({ outcome, killedBy, now: at }) {
       if (begunAfter === null) return;
       try {
         // A closed turn took its count with it; a count at another cursor is not this run's.
         const attempt = store.turnAttemptOf(groupJid);
         if (!attempt || attempt.afterSeq !== begunAfter) return;
-        if (stopped || (!outcome.ok && outcome.failure === 'runtime-unavailable')) {
+        const excuse = killedBy ?? (outcome.ok ? null : notTheMessagesFault(outcome));
+        if (excuse !== null) {
           store.forgiveTurnAttempt(groupJid, begunAfter, at);
+          deps.log?.info({ group: groupJid, excuse }, 'the open turn attempt is not counted');
         } else if (!outcome.ok) {
           store.recordTurnError(groupJid, begunAfter, outcome.error.message, at);
         }
@@ -219,6 +243,45 @@ export function messageTurns(deps: MessageTurnsDeps): TurnSource {
       }
     },
   };
+}
+
+/**
+ * Model failures a message cannot cause: the key, the account, the configured model or base
+ * URL, and the API's own availability. Each would fail any message the same way, so counting
+ * them would give up a new user's first messages before a key is set. A request the API
+ * refused (`bad_request`), a server error, a timeout, a broken stream, and anything the host
+ * refused still count: those can be the request's doing.
+ */
+const BLAMELESS_MODEL_ERRORS: ReadonlySet<ModelErrorKind> = new Set<ModelErrorKind>([
+  'no_key',
+  'auth',
+  'billing',
+  'permission',
+  'not_found',
+  'rate_limit',
+  'overloaded',
+  'connection',
+]);
+
+/** How deep the cause chain of a run's error is searched; the chains the host builds are short. */
+const MAX_CAUSE_DEPTH = 8;
+
+/**
+ * Why a failed run is not its messages' fault, or null when it may be. Read from the error's
+ * cause chain, which the host built itself (the model broker's {@link ModelError}, the
+ * runtime's errors): a container sends only text and cannot put an error object there.
+ */
+function notTheMessagesFault(outcome: Extract<RunOutcome, { ok: false }>): string | null {
+  if (outcome.failure === 'runtime-unavailable') return 'the container engine went away';
+  let current: unknown = outcome.error;
+  for (let depth = 0; current instanceof Error && depth < MAX_CAUSE_DEPTH; depth++) {
+    if (current instanceof ModelError && BLAMELESS_MODEL_ERRORS.has(current.kind)) {
+      return `the model API failed for a reason of its own or of the setup (${current.kind})`;
+    }
+    if (current instanceof ImageMissingError) return 'the agent image is missing';
+    current = current.cause;
+  }
+  return null;
 }
 
 /** What the chat is told when its messages are given up; the reason is the last run's error. */
@@ -258,6 +321,9 @@ export function taskTurn(deps: TaskTurnDeps): TurnSource {
     kind: 'task',
     takesMessages: false,
     history: () => deps.history ?? [],
+    ...(deps.history !== null
+      ? { resetHistory: (now: number) => store.setTranscript(group.jid, [], now) }
+      : {}),
     next(): PlannedTurn | null {
       if (given) return null;
       given = true;

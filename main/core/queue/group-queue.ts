@@ -55,12 +55,20 @@ export interface GroupRun {
  */
 export type FailureKind = 'retry' | 'runtime-unavailable' | 'final';
 
+/**
+ * Why the queue itself killed a run: `stop` for {@link GroupQueue.stop}, `shutdown` for a run
+ * still busy when {@link GroupQueue.shutdown}'s grace period ran out. Neither says anything
+ * about the work the run was doing.
+ */
+export type RunKill = 'stop' | 'shutdown';
+
 export type RunOutcome =
   | {
       ok: true;
       /**
        * The run took messages for a later turn but ended before it (asked to stop, or past
-       * its wall-clock cap): they are dispatched again.
+       * its wall-clock cap), or was asked to stop before its first turn: they are dispatched
+       * again.
        */
       messagesLeft?: boolean;
     }
@@ -69,10 +77,16 @@ export type RunOutcome =
       error: Error;
       failure: FailureKind;
       /**
-       * The chat was already told why (the run closed its turn with a notice, as when it is
-       * stopped at a limit): {@link GroupQueueDeps.onGiveUp} then sends no second notice.
+       * No notice is owed to the chat: the run already told it why (it closed its turn with a
+       * notice, as when it is stopped at a limit), or it failed while idle, with nothing of the
+       * chat's pending. {@link GroupQueueDeps.onGiveUp} then sends none.
        */
       notified?: boolean;
+      /**
+       * Messages arrived during the run, for a turn it never started. A `final` failure is
+       * not retried, but they still get a run of their own, as any new trigger would.
+       */
+      messagesLeft?: boolean;
     };
 
 export interface RetryPolicy {
@@ -81,6 +95,13 @@ export interface RetryPolicy {
   /** Retries after the first failure before giving up. @default 5 */
   maxRetries: number;
 }
+
+/**
+ * How long {@link GroupQueue.shutdown} waits, after killing the runs still busy at the end of
+ * its grace period, for them to end: a killed container's process exits within moments, and
+ * the runs' ends must be booked before the process goes (see `shutdown`).
+ */
+export const KILLED_RUN_END_MS = 5_000;
 
 export const DEFAULT_RETRY: RetryPolicy = { baseDelayMs: 5_000, maxRetries: 5 };
 
@@ -107,6 +128,13 @@ export interface GroupQueueDeps {
   ): void;
   /** A run found the container engine unreachable; the orchestrator watches for its return. */
   onRuntimeUnavailable(error: Error): void;
+  /**
+   * A run the queue started has ended; `killedBy` says whether the queue killed it, and why
+   * (the one record of that: the orchestrator keeps none of its own). Called once per run, as
+   * the queue books its end, and before {@link GroupQueue.shutdown} returns for the runs it
+   * waited for, so what the orchestrator writes here is written before the process exits.
+   */
+  onRunEnded?(groupJid: string, run: GroupRun, outcome: RunOutcome, killedBy: RunKill | null): void;
   log: Logger;
   retry?: RetryPolicy;
 }
@@ -127,8 +155,6 @@ interface GroupState {
   retryTimer: ReturnType<typeof setTimeout> | null;
   /** The work the pending retry will try again, so a stop can take it back. */
   retrying: WorkItem | null;
-  /** The run {@link GroupQueue.stop} killed: its outcome is neither retried nor reported. */
-  stopped: GroupRun | null;
 }
 
 /** What {@link GroupQueue.stop} ended. */
@@ -154,6 +180,16 @@ export class GroupQueue {
   /** Groups held while the engine is down, in the order they were held. */
   private readonly blocked: string[] = [];
   private active = 0;
+  /**
+   * Every run started and not yet booked as ended, with the promise that settles once it is
+   * ({@link GroupQueue.onRunFinished} has run): shutdown waits on these.
+   */
+  private readonly live = new Map<GroupRun, Promise<void>>();
+  /**
+   * Runs the queue killed, and why, until their end is booked. A run killed by a stop is
+   * neither retried nor reported; either kind is passed on to {@link GroupQueueDeps.onRunEnded}.
+   */
+  private readonly killed = new Map<GroupRun, RunKill>();
   private stopping = false;
   private runtimeDown = false;
   private readonly retry: RetryPolicy;
@@ -233,7 +269,7 @@ export class GroupQueue {
       run.requestStop();
       return { run: null, cancelledRetry };
     }
-    state.stopped = run;
+    this.killed.set(run, 'stop');
     this.log.info({ group: groupJid, work: state.runWork?.kind }, 'stopping the run on request');
     run
       .kill()
@@ -314,37 +350,37 @@ export class GroupQueue {
 
   /**
    * Stops taking work, asks every run to finish, and kills what is still running after
-   * `graceMs`. Pending messages stay stored for the next start.
+   * `graceMs` (ended as killed by `shutdown`). Pending messages stay stored for the next start.
+   *
+   * Returns once every run's end is booked ({@link GroupQueueDeps.onRunEnded} called), so the
+   * orchestrator's record of it is written while its store is still open: a turn the shutdown
+   * cut short must not be counted against its messages as if the run had crashed. Killed runs
+   * get {@link KILLED_RUN_END_MS} more to end; one that does not is logged and left.
    */
   async shutdown(graceMs = 10_000): Promise<void> {
     this.stopping = true;
     this.waiting.length = 0;
     this.blocked.length = 0;
-    const runs: GroupRun[] = [];
     for (const state of this.groups.values()) {
       if (state.retryTimer) clearTimeout(state.retryTimer);
       state.retryTimer = null;
       state.waiting = false;
       state.blocked = false;
-      if (state.run) runs.push(state.run);
     }
-    const stillRunning = new Set(runs);
-    for (const run of runs) {
-      run.finished.finally(() => stillRunning.delete(run)).catch(() => undefined);
-      run.requestStop();
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const graceOver = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), graceMs);
-    });
-    const first = await Promise.race([Promise.allSettled(runs.map((r) => r.finished)), graceOver]);
-    clearTimeout(timer);
-    if (first === 'timeout' && stillRunning.size > 0) {
-      this.log.warn(
-        { runs: stillRunning.size },
-        'runs did not stop in time; killing their containers',
+    for (const run of this.live.keys()) run.requestStop();
+    if (await this.allEnded(graceMs)) return;
+    const stragglers = [...this.live.keys()];
+    this.log.warn(
+      { runs: stragglers.length },
+      'runs did not stop in time; killing their containers',
+    );
+    for (const run of stragglers) if (!this.killed.has(run)) this.killed.set(run, 'shutdown');
+    await Promise.allSettled(stragglers.map((r) => r.kill()));
+    if (!(await this.allEnded(KILLED_RUN_END_MS))) {
+      this.log.error(
+        { runs: this.live.size },
+        'killed runs did not end in time; a turn they left open stays counted as a failed attempt',
       );
-      await Promise.allSettled([...stillRunning].map((r) => r.kill()));
     }
   }
 
@@ -363,7 +399,6 @@ export class GroupQueue {
         failures: 0,
         retryTimer: null,
         retrying: null,
-        stopped: null,
       };
       this.groups.set(groupJid, state);
     }
@@ -443,12 +478,27 @@ export class GroupQueue {
     state.run = run;
     state.runWork = work;
     this.active += 1;
-    run.finished
+    const ended = run.finished
       .catch((err: unknown): RunOutcome => ({ ok: false, error: asError(err), failure: 'retry' }))
       .then((outcome) => this.onRunFinished(groupJid, run, work, outcome))
-      .catch((err: unknown) =>
-        this.log.error({ group: groupJid, err }, 'queue bookkeeping failed'),
-      );
+      .catch((err: unknown) => this.log.error({ group: groupJid, err }, 'queue bookkeeping failed'))
+      .finally(() => this.live.delete(run));
+    this.live.set(run, ended);
+  }
+
+  /** Waits up to `ms` for every live run's end to be booked; false when some were not. */
+  private async allEnded(ms: number): Promise<boolean> {
+    if (this.live.size === 0) return true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    });
+    try {
+      const ended = Promise.allSettled([...this.live.values()]).then(() => true);
+      return await Promise.race([ended, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private onRunFinished(
@@ -463,23 +513,24 @@ export class GroupQueue {
       state.runWork = null;
     }
     this.active -= 1;
+    const killedBy = this.killed.get(run) ?? null;
+    this.killed.delete(run);
+    this.safely(() => this.deps.onRunEnded?.(groupJid, run, outcome, killedBy));
     // A run ended on request is not retried: what it did not finish waits for the next trigger.
-    const stopped = state.stopped === run;
-    if (stopped) state.stopped = null;
+    const stopped = killedBy === 'stop';
     if (this.stopping) return;
 
     if (outcome.ok || stopped) {
       state.failures = 0;
       if (outcome.ok && outcome.messagesLeft && !stopped) state.pendingMessages = true;
-      if (this.nextWork(groupJid, state)) {
-        // Back of the line: other groups that waited while this one ran go first.
-        state.waiting = true;
-        this.waiting.push(groupJid);
-      }
+      this.toBackOfLine(groupJid, state);
     } else {
       this.onRunFailed(groupJid, state, work, outcome.error, outcome.failure, {
         notified: outcome.notified === true,
       });
+      // Messages that arrived during the failed run are a new trigger, whatever the failure.
+      if (outcome.messagesLeft) state.pendingMessages = true;
+      if (outcome.failure === 'final') this.toBackOfLine(groupJid, state);
     }
     this.drain();
   }
@@ -547,6 +598,17 @@ export class GroupQueue {
       if (this.stopping) return;
       this.admitIfIdle(groupJid, state); // A paused group's messages wait for resume.
     }, delay);
+  }
+
+  /**
+   * A group whose run just ended, with more work (a task queued meanwhile, messages it handed
+   * back), goes to the back of the line: other groups that waited while it ran go first.
+   */
+  private toBackOfLine(groupJid: string, state: GroupState): void {
+    if (state.run || state.retryTimer || state.waiting || state.blocked) return;
+    if (!this.nextWork(groupJid, state)) return;
+    state.waiting = true;
+    this.waiting.push(groupJid);
   }
 
   /** Fills free slots from the waiting line, oldest first. */

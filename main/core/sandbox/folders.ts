@@ -7,6 +7,7 @@
  */
 import path from 'node:path';
 
+import type { Logger } from '../logger.js';
 import { chownTreeNoFollow, ensureDirInside } from '../safe-fs.js';
 import { validateFolderName } from './mounts.js';
 
@@ -19,6 +20,8 @@ export interface GroupFolderInput {
   folder: string;
   /** The main group writes global memory too. */
   isMain: boolean;
+  /** Told when a folder is too big to hand over in full (as root). */
+  log?: Pick<Logger, 'warn'>;
 }
 
 /**
@@ -31,22 +34,30 @@ export interface GroupFolderInput {
  * `UnsafePathError`. The hand-over changes the folder itself and, below it, only what root
  * made (the memory templates the host copied in): the agent cannot make root-owned files, so
  * its own files cost nothing, and a link it planted (to `/etc`, to `..`, to another group's
- * folder) is skipped, never followed.
+ * folder) is skipped, never followed. The hand-over is async and stops after a bounded number
+ * of entries (see `chownTreeNoFollow`), so a folder of millions of files neither stalls the
+ * event loop nor holds the run up for long; when it stops early, `log` says so.
  *
  * @throws {InvalidFolderNameError} when `folder` is not a single safe name
  * @throws {UnsafePathError} when one of the folders is a link or not a directory
  */
-export function prepareGroupFolders(
+export async function prepareGroupFolders(
   input: GroupFolderInput,
   uid: number | undefined = process.getuid?.(),
-): { group: string } {
+): Promise<{ group: string }> {
   // The folder name becomes a path segment: one safe name, never `..` or `a/b`.
   validateFolderName(input.folder);
   const group = ensureDirInside(input.groupsDir, input.folder);
   const globalDir = ensureDirInside(path.dirname(input.globalDir), path.basename(input.globalDir));
   if (uid === 0) {
     for (const dir of input.isMain ? [group, globalDir] : [group]) {
-      chownTreeNoFollow(dir, IMAGE_UID, IMAGE_UID, { onlyOwnedBy: 0 });
+      const handed = await chownTreeNoFollow(dir, IMAGE_UID, IMAGE_UID, { onlyOwnedBy: 0 });
+      if (handed.capped) {
+        input.log?.warn(
+          { folder: dir, examined: handed.examined },
+          `the folder holds more than ${handed.examined} files and folders, so only part of it was handed to the container's user; files Clawbar made past that point (memory templates) stay root's, and the agent may be unable to change them`,
+        );
+      }
     }
   }
   return { group };

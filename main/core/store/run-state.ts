@@ -4,8 +4,10 @@
  * durable.
  */
 import { z } from 'zod';
+import { BROKER_FEATURES, checkMessages } from '../agent/content-policy.js';
 import { conversationProblem } from '../agent/conversation.js';
 import { MessageParamSchema, type MessageParam } from '../agent/protocol.js';
+import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
 import type { OutboxItem, OutboxKind, OutboxState, TokenUsage } from './types.js';
 
@@ -67,21 +69,28 @@ export interface TurnCommit {
 const StoredTranscriptSchema = z.array(MessageParamSchema);
 
 /**
- * Parses a stored transcript. Anything unusable (not JSON, the wrong shape, a conversation the
- * API would refuse) reads as a fresh conversation: a broken history must not break every
- * future run of the group, and the next commit replaces it.
+ * Parses a stored transcript: its messages, or why it is unusable (not JSON, the wrong shape,
+ * a conversation the API would refuse, content the model broker would refuse).
  */
-function parseTranscript(json: string | null | undefined): MessageParam[] {
-  if (!json) return [];
+function parseTranscript(
+  json: string | null | undefined,
+): { messages: MessageParam[]; problem: null } | { messages: []; problem: string } {
+  if (!json) return { messages: [], problem: null };
   let value: unknown;
   try {
     value = JSON.parse(json);
   } catch {
-    return [];
+    return { messages: [], problem: 'it is not JSON' };
   }
   const parsed = StoredTranscriptSchema.safeParse(value);
-  if (!parsed.success || conversationProblem(parsed.data) !== null) return [];
-  return parsed.data;
+  if (!parsed.success) return { messages: [], problem: 'it is not a list of messages' };
+  const invalid = conversationProblem(parsed.data);
+  if (invalid !== null)
+    return { messages: [], problem: `it is not a valid conversation: ${invalid}` };
+  const refused = checkMessages(parsed.data, BROKER_FEATURES);
+  if (!refused.ok)
+    return { messages: [], problem: `the model broker would refuse it: ${refused.reason}` };
+  return { messages: parsed.data, problem: null };
 }
 
 export function runStateQueries(db: Db) {
@@ -167,11 +176,23 @@ export function runStateQueries(db: Db) {
     },
     /**
      * The group's conversation transcript, to resume in the next run; empty when there is
-     * none or the stored one is unusable. Never throws on a bad stored value.
+     * none or the stored one is unusable. Unusable is anything a request carrying it would be
+     * refused for, by the API or by the model broker's content policy (a block stored before
+     * the policy, or before a feature was turned off): it reads as a fresh conversation, so a
+     * broken history cannot fail every future run of the group, and the next commit replaces
+     * it. Never throws on a bad stored value.
+     * @param log told, at warn, when a stored transcript is set aside as unusable
      */
-    transcriptOf(groupJid: string): MessageParam[] {
+    transcriptOf(groupJid: string, log?: Pick<Logger, 'warn'>): MessageParam[] {
       const row = getTranscript.get(groupJid) as { transcript: string | null } | undefined;
-      return parseTranscript(row?.transcript);
+      const { messages, problem } = parseTranscript(row?.transcript);
+      if (problem !== null) {
+        log?.warn(
+          { group: groupJid, problem },
+          'the stored transcript is unusable; the conversation starts fresh',
+        );
+      }
+      return messages;
     },
     /**
      * Replaces the group's transcript. For a write outside {@link commitTurn} (a scheduled

@@ -1,6 +1,7 @@
 /**
  * Turn attempts: how many times a group's pending messages were handed to an agent without the
- * turn being closed. One row per group, for the messages after one cursor position (`after_seq`).
+ * turn being closed. One row per group, for the messages after one cursor position (`after_seq`)
+ * up to the last one the latest attempt carried (`through_seq`).
  *
  * The count lives in the database, not in memory, because the failure it guards against may take
  * the host down with it: a message whose run crashes serve would otherwise be queued again at
@@ -14,6 +15,11 @@ export interface TurnAttempt {
   groupJid: string;
   /** The group's cursor when the attempts were planned: they covered the messages after it. */
   afterSeq: number;
+  /**
+   * The last message the latest attempt carried. Messages after it arrived since and were
+   * never handed to an agent, so a give-up leaves them to a turn of their own.
+   */
+  throughSeq: number;
   attempts: number;
   /** Why the last attempt failed, when the run lived to say; null after a crash of the host. */
   lastError: string | null;
@@ -29,6 +35,7 @@ export const MAX_TURN_ERROR_CHARS = 500;
 interface TurnAttemptRow {
   group_jid: string;
   after_seq: number;
+  through_seq: number;
   attempts: number;
   last_error: string | null;
   updated_at: number;
@@ -38,6 +45,7 @@ function toTurnAttempt(row: TurnAttemptRow): TurnAttempt {
   return {
     groupJid: row.group_jid,
     afterSeq: row.after_seq,
+    throughSeq: row.through_seq,
     attempts: row.attempts,
     lastError: row.last_error,
     updatedAt: row.updated_at,
@@ -51,12 +59,13 @@ function boundedError(error: string): string {
 export function turnAttemptQueries(db: Db) {
   // In an UPDATE, every expression reads the row as it was, so `after_seq` below is the old one.
   const record = db.prepare(`
-    INSERT INTO turn_attempts (group_jid, after_seq, attempts, last_error, updated_at)
-    VALUES (@groupJid, @afterSeq, 1, NULL, @now)
+    INSERT INTO turn_attempts (group_jid, after_seq, through_seq, attempts, last_error, updated_at)
+    VALUES (@groupJid, @afterSeq, @throughSeq, 1, NULL, @now)
     ON CONFLICT (group_jid) DO UPDATE SET
       attempts = CASE WHEN after_seq = excluded.after_seq THEN attempts + 1 ELSE 1 END,
       last_error = CASE WHEN after_seq = excluded.after_seq THEN last_error ELSE NULL END,
       after_seq = excluded.after_seq,
+      through_seq = excluded.through_seq,
       updated_at = excluded.updated_at
     RETURNING *`);
   const byGroup = db.prepare(`SELECT * FROM turn_attempts WHERE group_jid = ?`);
@@ -70,12 +79,25 @@ export function turnAttemptQueries(db: Db) {
 
   return {
     /**
-     * Counts one attempt at the group's messages after `afterSeq`: one more when the last
-     * attempt was at the same cursor, else a fresh count of 1 (the cursor moved, so these are
-     * other messages). Returns the count as it now stands.
+     * Counts one attempt at the group's messages after `turn.afterSeq`, through
+     * `turn.throughSeq`: one more when the last attempt was at the same cursor, else a fresh
+     * count of 1 (the cursor moved, so these are other messages). The count then covers the
+     * messages through this attempt's last one, which may be later than the previous
+     * attempt's (messages arrived in between; they too have now been tried). Returns the count
+     * as it now stands.
      */
-    recordTurnAttempt(groupJid: string, afterSeq: number, now: number): TurnAttempt {
-      return toTurnAttempt(record.get({ groupJid, afterSeq, now }) as TurnAttemptRow);
+    recordTurnAttempt(
+      groupJid: string,
+      turn: { afterSeq: number; throughSeq: number },
+      now: number,
+    ): TurnAttempt {
+      const row = record.get({
+        groupJid,
+        afterSeq: turn.afterSeq,
+        throughSeq: turn.throughSeq,
+        now,
+      }) as TurnAttemptRow;
+      return toTurnAttempt(row);
     },
     /** The group's unclosed attempts, if any. */
     turnAttemptOf(groupJid: string): TurnAttempt | undefined {
@@ -91,7 +113,8 @@ export function turnAttemptQueries(db: Db) {
     },
     /**
      * Takes back one attempt at `afterSeq` that was not the messages' fault: the user stopped
-     * the run, or the container engine went away under it.
+     * the run, Clawbar shut down under it, or the container engine, the key or the account
+     * failed it (see `runEnded` in turns.ts).
      */
     forgiveTurnAttempt(groupJid: string, afterSeq: number, now: number): void {
       forgive.run({ groupJid, afterSeq, now });

@@ -54,7 +54,8 @@ import { TOOL_DEFINITIONS, executeTool, type ToolContext } from './tools/index.j
 export interface TurnLimits {
   /**
    * Model calls allowed in one turn before it is stopped as a runaway. Below the host's
-   * `maxModelCallsPerTurn` (60), which leaves room for retries of calls the API turned away.
+   * `maxModelCallsPerTurn` (60 answered calls); with every call retried as often as
+   * {@link DEFAULT_MODEL_RETRY} allows, also below its `maxModelAttemptsPerTurn` (300 requests).
    * @default 50
    */
   maxModelCalls: number;

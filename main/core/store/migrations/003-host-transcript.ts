@@ -10,7 +10,8 @@ import type { Migration } from './index.js';
  * `turn_attempts` counts, per group, how many times the messages after its cursor were handed
  * to an agent without the turn being closed. It lives in the database so that a message whose
  * runs keep failing, or whose run took the process down, is given up after a few attempts
- * instead of crash-looping serve.
+ * instead of crash-looping serve. `through_seq` is the last message the latest attempt carried:
+ * a give-up closes the messages up to it, never ones that arrived after and were never tried.
  */
 export const migration003: Migration = {
   version: 3,
@@ -22,6 +23,7 @@ export const migration003: Migration = {
     CREATE TABLE turn_attempts (
       group_jid TEXT PRIMARY KEY REFERENCES groups(jid) ON DELETE CASCADE,
       after_seq INTEGER NOT NULL,
+      through_seq INTEGER NOT NULL CHECK (through_seq > after_seq),
       attempts INTEGER NOT NULL CHECK (attempts >= 0),
       last_error TEXT,
       updated_at INTEGER NOT NULL
