@@ -54,6 +54,11 @@ export interface ClawbarConfig {
    * CLAWBAR_MIN_FREE_BYTES)
    */
   minFreeBytes: number;
+  /**
+   * The most tokens any one model call may ask for: the host clamps every agent's request to
+   * it, whatever the container asks. @default 8192 (CLAWBAR_MAX_TOKENS)
+   */
+  maxTokens: number;
 }
 
 export class ConfigError extends Error {
@@ -73,6 +78,8 @@ export const DEFAULTS = {
   hardTimeoutMs: 15 * 60_000,
   groupMaxBytes: 2 * 1024 ** 3,
   minFreeBytes: 512 * 1024 ** 2,
+  /** What the runner asks for; run-limits.ts's default equals it. */
+  maxTokens: 8192,
 };
 
 /** The control socket's file name in the data directory (`clawbar serve` listens there). */
@@ -211,6 +218,7 @@ export function loadConfig(
   const idleTimeout = pick('CLAWBAR_IDLE_TIMEOUT_MS', 'idleTimeoutMs');
   const groupMaxBytes = pick('CLAWBAR_GROUP_MAX_BYTES', 'groupMaxBytes');
   const minFreeBytes = pick('CLAWBAR_MIN_FREE_BYTES', 'minFreeBytes');
+  const maxTokens = pick('CLAWBAR_MAX_TOKENS', 'maxTokens');
   const timezone = pick('TZ', 'timezone') ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: timezone });
@@ -247,5 +255,8 @@ export function loadConfig(
     minFreeBytes: minFreeBytes
       ? integer('CLAWBAR_MIN_FREE_BYTES', minFreeBytes, 0, Number.MAX_SAFE_INTEGER)
       : DEFAULTS.minFreeBytes,
+    maxTokens: maxTokens
+      ? integer('CLAWBAR_MAX_TOKENS', maxTokens, 1, 128_000)
+      : DEFAULTS.maxTokens,
   };
 }

@@ -157,7 +157,11 @@ export class Core {
   private readonly stopping = new AbortController();
   private started = false;
 
+  /** The run limits: the config's `maxTokens`, with the deps' overrides on top. */
+  private readonly runLimits: Partial<RunLimits>;
+
   constructor(private readonly deps: CoreDeps) {
+    this.runLimits = { maxTokens: deps.config.maxTokens, ...deps.runLimits };
     // Before anything logs: an error that echoes the key must find it already registered.
     registerSecret(deps.config.apiKey);
     this.log = deps.log.child({ mod: 'core' });
@@ -188,7 +192,7 @@ export class Core {
       formatOutbound,
       now: this.now,
       log: deps.log,
-      ...(deps.runLimits ? { limits: deps.runLimits } : {}),
+      limits: this.runLimits,
     });
     this.health = new RuntimeHealth({
       runtime: deps.runtime,
@@ -583,7 +587,7 @@ export class Core {
           idleTimeoutMs: config.idleTimeoutMs,
           hardTimeoutMs: config.hardTimeoutMs,
           ...(this.deps.readyTimeoutMs ? { readyTimeoutMs: this.deps.readyTimeoutMs } : {}),
-          ...(this.deps.runLimits ? { limits: this.deps.runLimits } : {}),
+          limits: this.runLimits,
         },
         isPaused: (jid) => store.getGroup(jid)?.paused ?? true,
         setTyping: (chatJid, typing) => this.setTyping(chatJid, typing),

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_RUN_LIMITS } from '../../main/core/agent/run-limits.js';
 import { ConfigError, defaultHome, loadConfig, resolveHome } from '../../main/core/config.js';
 
 let tmp: string;
@@ -183,6 +184,17 @@ describe('bad values', () => {
       );
     },
   );
+
+  it('takes CLAWBAR_MAX_TOKENS, defaults it to the run limit, and refuses a bad one', () => {
+    expect(configWith({}).maxTokens).toBe(DEFAULT_RUN_LIMITS.maxTokens);
+    expect(configWith({ CLAWBAR_MAX_TOKENS: '2048' }).maxTokens).toBe(2048);
+    expect(configWith({}, { maxTokens: '4096' }).maxTokens).toBe(4096);
+    for (const raw of ['0', 'lots', '200000']) {
+      expect(configError({ CLAWBAR_MAX_TOKENS: raw }).message).toMatch(
+        /^CLAWBAR_MAX_TOKENS must be a whole number from 1 to 128000/,
+      );
+    }
+  });
 
   it('refuses a bad max concurrency from settings too, naming the variable', () => {
     expect(configError({}, { maxConcurrency: 'lots' }).message).toContain(

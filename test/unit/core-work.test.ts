@@ -24,6 +24,26 @@ function makeCore(runtime: ProcessRuntime, maxConcurrency = 3): ProcessCore {
   return made;
 }
 
+describe('Core run limits', () => {
+  it('clamps every model call to the configured max tokens, whatever the runner asks for', async () => {
+    const runtime = new ProcessRuntime();
+    const made = processCore({
+      prefix: 'clawbar-core-',
+      runtime,
+      api: { url: suite.fake.url, apiKey: API_KEY },
+      config: { maxTokens: 1000 },
+    });
+    suite.defer(made.close);
+    await made.core.start();
+    const group = made.core.addGroup({ name: 'Family' });
+    suite.fake.script([textTurn('short answer')]);
+    const posted = made.core.postLocal('Family', 'Alice', '@Andy hello');
+    await made.core.waitForReply(group.jid, posted.message.seq, 20_000);
+    // The runner asks for 8192.
+    expect(suite.fake.requests.map((r) => r.body.max_tokens)).toEqual([1000]);
+  });
+});
+
 describe('Core work items', () => {
   it('runs a queued task first, holds a chat message during it, then answers the message in its own run', async () => {
     const runtime = new ProcessRuntime();
