@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
+import { ConfigError } from './config.js';
 import { redactSecrets, serializeError } from './redact.js';
 
 export type { Logger };
@@ -28,6 +29,23 @@ export interface LoggerOptions {
   stderrFd?: number;
 }
 
+/** The levels `LOG_LEVEL` may name, quietest last. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/**
+ * The level to log at: `raw` trimmed and lowercased, or `info` when unset or blank.
+ * @throws {ConfigError} naming the valid levels, when `raw` is not one of them.
+ */
+export function logLevel(raw: string | undefined): pino.LevelWithSilent {
+  const level = raw?.trim().toLowerCase() || 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(
+      `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}; got ${JSON.stringify(raw)}`,
+    );
+  }
+  return level as pino.LevelWithSilent;
+}
+
 /** The log file's name in the log directory. */
 export const LOG_FILE = 'clawbar.log';
 
@@ -37,7 +55,7 @@ export const LOG_FILE = 'clawbar.log';
  * stderr once, and the logger goes on without it.
  */
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  const level = opts.level ?? process.env.LOG_LEVEL ?? 'info';
+  const level = logLevel(opts.level ?? process.env.LOG_LEVEL);
   const streams: pino.StreamEntry[] = [];
   const stderrFd = opts.stderrFd ?? 2;
   const useStderr = opts.stderr ?? true;

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createLogger, LOG_FILE } from '../../main/core/logger.js';
+import { ConfigError } from '../../main/core/config.js';
+import { createLogger, LOG_FILE, logLevel } from '../../main/core/logger.js';
 import { ROOT } from '../helpers/clawbar.js';
 import { fillDisk, mountTmpfs, requireTmpfs, type Tmpfs } from '../helpers/tmpfs.js';
 
@@ -143,4 +144,17 @@ requireTmpfs('the log on a full disk', () => {
     expect(stdout).toBe('exiting\n');
     expect(code).toBe(0);
   }, 30_000);
+});
+
+describe('LOG_LEVEL', () => {
+  it('takes a known level in any case, defaults to info, and refuses others in one line', () => {
+    expect(logLevel(undefined)).toBe('info');
+    expect(logLevel('  ')).toBe('info');
+    expect(logLevel('DEBUG')).toBe('debug');
+    expect(() => logLevel('bogus')).toThrow(ConfigError);
+    expect(() => logLevel('bogus')).toThrow(
+      'LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent; got "bogus"',
+    );
+    expect(() => createLogger({ level: 'loud', stderr: false })).toThrow(/^LOG_LEVEL must be/);
+  });
 });
