@@ -32,16 +32,21 @@ function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, CLAWBAR_HOME: home, ...extra };
 }
 
+/**
+ * Runs the built CLI. With `input`, that is written to its stdin, which is then closed (as a
+ * pipe into it would be); without, stdin stays an open pipe that nothing writes to.
+ */
 function clawbar(
   args: string[],
   extraEnv: NodeJS.ProcessEnv = {},
   timeoutMs = 30_000,
+  input?: string,
 ): Promise<Run> {
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       [CLI, ...args],
-      { cwd: ROOT, env: cleanEnv(extraEnv), timeout: timeoutMs },
+      { cwd: ROOT, env: cleanEnv(extraEnv), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         if (err && typeof err.code !== 'number') {
           reject(
@@ -52,6 +57,12 @@ function clawbar(
         resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
       },
     );
+    if (input !== undefined) {
+      // EPIPE is expected when the CLI stops reading early (a message over the limit); the
+      // exit code and stderr are what the test checks.
+      child.stdin?.on('error', () => {});
+      child.stdin?.end(input);
+    }
   });
 }
 
@@ -232,7 +243,9 @@ describe('refusals without serve', () => {
     const run = await clawbar(['groups', 'list', '--colour']);
     expect(run.code).not.toBe(0);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toContain("Unknown option '--colour'");
+    expect(run.stderr).toContain(
+      'unknown option --colour for `groups list`; valid: --json, --help',
+    );
     expect(run.stderr).toContain('usage: clawbar groups list');
   });
 
@@ -324,6 +337,190 @@ describe('--json', () => {
     const run = await clawbar(['send', '--group', 'family', '--', '--json']);
     expect(run.code).toBe(0);
     expect(run.stdout).toBe('stored (no trigger, so the assistant was not asked)\n');
+  });
+});
+
+/** Every command `clawbar --help` lists; a new command must be added here to be tested. */
+const COMMANDS = [
+  'serve',
+  'status',
+  'groups list',
+  'groups add',
+  'groups remove',
+  'groups pause',
+  'groups resume',
+  'groups stop',
+  'send',
+  'messages',
+  'image build',
+];
+
+/** The command names in the main help's list: its lines that start with two spaces and a word. */
+function listedCommands(help: string): string[] {
+  return help
+    .split('\n')
+    .map((line) => /^ {2}([a-z]+(?: [a-z]+)?)(?=\s|$)/.exec(line)?.[1])
+    .filter((name): name is string => name !== undefined);
+}
+
+function storedTexts(): string[] {
+  const db = new Database(path.join(home, 'clawbar.db'), { readonly: true });
+  try {
+    return (
+      db.prepare('SELECT text FROM messages ORDER BY seq').all() as Array<{ text: string }>
+    ).map((row) => row.text);
+  } finally {
+    db.close();
+  }
+}
+
+describe('CLI habits', () => {
+  it('lists every command in --help', async () => {
+    expect(listedCommands(await ok(['--help']))).toEqual(COMMANDS);
+  });
+
+  it.each(COMMANDS)('%s answers --help and -h with its own usage on stdout', async (name) => {
+    for (const flag of ['--help', '-h']) {
+      const run = await clawbar([...name.split(' '), flag]);
+      expect(run.code, `${name} ${flag}`).toBe(0);
+      expect(run.stderr, `${name} ${flag}`).toBe('');
+      expect(run.stdout.split('\n')[0], `${name} ${flag}`).toMatch(
+        new RegExp(`^Usage: clawbar ${name}( |$)`),
+      );
+      expect(run.stdout).toContain('-h, --help');
+      expect(run.stdout).toContain('--json');
+    }
+    // No database, no socket: help touched nothing.
+    expect(fs.readdirSync(home)).toEqual([]);
+  });
+
+  it('gives help even after other options, and `clawbar help CMD` is the same help', async () => {
+    const direct = await ok(['send', '--group', 'family', '--frobnicate', '--help']);
+    expect(direct.split('\n')[0]).toBe(
+      'Usage: clawbar send --group G [--from NAME] [--wait [--timeout SECONDS]] TEXT|-',
+    );
+    expect(await ok(['help', 'send'])).toBe(direct);
+  });
+
+  it.each(['groups', 'image'])(
+    'the %s family answers --help and -h with its commands',
+    async (family) => {
+      for (const flag of ['--help', '-h']) {
+        const run = await clawbar([family, flag]);
+        expect(run).toMatchObject({ code: 0, stderr: '' });
+        expect(run.stdout).toContain(`Usage: clawbar ${family} <command>`);
+        for (const name of COMMANDS.filter((c) => c.startsWith(`${family} `)))
+          expect(run.stdout).toContain(`  ${name}`);
+      }
+    },
+  );
+
+  it('prints the version of package.json with --version and -V', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    for (const flag of ['--version', '-V']) {
+      expect(await clawbar([flag])).toEqual({ code: 0, stdout: `${pkg.version}\n`, stderr: '' });
+    }
+    expect(JSON.parse(await ok(['--version', '--json']))).toEqual({ version: pkg.version });
+  });
+
+  it('refuses an unknown option by listing the valid ones, never by suggesting to send it', async () => {
+    await ok(['groups', 'add', '--name', 'Family']);
+    const run = await clawbar(['send', '--group', 'family', '--frobnicate', 'hello']);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(
+      [
+        'clawbar: unknown option --frobnicate for `send`; valid: --group, --from, --wait, --timeout, --json, --help',
+        'to send text that starts with -, put -- before it: clawbar send --group G -- -5 degrees',
+        'usage: clawbar send --group G [--from NAME] [--wait [--timeout SECONDS]] TEXT|-',
+        '',
+      ].join('\n'),
+    );
+    expect(run.stderr).not.toContain('positional');
+    expect(messagesInDb()).toBe(0);
+  });
+
+  it('sends text that starts with a dash after --, and a lone - after -- as text', async () => {
+    await ok(['groups', 'add', '--name', 'Family']);
+    expect(await ok(['send', '--group', 'family', '--', '-5 degrees'])).toBe(
+      'stored (no trigger, so the assistant was not asked)\n',
+    );
+    await ok(['send', '--group', 'family', '--', '-5', 'degrees', 'outside']);
+    await ok(['send', '--group', 'family', '--', '-']);
+    expect(storedTexts()).toEqual(['-5 degrees', '-5 degrees outside', '-']);
+  });
+
+  it('reads the text from stdin with -, as long as a message may be', async () => {
+    await ok(['groups', 'add', '--name', 'Family']);
+    const piped = await clawbar(
+      ['send', '--group', 'family', '-'],
+      {},
+      30_000,
+      '@Andy first line\nsecond line\n',
+    );
+    expect(piped).toEqual({
+      code: 0,
+      stdout: 'stored; `clawbar serve` is not running, so it will be answered when it starts\n',
+      stderr: '',
+    });
+    // The core's limit on one message is 65,536 characters: exactly that much goes through.
+    const longest = `@Andy ${'x'.repeat(65_536 - 6)}`;
+    const long = await clawbar(['send', '--group', 'family', '--json', '-'], {}, 30_000, longest);
+    expect(long.code, long.stderr).toBe(0);
+    expect(storedTexts()).toEqual(['@Andy first line\nsecond line', longest]);
+  });
+
+  it.each([
+    ['one character over the limit', 'y'.repeat(65_537)],
+    ['far over the limit', 'z'.repeat(4 * 1024 * 1024)],
+  ])('refuses stdin %s and stores nothing', async (_label, input) => {
+    await ok(['groups', 'add', '--name', 'Family']);
+    const run = await clawbar(['send', '--group', 'family', '-'], {}, 30_000, input);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(
+      'clawbar: the message on stdin is longer than 65536 characters, the most one message may hold; nothing was sent\n',
+    );
+    expect(messagesInDb()).toBe(0);
+  });
+
+  it.each([[''], [' \n\n']])('refuses empty stdin %j and stores nothing', async (input) => {
+    await ok(['groups', 'add', '--name', 'Family']);
+    const run = await clawbar(['send', '--group', 'family', '-'], {}, 30_000, input);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain(
+      'stdin was empty, so there is no message to send; nothing was sent',
+    );
+    expect(messagesInDb()).toBe(0);
+  });
+
+  it('refuses - together with TEXT', async () => {
+    await ok(['groups', 'add', '--name', 'Family']);
+    const run = await clawbar(['send', '--group', 'family', '-', 'more'], {}, 30_000, 'hi');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('`-` reads the message from stdin, so it takes no TEXT as well');
+    expect(messagesInDb()).toBe(0);
+  });
+
+  it('does not advertise serve --http, and refuses it clearly', async () => {
+    expect(await ok(['--help'])).not.toContain('--http');
+    expect(await ok(['serve', '--help'])).not.toContain('--http');
+    for (const args of [
+      ['serve', '--http', '127.0.0.1:8080'],
+      ['serve', '--http=127.0.0.1:8080'],
+    ]) {
+      const run = await clawbar(args, {}, 20_000);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toBe(
+        'clawbar: --http is not available yet: this version has no browser dashboard; run `clawbar serve` without it\n',
+      );
+    }
+    // Refused before anything started: no database, no socket.
+    expect(fs.readdirSync(home)).toEqual([]);
   });
 });
 
