@@ -4,6 +4,7 @@
  * Without an engine such tests skip with the reason in their name, except under CI, where a
  * missing engine (or base image) is a failure: CI is meant to exercise the real thing.
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -65,15 +66,17 @@ export function requireDocker(name: string, body: () => void): void {
 }
 
 /**
- * Builds `clawbar-test-<name>:latest` from the given files (a `Dockerfile` among them) and
- * returns the tag. Build failures reject with the engine's message.
+ * Builds `clawbar-test-<name>-<random>:latest` from the given files (a `Dockerfile` among them)
+ * and returns the tag. The random part keeps the tag this caller's own: another test run on the
+ * same engine building the same `name` must not replace or remove the image under it. Build
+ * failures reject with the engine's message.
  */
 export async function buildTestImage(
   docker: Docker,
   name: string,
   files: Record<string, string>,
 ): Promise<string> {
-  const tag = `clawbar-test-${name}:latest`;
+  const tag = `clawbar-test-${name}-${randomBytes(4).toString('hex')}:latest`;
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `clawbar-test-${name}-`));
   try {
     for (const [file, content] of Object.entries(files)) {

@@ -67,6 +67,8 @@ const unusedBroker = {
   },
 };
 
+/** This test's own temp dir; the data root is `home` inside it, so its parent is ours too. */
+let box: string;
 let home: string;
 let config: ClawbarConfig;
 const cleanups: Array<() => unknown> = [];
@@ -94,14 +96,16 @@ function makeStore(): Store {
 
 beforeEach(() => {
   // Real path: the mount policy refuses a data root reached through a symlink.
-  home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-ctl-')));
+  box = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-ctl-')));
+  home = path.join(box, 'home');
+  fs.mkdirSync(home);
   config = loadConfig({ CLAWBAR_HOME: home, ANTHROPIC_API_KEY: SECRET_KEY }, () => undefined);
 });
 
 afterEach(async () => {
   // Last made, first undone: servers and cores before the stores they use.
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  fs.rmSync(home, { recursive: true, force: true });
+  fs.rmSync(box, { recursive: true, force: true });
 });
 
 /** Lets pending callbacks (a queued run, a container start) happen before checking they did not. */
@@ -290,23 +294,18 @@ describe('a serving control socket', () => {
   });
 
   it('turns a group name of ../x into folder x and creates nothing outside $CLAWBAR_HOME/groups', async () => {
+    // The parent is this test's own dir (never the shared system temp dir), so an escaped "x"
+    // would show up in its whole listing.
     const parent = path.dirname(home);
-    // The parent is the system temp dir, which other processes change: look only at what this
-    // test could have made there (its home's siblings by name, or an escaped "x").
-    const ownInParent = () =>
-      fs
-        .readdirSync(parent)
-        .filter((name) => name.startsWith(path.basename(home)) || name === 'x')
-        .sort();
-    const parentBefore = ownInParent();
+    expect(parent).toBe(box);
+    const parentBefore = fs.readdirSync(parent).sort();
     const homeBefore = fs.readdirSync(home).sort();
 
     const added = (await client.request('groups.add', { name: '../x' })) as GroupView;
     expect(added).toMatchObject({ name: '../x', folder: 'x', jid: 'local:x' });
     expect(fs.statSync(path.join(home, 'groups', 'x')).isDirectory()).toBe(true);
     expect(fs.readdirSync(home).sort()).toEqual(homeBefore);
-    // Covers an escaped "x" too, without assuming no other process has one there.
-    expect(ownInParent()).toEqual(parentBefore);
+    expect(fs.readdirSync(parent).sort()).toEqual(parentBefore);
     // The group is still found by the name it was given.
     expect(await client.request('groups.pause', { group: '../x' })).toMatchObject({
       folder: 'x',

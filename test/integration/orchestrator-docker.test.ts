@@ -53,7 +53,8 @@ function harness(
   };
   const store = openStore(config.dbPath);
   const log = silentLogger();
-  const docker = new DockerRuntime({ log, scope: scopeForHome(home) });
+  // Scoped by the resolved home, as serve does and as the leftover check below looks it up.
+  const docker = new DockerRuntime({ log, scope: scopeForHome(config.home) });
   const wire: string[] = [];
   // Tap the container's stdio, to check what crosses into the sandbox.
   const runtime: ContainerRuntime = Object.assign(Object.create(docker) as DockerRuntime, {
