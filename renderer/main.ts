@@ -27,7 +27,7 @@ const errorLine = element<HTMLParagraphElement>('error');
 function describeStatus(status: CoreStatus): string {
   if (!status.runtime.ok)
     return `Container runtime unavailable: ${status.runtime.reason}. ${status.runtime.fix}`;
-  if (!status.image.present)
+  if (status.image.present === false)
     return `Agent image ${status.image.image} is missing: run clawbar image build.`;
   if (!status.keyConfigured) return 'No Anthropic API key: set ANTHROPIC_API_KEY.';
   const running = status.queue.running.filter((run) => !run.idle).length;

@@ -198,7 +198,8 @@ export function statusLine(health: Health | null, queue: QueueSnapshot): string 
     const name = health.runtime.kind === 'apple' ? 'Apple Container' : 'Docker';
     return `${name} unavailable: ${shorten(health.runtime.reason, MAX_REASON)}`;
   }
-  if (!health.image.present) return 'Agent image missing: run clawbar image build';
+  // The engine answers here, so the image state is known; null would mean it could not say.
+  if (health.image.present === false) return 'Agent image missing: run clawbar image build';
   if (!health.keyConfigured) return 'No Anthropic API key: set ANTHROPIC_API_KEY';
   const running = queue.running.filter((run) => !run.idle).length;
   const waiting = queue.waiting.length + queue.retrying.length + queue.waitingForRuntime.length;

@@ -382,10 +382,9 @@ async function status(out: Output): Promise<void> {
     );
     return [
       `serve:      ${s.serving ? 'running' : 'not running'}`,
-      `whatsapp:   not connected (not paired)`,
       `channels:   ${channels || 'none'}`,
       `runtime:    ${runtime}`,
-      `image:      ${s.image.image} ${s.image.present ? 'present' : 'missing; run `clawbar image build`'}`,
+      `image:      ${s.image.image} ${imageLine(s.image.present)}`,
       `api key:    ${s.keyConfigured ? 'set' : 'missing; set ANTHROPIC_API_KEY'}`,
       `groups:     ${s.groups}`,
       `queue:      ${s.queue.waiting.length} waiting, ${s.queue.retrying.length} retrying, ` +
@@ -398,6 +397,12 @@ async function status(out: Output): Promise<void> {
       ...failures,
     ].join('\n');
   });
+}
+
+/** Whether the agent image is there; "unknown" when the engine could not be asked. */
+function imageLine(present: boolean | null): string {
+  if (present === null) return 'unknown (the container engine is not reachable)';
+  return present ? 'present' : 'missing; run `clawbar image build`';
 }
 
 /** Finds the command `argv` names, and the arguments that are its own. */

@@ -86,6 +86,7 @@ export async function serveCommand(opts: { json: boolean }): Promise<number> {
         // socket can still carry the answer, and runs get their grace period.
         await core.shutdown(RUN_GRACE_MS);
         await control.close();
+        log.info('stopped');
         await booted.close(0);
         done(0);
       })().catch((err: unknown) => {

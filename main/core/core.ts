@@ -396,7 +396,7 @@ export class Core {
       this.deps.runtime.check(),
       this.deps.runtime
         .inspectImage(this.deps.config.image)
-        .catch((): ImageState => ({ image: this.deps.config.image, present: false })),
+        .catch((): ImageState => ({ image: this.deps.config.image, present: null })),
     ]);
     const counts = store.outboxCounts();
     return {

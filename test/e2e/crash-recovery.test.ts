@@ -103,6 +103,8 @@ requireDocker('crash recovery', () => {
     expect(await first.stop()).toBe(0);
     // The default grace period is 10 s; the model call would have taken a minute.
     expect(Date.now() - began).toBeLessThan(15_000);
+    // Its last words say it stopped, so a log reader knows the exit was orderly.
+    expect(first.logs().trimEnd().split('\n').at(-1)).toMatch(/"msg":"stopped"/);
     const told = await waiting;
     expect(told.code).not.toBe(0);
     expect(told.stderr).toMatch(

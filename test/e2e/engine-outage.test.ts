@@ -64,7 +64,9 @@ requireDocker('the Docker engine goes away mid-run', () => {
 
     proxy.cut();
     // status answers while the engine is away, and says what to do.
-    let status: { runtime: { ok: boolean; reason?: string; fix?: string } } | undefined;
+    let status:
+      | { runtime: { ok: boolean; reason?: string; fix?: string }; image: { present: unknown } }
+      | undefined;
     for (let i = 0; i < 50; i++) {
       const result = await cli(['status', '--json'], env);
       expect(result.code, result.stderr).toBe(0);
@@ -75,8 +77,15 @@ requireDocker('the Docker engine goes away mid-run', () => {
     expect(status?.runtime.ok).toBe(false);
     expect(status?.runtime.reason).toMatch(/^Docker engine not reachable/);
     expect(status?.runtime.fix).toMatch(/docker/i);
+    // With the engine away, nobody can say whether the image is there: status does not guess.
+    expect(status?.image.present).toBeNull();
     const human = await cli(['status'], env);
     expect(human.stdout).toMatch(/Docker engine not reachable/);
+    expect(human.stdout).toMatch(
+      /^image: +\S+ unknown \(the container engine is not reachable\)$/m,
+    );
+    // No WhatsApp line until there is a WhatsApp channel.
+    expect(human.stdout).not.toMatch(/whatsapp/i);
     // Held, not retried: only the one model call so far.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     expect(fake.requests).toHaveLength(1);

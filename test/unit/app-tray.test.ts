@@ -246,6 +246,10 @@ describe('the status line', () => {
     expect(
       statusLine({ ...healthy, image: { image: 'clawbar-agent:latest', present: false } }, idle),
     ).toBe('Agent image missing: run clawbar image build');
+    // An image state nobody could ask about is not reported as missing.
+    expect(
+      statusLine({ ...healthy, image: { image: 'clawbar-agent:latest', present: null } }, idle),
+    ).toBe('Ready');
     expect(statusLine({ ...healthy, keyConfigured: false }, idle)).toBe(
       'No Anthropic API key: set ANTHROPIC_API_KEY',
     );

@@ -86,7 +86,8 @@ export type RuntimeState =
 
 export interface ImageState {
   image: string;
-  present: boolean;
+  /** Whether the engine has it; null when the engine could not be asked (it is down). */
+  present: boolean | null;
   id?: string;
   createdAt?: string;
 }
