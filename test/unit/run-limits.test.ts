@@ -749,26 +749,8 @@ describe('run limits: the queue and the core', () => {
   });
 
   it('a run stopped at a limit is not retried, and the chat gets one notice, not two', async () => {
-    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-limits-core-'));
-    const config = loadConfig({ CLAWBAR_HOME: home }, () => undefined);
-    const store = openStore(config.dbPath);
-    const runtime = new StreamRuntime();
-    const core = new Core({
-      config,
-      store,
-      runtime,
-      broker: new RecordingBroker(),
-      log: silentLogger(),
-      channels: [localChannelFor(store)],
-      // A retry, if one were made, would come at once.
-      retry: { baseDelayMs: 1, maxRetries: 5 },
-      runLimits: { maxRepliesPerTurn: 2 },
-    });
-    cleanups.push(async () => {
-      await core.shutdown(0);
-      store.close();
-      fs.rmSync(home, { recursive: true, force: true });
-    });
+    // A retry, if one were made, would come at once (1 ms).
+    const { core, store, runtime } = streamCore('clawbar-limits-core-', { maxRepliesPerTurn: 2 });
     await core.start();
     const group = core.addGroup({ name: 'Limits' });
     const gaveUp = new Promise<{ error: string; attempts: number }>((resolve) =>
@@ -794,6 +776,33 @@ describe('run limits: the queue and the core', () => {
     ]);
   });
 });
+
+/**
+ * A Core in its own temp home whose containers are in-memory streams the test writes to, with
+ * a recording broker and retries that would come at once; shut down after the test.
+ */
+function streamCore(prefix: string, runLimits: Partial<RunLimits>) {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const config = loadConfig({ CLAWBAR_HOME: home }, () => undefined);
+  const store = openStore(config.dbPath);
+  const runtime = new StreamRuntime();
+  const core = new Core({
+    config,
+    store,
+    runtime,
+    broker: new RecordingBroker(),
+    log: silentLogger(),
+    channels: [localChannelFor(store)],
+    retry: { baseDelayMs: 1, maxRetries: 5 },
+    runLimits,
+  });
+  cleanups.push(async () => {
+    await core.shutdown(0);
+    store.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+  return { core, store, runtime };
+}
 
 describe('run limits: a flood from inside the real runner', () => {
   const API_KEY = 'sk-ant-test-run-limits';
@@ -1121,25 +1130,7 @@ describe('run limits: a request the API refuses', () => {
 
 describe('run limits: messages that arrive while a run ends, through the core', () => {
   it('a message that arrives during a turn stopped at a limit gets a run of its own, which answers only it', async () => {
-    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-limits-left-'));
-    const config = loadConfig({ CLAWBAR_HOME: home }, () => undefined);
-    const store = openStore(config.dbPath);
-    const runtime = new StreamRuntime();
-    const core = new Core({
-      config,
-      store,
-      runtime,
-      broker: new RecordingBroker(),
-      log: silentLogger(),
-      channels: [localChannelFor(store)],
-      retry: { baseDelayMs: 1, maxRetries: 5 },
-      runLimits: { maxRepliesPerTurn: 1 },
-    });
-    cleanups.push(async () => {
-      await core.shutdown(0);
-      store.close();
-      fs.rmSync(home, { recursive: true, force: true });
-    });
+    const { core, runtime } = streamCore('clawbar-limits-left-', { maxRepliesPerTurn: 1 });
     await core.start();
     const group = core.addGroup({ name: 'Limits' });
     core.postLocal(group.jid, 'Alice', '@Andy hello');
