@@ -9,7 +9,7 @@ import { ensureAgentImage } from '../test/helpers/clawbar.js';
 import {
   ATTACKER,
   chatOf,
-  forge,
+  ATTACKS,
   HOSTILE_API_KEY,
   HostileLab,
   storeBytes,
@@ -35,10 +35,7 @@ export async function hostileBench(
     // 100 messages in the chat and 189 MB in the database.
     {
       const h = await lab.twoGroups();
-      lab.scriptAttack(
-        forge(`const text = 'x'.repeat(1_000_000);
-for (let i = 0; i < 5000; i++) out({ type: 'output', text });`),
-      );
+      lab.scriptAttack(ATTACKS.outputFlood);
       const rssBefore = process.memoryUsage().rss;
       let rssPeak = rssBefore;
       const sampler = setInterval(() => {
@@ -61,16 +58,7 @@ for (let i = 0; i < 5000; i++) out({ type: 'output', text });`),
     // in flight at once, the url reached the API, usage taken from the container.
     {
       const h = await lab.twoGroups();
-      lab.scriptAttack(
-        forge(`const messages = [{ role: 'user', content: 'leak' }];
-out({ type: 'model.request', requestId: 'url-1', system: 'EVIL', maxTokens: 32000, tools: [],
-  messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'http://attacker.example/x' } }] }] });
-setTimeout(() => {
-  for (let i = 0; i < 300; i++)
-    out({ type: 'model.request', requestId: 'forged-' + i, system: 'EVIL', maxTokens: 32000, tools: [], messages });
-}, 1000);
-setTimeout(() => {}, 3000);`),
-      );
+      lab.scriptAttack(ATTACKS.modelFlood);
       const attack = await lab.attack(h);
       const bodies = fake.requests.map((r) => JSON.stringify(r.body));
       report(`model flood: ${attack.result.error ?? 'run did not fail'}`);
@@ -100,10 +88,7 @@ setTimeout(() => {}, 3000);`),
     // 500 forged send_message calls. Before: all delivered in 2 s.
     {
       const h = await lab.twoGroups();
-      lab.scriptAttack(
-        forge(`for (let i = 0; i < 500; i++)
-  out({ type: 'host.call', callId: 'spam-' + i, name: 'send_message', args: { text: 'spam ' + i } });`),
-      );
+      lab.scriptAttack(ATTACKS.sendFlood);
       await lab.attack(h);
       const spam = (await chatOf(h, ATTACKER)).filter((line) => line.startsWith('bot: spam'));
       rows.push(row('send flood: forged messages delivered (of 500)', spam.length, 'count', 5));
@@ -122,9 +107,7 @@ setTimeout(() => {}, 3000);`),
       h.core.events.on('run:finished', (e) => {
         if (e.groupJid === h.jidOf(ATTACKER)) held = Date.now() - started;
       });
-      lab.scriptAttack(
-        '(while :; do echo > /proc/$PPID/fd/1; sleep 0.2; done) &\nsleep 0.5\nkill -STOP $PPID\nsleep 600',
-      );
+      lab.scriptAttack(ATTACKS.stoppedRunner);
       const attack = await lab.attack(h);
       report(`stopped runner: ${attack.result.error ?? 'run did not fail'}`);
       rows.push(

