@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ModelBroker } from '../../main/core/agent/model-broker.js';
 import { MAX_TURN_ATTEMPTS } from '../../main/core/agent/turns.js';
 import { localChannelFor } from '../../main/core/channels/local.js';
 import { loadConfig } from '../../main/core/config.js';
@@ -17,10 +16,10 @@ import { ControlServer } from '../../main/core/control/server.js';
 import { Core } from '../../main/core/core.js';
 import type { CoreEvents } from '../../main/core/events.js';
 import { silentLogger } from '../../main/core/logger.js';
-import { openStore, type Store } from '../../main/core/store/index.js';
+import { openStore } from '../../main/core/store/index.js';
 import { ProcessRuntime } from '../helpers/process-runtime.js';
 import { scriptedRunner } from '../helpers/scripted-runner.js';
-import { throwingBroker } from '../helpers/unit-core.js';
+import { processCore, throwingBroker } from '../helpers/unit-core.js';
 
 const DONE = `out({ type: 'done', status: 'ok', turn: [], usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 } });`;
 
@@ -68,25 +67,14 @@ afterEach(async () => {
 });
 
 async function startCore(runtime: ProcessRuntime) {
-  const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-stop-')));
-  const config = loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined);
-  const store: Store = openStore(config.dbPath);
-  const log = silentLogger();
-  const core = new Core({
-    config: { ...config, idleTimeoutMs: 30_000 },
-    store,
+  const { core, store, config, close } = processCore({
+    prefix: 'clawbar-stop-',
     runtime,
-    broker: throwingBroker,
-    log,
-    channels: [localChannelFor(store)],
-    retry: { baseDelayMs: 20, maxRetries: 5 },
+    config: { idleTimeoutMs: 30_000 },
+    deps: { retry: { baseDelayMs: 20, maxRetries: 5 } },
   });
-  cleanups.push(async () => {
-    await core.shutdown(1_000);
-    await runtime.cleanup();
-    store.close();
-    fs.rmSync(home, { recursive: true, force: true });
-  });
+  const log = silentLogger();
+  cleanups.push(close);
   await core.start();
   const server = new ControlServer(
     config.socketPath,
@@ -265,26 +253,16 @@ describe('attempts that are not the message’s fault', () => {
   it(`messages of a user with no API key are never given up, however often they fail`, async () => {
     const runtime = new ProcessRuntime();
     runtime.useScript(ASKS_THE_MODEL);
-    const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-nokey-')));
-    const config = loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined);
-    const store = openStore(config.dbPath);
-    const log = silentLogger();
-    const core = new Core({
-      config: { ...config, apiKey: '', idleTimeoutMs: 30_000 },
-      store,
+    const { core, store, close } = processCore({
+      prefix: 'clawbar-nokey-',
       runtime,
-      // The real broker: with no key, every call fails at once as \`no_key\`.
-      broker: new ModelBroker({ apiKey: '', model: config.model, log }),
-      log,
-      channels: [localChannelFor(store)],
-      retry: { baseDelayMs: 20, maxRetries: 5 },
+      config: { apiKey: '', idleTimeoutMs: 30_000 },
+      // The real broker with no key: every call fails at once as `no_key`, before any request
+      // (nothing listens at this address).
+      api: { url: 'http://127.0.0.1:9', apiKey: '' },
+      deps: { retry: { baseDelayMs: 20, maxRetries: 5 } },
     });
-    cleanups.push(async () => {
-      await core.shutdown(1_000);
-      await runtime.cleanup();
-      store.close();
-      fs.rmSync(home, { recursive: true, force: true });
-    });
+    cleanups.push(close);
     await core.start();
     const group = core.addGroup({ name: 'Family' });
     const notices = () =>
