@@ -9,13 +9,18 @@ import { resolveHome } from '../core/config.js';
 import { ControlRequestError } from '../core/control/client.js';
 import { controlHandlers } from '../core/control/handlers.js';
 import { invokeControl } from '../core/control/server.js';
-import { createLogger } from '../core/logger.js';
+import { CLI_LOG_FILE, createLogger } from '../core/logger.js';
 import type { ControlLike } from './control.js';
 
 export async function withLocalCore<T>(fn: (control: ControlLike) => Promise<T>): Promise<T> {
   const home = resolveHome();
-  // Quiet on the terminal: the command's own output is what the user asked for.
-  const log = createLogger({ logDir: path.join(home, 'logs'), stderr: false });
+  // Quiet on the terminal: the command's own output is what the user asked for. Its own file,
+  // so a command never writes into serve's log, nor rotates it under serve.
+  const log = createLogger({
+    logDir: path.join(home, 'logs'),
+    fileName: CLI_LOG_FILE,
+    stderr: false,
+  });
   const booted = bootCore({ dispatch: false, log });
   booted.core.groups.ensureLayout();
   const handlers = controlHandlers({ core: booted.core, serving: false });

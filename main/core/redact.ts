@@ -38,6 +38,9 @@ export function registerSecret(value: string | null | undefined): void {
   secrets.add(secret);
   const encoded = encodeURIComponent(secret);
   if (encoded !== secret) secrets.add(encoded);
+  // The log line is redacted as JSON text, where a quote or backslash in the key is escaped.
+  const inJson = JSON.stringify(secret).slice(1, -1);
+  if (inJson !== secret) secrets.add(inJson);
   if (secrets.size !== before) sortedSecrets = [...secrets].sort((a, b) => b.length - a.length);
 }
 
@@ -102,17 +105,30 @@ function isErrorLike(value: unknown): value is ErrorLike {
   );
 }
 
-/** A serialized error, in the shape of pino's own: `type`, `message`, `stack`, then fields. */
+/**
+ * A serialized error: `type`, `message` (the error's own), `stack` (its stack, then each
+ * cause's after a `caused by:` line), the error's other fields (`code`, `status`…), then
+ * `causes`, one entry per cause in order, each with its type, its message and its fields.
+ */
 export type SerializedError = Record<string, unknown> & {
   type: string;
   message: string;
   stack: string;
+  causes?: SerializedCause[];
 };
 
 /**
- * The pino serializer for `err` (and `error`): an error becomes `{ type, message, stack, …}`
- * as with pino's own, message and stack carrying the whole cause chain, but with every string
- * redacted. Values that are not errors are redacted the same way, field by field.
+ * One cause of a serialized error. `message` is left out when an earlier message in the chain
+ * already contains it: errors here are often built as `new XError(\`what failed: ${err.message}\`,
+ * { cause: err })`, and printing every message of such a chain said the same thing two or three
+ * times ("X: Y: Y").
+ */
+export type SerializedCause = Record<string, unknown> & { type: string; message?: string };
+
+/**
+ * The pino serializer for `err` (and `error`): an error becomes `{ type, message, stack, …,
+ * causes }` with every string redacted. Values that are not errors are redacted the same way,
+ * field by field.
  */
 export function serializeError(value: unknown): unknown {
   if (!isErrorLike(value)) return redactValue(value, 0, new Set());
@@ -121,31 +137,50 @@ export function serializeError(value: unknown): unknown {
 
 function serializeErrorLike(err: ErrorLike, seen: Set<unknown>): SerializedError {
   seen.add(err);
+  const message = redactSecrets(err.message);
   const out: SerializedError = {
     type: errorType(err),
-    message: redactSecrets(chainText(err, (e) => e.message, ': ')),
+    message,
+    // The whole chain's stacks: the log file is for finding out what went wrong after the
+    // fact, when nobody can run it again at debug. The terminal shows them only at debug.
     stack: redactSecrets(
       chainText(err, (e) => (typeof e.stack === 'string' ? e.stack : e.message), '\ncaused by: '),
     ),
   };
   copyFields(err, out, seen);
-  // The causes' messages and stacks are in the chain above; their other fields (an SDK
-  // error's status, request id and parsed body; an AggregateError's errors) follow here, so
-  // nothing pino would print, or that says what went wrong, is lost to the redaction.
-  const causes: Array<Record<string, unknown>> = [];
+  // Each cause with its type, its message unless already said, and its other fields (an SDK
+  // error's status, request id and parsed body; an AggregateError's errors), so nothing pino
+  // would print, or that says what went wrong, is lost to the redaction.
+  const said = [message];
+  const causes: SerializedCause[] = [];
   let cause = err.cause;
   while (isErrorLike(cause) && !seen.has(cause) && causes.length < MAX_CAUSES) {
     seen.add(cause);
-    const fields: Record<string, unknown> = { type: errorType(cause) };
-    copyFields(cause, fields, seen);
-    if (Object.keys(fields).length > 1) causes.push(fields);
+    const entry: SerializedCause = { type: errorType(cause) };
+    const text = redactSecrets(cause.message);
+    if (!alreadySaid(said, text)) {
+      entry.message = text;
+      said.push(text);
+    }
+    copyFields(cause, entry, seen);
+    causes.push(entry);
     cause = cause.cause;
   }
   if (causes.length > 0) out.causes = causes;
-  // A cause that is not an error (a string, a response body) is not in the message chain,
-  // and pino would drop it; it is kept here, redacted, since it often says what went wrong.
+  // A cause that is not an error (a string, a response body) is kept, redacted, since it
+  // often says what went wrong.
   if (cause !== undefined && !isErrorLike(cause)) out.cause = redactValue(cause, 1, seen);
   return out;
+}
+
+/**
+ * Whether `text` says nothing that one of `earlier` does not: empty, or contained in one of
+ * them, give or take the final full stop (a parent often quotes its cause without it:
+ * `${err.message.replace(/[\s.]+$/, '')}; the conversation is forgotten`).
+ */
+export function alreadySaid(earlier: readonly string[], text: string): boolean {
+  const core = text.trim().replace(/[\s.]+$/, '');
+  return core === '' || earlier.some((said) => said.includes(core));
 }
 
 /**
@@ -184,13 +219,17 @@ const SKIPPED_FIELDS = new Set(['cause', 'errors', 'stack', 'message']);
 
 function errorType(err: ErrorLike): string {
   const ctor = (err as { constructor?: unknown }).constructor;
-  if (typeof ctor === 'function' && ctor.name) return ctor.name;
+  if (typeof ctor === 'function' && ctor.name && ctor.name !== 'Object') return ctor.name;
+  // A plain object: an error serialized already (the model broker logs `serializeError(e)` as
+  // `err`, which pino serializes again), or an API error body.
+  const type = (err as { type?: unknown }).type;
+  if (typeof type === 'string') return type;
   return typeof err.name === 'string' ? err.name : 'Error';
 }
 
 /**
- * The texts of an error and its causes, joined: `a: b: c` for messages, each stack after a
- * `caused by:` line. Stops at a cycle or after {@link MAX_CAUSES}.
+ * The texts of an error and its causes, joined: each stack after a `caused by:` line. Stops at
+ * a cycle or after {@link MAX_CAUSES}.
  */
 function chainText(err: ErrorLike, pick: (e: ErrorLike) => string, separator: string): string {
   const parts: string[] = [];

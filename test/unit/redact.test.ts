@@ -90,30 +90,60 @@ describe('serializeError', () => {
     const json = JSON.stringify(serialized);
 
     expect(json).not.toContain(CONFIGURED_KEY);
-    // The facts survive: the chain of messages, the stack, the fields, the aggregated errors.
+    // The facts survive: the message, the stack, the fields, the aggregated errors.
     expect(serialized.type).toBe('Error');
-    expect(serialized.message).toBe(
-      `model call failed: request failed: all attempts failed: upstream said: invalid key ${REDACTED}`,
-    );
+    expect(serialized.message).toBe('model call failed');
     expect(serialized.stack).toContain('caused by: AggregateError: all attempts failed');
     expect(serialized.stack).toContain('at proxy (gateway.js:1:1)');
     expect(serialized.detail).toBe(`while calling with ${REDACTED}`);
-    // The causes' own fields follow the chain, redacted too.
+    // Each cause in order, with its message and its own fields, redacted too.
     expect(serialized.causes).toEqual([
       {
         type: 'Error',
+        message: 'request failed',
         body: { error: { type: 'authentication_error', message: `bad key ${REDACTED}` } },
         headers: { 'x-api-key': REDACTED, 'request-id': 'req_123' },
         requestLine: `POST /v1/messages Authorization: Bearer ${REDACTED}`,
       },
       {
         type: 'AggregateError',
+        message: 'all attempts failed',
         aggregateErrors: [
           expect.objectContaining({ message: `attempt 1 sent ${REDACTED}` }),
           expect.objectContaining({ message: 'attempt 2 timed out' }),
         ],
       },
+      { type: 'Error', message: `upstream said: invalid key ${REDACTED}` },
     ]);
+  });
+
+  it('leaves out a cause’s message its wrapper already quotes, and keeps its type and fields', () => {
+    const root = Object.assign(new Error('connect ENOENT /var/run/docker.sock'), {
+      code: 'ENOENT',
+    });
+    const start = new Error(`could not create container c1: ${root.message}`, { cause: root });
+    const top = new Error(`could not start the agent container: ${start.message}`, {
+      cause: start,
+    });
+    const serialized = serializeError(top) as Record<string, unknown>;
+    expect(serialized.message).toBe(
+      'could not start the agent container: could not create container c1: connect ENOENT /var/run/docker.sock',
+    );
+    expect(serialized.causes).toEqual([{ type: 'Error' }, { type: 'Error', code: 'ENOENT' }]);
+    // Once in the message, once per stack: never three times on one line.
+    expect(JSON.stringify(serialized).split('connect ENOENT').length - 1).toBe(1 + 3);
+  });
+
+  it('gives the same result for an error serialized already (the broker logs those)', () => {
+    const once = serializeError(leakyError(CONFIGURED_KEY));
+    expect(serializeError(once)).toEqual(once);
+  });
+
+  it('redacts a configured key with a quote in it from the JSON line too', () => {
+    const quoted = 'gateway"key\\with-escapes-42';
+    registerSecret(quoted);
+    const line = JSON.stringify({ msg: `echo ${quoted}` });
+    expect(redactSecrets(line)).toBe(JSON.stringify({ msg: `echo ${REDACTED}` }));
   });
 
   it('keeps a cause that is not an error, redacted', () => {
