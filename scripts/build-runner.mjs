@@ -19,6 +19,10 @@ try {
   await build({
     entryPoints: [entry],
     outfile,
+    // Paths in the bundle's comments are relative to the package root wherever the build is run
+    // from, so the same sources give the same bytes, and the image's runner hash (the label that
+    // decides whether serve rebuilds the image) does not change with the working directory.
+    absWorkingDir: root,
     bundle: true,
     platform: 'node',
     target: 'node18',

@@ -232,19 +232,27 @@ function commandList(out: Output): CommandSpec[] {
     },
     {
       name: 'image build',
-      synopsis: '[--base IMAGE]',
+      synopsis: '[--base IMAGE] [--force]',
       summary: 'build the agent image, with progress',
+      details:
+        'Without --base: nothing to do when the image matches this runner; otherwise it builds\n' +
+        'on node:22-bookworm-slim (present or pulled), else a local clawbar-base:offline, else\n' +
+        'that base made with sandbox-images/offline-base.sh (needs root and debootstrap).',
       options: {
         base: {
           type: 'string',
           value: 'IMAGE',
-          help: "replaces the Dockerfile's BASE_IMAGE (e.g. clawbar-base:offline)",
+          help: "build on IMAGE, always (replaces the Dockerfile's BASE_IMAGE)",
         },
+        force: { type: 'boolean', help: 'rebuild even when the image is up to date' },
       },
       positionals: { min: 0, max: 0 },
       async run({ values }) {
         const { imageBuildCommand } = await import('./image.js');
-        await imageBuildCommand({ base: values.base as string | undefined }, out);
+        await imageBuildCommand(
+          { base: values.base as string | undefined, force: Boolean(values.force) },
+          out,
+        );
       },
     },
   ];

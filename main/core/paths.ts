@@ -27,3 +27,7 @@ export const templatesDir = (): string => path.join(packageRoot(), 'groups');
 
 /** The agent image's build context. */
 export const agentImageContext = (): string => path.join(packageRoot(), 'sandbox-images', 'agent');
+
+/** The script that makes `clawbar-base:offline` with no registry (debootstrap, as root). */
+export const offlineBaseScript = (): string =>
+  path.join(packageRoot(), 'sandbox-images', 'offline-base.sh');

@@ -5,18 +5,18 @@
  * missing engine (or base image) is a failure: CI is meant to exercise the real thing.
  */
 import { randomBytes } from 'node:crypto';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
 import Docker from 'dockerode';
-import { describe, it } from 'vitest';
+import { describe, inject, it } from 'vitest';
 
-/**
- * The base every test image builds FROM: made offline by sandbox-images/offline-base.sh.
- * @default 'clawbar-base:offline' (override with CLAWBAR_TEST_BASE_IMAGE)
- */
-export const TEST_BASE_IMAGE = process.env.CLAWBAR_TEST_BASE_IMAGE ?? 'clawbar-base:offline';
+import { DOCKER_SKIP_LOG_KEY, TEST_BASE_IMAGE } from '../setup/test-base.js';
+
+// The global setup (test/setup/global-docker.ts) makes this image when it is missing.
+export { TEST_BASE_IMAGE };
 
 export interface DockerProbe {
   ok: boolean;
@@ -61,8 +61,20 @@ export function requireDocker(name: string, body: () => void): void {
       });
     });
   } else {
+    recordSkip(name, probe.reason);
     describe.skip(`${name} [skipped: ${probe.reason}]`, body);
   }
+}
+
+/**
+ * Writes a skipped suite down where the global setup's teardown reads it, so the run ends
+ * with a loud warning instead of a quiet green. No file without the global setup.
+ */
+function recordSkip(name: string, reason: string): void {
+  const log = inject(DOCKER_SKIP_LOG_KEY) as string | undefined;
+  if (!log) return;
+  const clean = (text: string): string => text.replace(/[\t\n\r]+/g, ' ');
+  fsSync.appendFileSync(log, `${clean(name)}\t${clean(reason)}\n`);
 }
 
 /**

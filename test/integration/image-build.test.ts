@@ -9,8 +9,10 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import {
   ImageBuildError,
+  RUNNER_HASH_LABEL,
   buildAgentImage,
   contextFiles,
+  runnerContentHash,
   type ImageBuildProgress,
 } from '../../main/core/sandbox/image.js';
 import { TEST_BASE_IMAGE, removeTestImage, requireDocker } from '../helpers/docker.js';
@@ -64,16 +66,84 @@ describe('contextFiles', () => {
   });
 });
 
+describe('runnerContentHash', () => {
+  it('is a sha256 that stays the same for the same Dockerfile and runner bundle', async () => {
+    writeContext(dir, GOOD_DOCKERFILE);
+    const first = await runnerContentHash(dir);
+    expect(first).toMatch(/^[0-9a-f]{64}$/);
+    // Another copy of the same files elsewhere (another machine's checkout) hashes alike.
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-image-copy-'));
+    try {
+      writeContext(copy, GOOD_DOCKERFILE);
+      expect(await runnerContentHash(copy)).toBe(first);
+    } finally {
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
+  it('changes when one byte of the runner bundle changes', async () => {
+    writeContext(dir, GOOD_DOCKERFILE);
+    const before = await runnerContentHash(dir);
+    fs.appendFileSync(path.join(dir, 'dist', 'runner.mjs'), ' ');
+    expect(await runnerContentHash(dir)).not.toBe(before);
+  });
+
+  it('changes when the Dockerfile changes', async () => {
+    writeContext(dir, GOOD_DOCKERFILE);
+    const before = await runnerContentHash(dir);
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), `${GOOD_DOCKERFILE}ENV X=1\n`);
+    expect(await runnerContentHash(dir)).not.toBe(before);
+  });
+
+  it('ignores files outside the Dockerfile and the bundle, and CRLF line ends', async () => {
+    writeContext(dir, GOOD_DOCKERFILE);
+    const before = await runnerContentHash(dir);
+    fs.writeFileSync(path.join(dir, '.dockerignore'), 'runner\n');
+    fs.mkdirSync(path.join(dir, 'runner'));
+    fs.writeFileSync(path.join(dir, 'runner', 'index.ts'), 'export {};\n');
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), GOOD_DOCKERFILE.replace(/\n/g, '\r\n'));
+    expect(await runnerContentHash(dir)).toBe(before);
+  });
+
+  it('does not let bytes move between the two files unnoticed', async () => {
+    writeContext(dir, 'FROM x\n');
+    fs.writeFileSync(path.join(dir, 'dist', 'runner.mjs'), 'ab');
+    const before = await runnerContentHash(dir);
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), 'FROM x\na');
+    fs.writeFileSync(path.join(dir, 'dist', 'runner.mjs'), 'b');
+    expect(await runnerContentHash(dir)).not.toBe(before);
+  });
+
+  it('asks for `npm run build` when the bundle is missing', async () => {
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), GOOD_DOCKERFILE);
+    await expect(runnerContentHash(dir)).rejects.toThrow(/run `npm run build` first/);
+  });
+});
+
 /**
  * An engine that replays a scripted build stream, for what the offline engine cannot show
  * (registry pulls). The modem is the real one: its followProgress does the line parsing.
  */
-function scriptedEngine(events: object[]): Docker {
+function scriptedEngine(
+  events: object[],
+  labels: (contextDir: string) => Promise<Record<string, string>> = async (contextDir) => ({
+    [RUNNER_HASH_LABEL]: await runnerContentHash(contextDir),
+  }),
+): Docker {
   const modem = new Docker({ socketPath: '/nonexistent/docker.sock' }).modem;
+  let context = '';
   return {
     modem,
-    buildImage: () => Promise.resolve(Readable.from(events.map((e) => `${JSON.stringify(e)}\r\n`))),
-    getImage: () => ({ inspect: () => Promise.resolve({ Id: `sha256:${'a'.repeat(64)}` }) }),
+    buildImage: (src: { context: string }) => {
+      context = src.context;
+      return Promise.resolve(Readable.from(events.map((e) => `${JSON.stringify(e)}\r\n`)));
+    },
+    getImage: () => ({
+      inspect: async () => ({
+        Id: `sha256:${'a'.repeat(64)}`,
+        Config: { Labels: await labels(context) },
+      }),
+    }),
   } as unknown as Docker;
 }
 
@@ -101,7 +171,11 @@ describe('buildAgentImage progress (scripted engine)', () => {
       contextDir: dir,
       onProgress: (e) => events.push(e),
     });
-    expect(built).toMatchObject({ tag: 'clawbar-agent:latest', id: `sha256:${'a'.repeat(64)}` });
+    expect(built).toMatchObject({
+      tag: 'clawbar-agent:latest',
+      id: `sha256:${'a'.repeat(64)}`,
+      runnerHash: await runnerContentHash(dir),
+    });
     expect(events).toEqual([
       { kind: 'step', step: 1, total: 2, text: 'Step 1/2 : FROM node:22-bookworm-slim' },
       {
@@ -138,6 +212,18 @@ describe('buildAgentImage progress (scripted engine)', () => {
     expect((err as ImageBuildError).daemonMessage).toMatch(/no such host$/);
     expect((err as Error).message).toMatch(
       /^building x:y failed at Step 1\/1 : FROM node:22-bookworm-slim: Get .*no such host; no registry reachable\?/,
+    );
+  });
+
+  it('refuses an image the engine built without the runner-hash label', async () => {
+    writeContext(dir, GOOD_DOCKERFILE);
+    const docker = scriptedEngine([{ stream: 'Step 1/1 : FROM scratch\n' }], async () => ({}));
+    const err = await buildAgentImage({ docker, contextDir: dir, tag: 'x:y' }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ImageBuildError);
+    expect((err as Error).message).toBe(
+      `the engine built x:y without the ${RUNNER_HASH_LABEL} label (found null); it may be too old to label builds: update Docker`,
     );
   });
 
@@ -187,15 +273,18 @@ requireDocker('buildAgentImage with a real engine', () => {
     expect(built.id).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(built.seconds).toBeGreaterThan(0);
     const steps = events.filter((e) => e.kind === 'step');
+    const hash = await runnerContentHash(dir);
     expect(steps.map((s) => s.text)).toEqual([
-      'Step 1/5 : ARG BASE_IMAGE=registry.invalid/node:22-bookworm-slim',
+      'Step 1/6 : ARG BASE_IMAGE=registry.invalid/node:22-bookworm-slim',
       // The engine reports the instruction as written; the build argument applies underneath.
-      'Step 2/5 : FROM ${BASE_IMAGE}',
-      'Step 3/5 : COPY dist/runner.mjs /opt/runner/runner.mjs',
-      'Step 4/5 : RUN node /opt/runner/runner.mjs > /opt/runner/ran',
-      'Step 5/5 : CMD ["node", "/opt/runner/runner.mjs"]',
+      'Step 2/6 : FROM ${BASE_IMAGE}',
+      'Step 3/6 : COPY dist/runner.mjs /opt/runner/runner.mjs',
+      'Step 4/6 : RUN node /opt/runner/runner.mjs > /opt/runner/ran',
+      'Step 5/6 : CMD ["node", "/opt/runner/runner.mjs"]',
+      // The runner-hash label: the engine appends it as the last step.
+      `Step 6/6 : LABEL ${RUNNER_HASH_LABEL}=${hash}`,
     ]);
-    expect(steps.at(-1)).toMatchObject({ kind: 'step', step: 5, total: 5 });
+    expect(steps.at(-1)).toMatchObject({ kind: 'step', step: 6, total: 6 });
     expect(events).toContainEqual({
       kind: 'output',
       text: expect.stringMatching(/^Successfully tagged /),
@@ -204,6 +293,33 @@ requireDocker('buildAgentImage with a real engine', () => {
     const info = await docker.getImage(tag).inspect();
     expect(info.Id).toBe(built.id);
     expect(info.Config.Cmd).toEqual(['node', '/opt/runner/runner.mjs']);
+    expect(info.Config.Labels?.[RUNNER_HASH_LABEL]).toBe(await runnerContentHash(dir));
+    expect(built.runnerHash).toBe(await runnerContentHash(dir));
+  });
+
+  it('stops the build when the signal aborts, leaving no image behind', async () => {
+    writeContext(
+      dir,
+      `ARG BASE_IMAGE=registry.invalid/node:22-bookworm-slim
+FROM \${BASE_IMAGE}
+RUN echo "started" && sleep 60
+`,
+    );
+    const tag = newTag();
+    const abort = new AbortController();
+    const reason = new Error('test abort');
+    const err = await buildAgentImage({
+      docker,
+      contextDir: dir,
+      tag,
+      baseImage: TEST_BASE_IMAGE,
+      signal: abort.signal,
+      onProgress: (e) => {
+        if (e.kind === 'output' && e.text === 'started') abort.abort(reason);
+      },
+    }).catch((e: unknown) => e);
+    expect(err).toBe(reason);
+    await expect(docker.getImage(tag).inspect()).rejects.toMatchObject({ statusCode: 404 });
   });
 
   it('rejects with ImageBuildError carrying the engine message when a RUN step fails', async () => {
@@ -224,9 +340,9 @@ requireDocker('buildAgentImage with a real engine', () => {
     expect(err).toBeInstanceOf(ImageBuildError);
     const buildErr = err as ImageBuildError;
     expect(buildErr.daemonMessage).toMatch(/returned a non-zero code: 3/);
-    expect(buildErr.step).toBe('Step 3/3 : RUN echo "about to fail" && exit 3');
+    expect(buildErr.step).toBe('Step 3/4 : RUN echo "about to fail" && exit 3');
     expect(buildErr.message).toMatch(
-      /^building clawbar-test-agent-.* failed at Step 3\/3 : RUN .*non-zero code: 3$/,
+      /^building clawbar-test-agent-.* failed at Step 3\/4 : RUN .*non-zero code: 3$/,
     );
     // The failing command's own output reached the progress stream.
     expect(output).toContain('about to fail');
@@ -257,7 +373,7 @@ requireDocker('buildAgentImage with a real engine', () => {
       allowPull: true,
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ImageBuildError);
-    expect((err as ImageBuildError).step).toBe('Step 2/5 : FROM ${BASE_IMAGE}');
+    expect((err as ImageBuildError).step).toBe('Step 2/6 : FROM ${BASE_IMAGE}');
     expect((err as ImageBuildError).daemonMessage).toMatch(/registry\.invalid/);
     expect((err as Error).message).toMatch(
       /sandbox-images\/offline-base\.sh and pass --base clawbar-base:offline$/,

@@ -5,6 +5,7 @@
  * users get the registry's `node:22-bookworm-slim`, air-gapped machines and CI pass a locally
  * made base (`sandbox-images/offline-base.sh` → `clawbar-base:offline`).
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,6 +18,50 @@ import { dockerErrorFacts } from './docker.js';
 
 /** The runner bundle the Dockerfile copies in; made by `npm run build`. */
 export const RUNNER_BUNDLE = 'dist/runner.mjs';
+
+/**
+ * The image label holding {@link runnerContentHash} of the context it was built from. Every
+ * agent image {@link buildAgentImage} makes carries it; an image whose label is absent or
+ * differs from the checkout's hash is stale (see ensure-image.ts).
+ */
+export const RUNNER_HASH_LABEL = 'dev.clawbar.runner-hash';
+
+/**
+ * The build-context files whose bytes decide what the image contains, in hashing order:
+ *
+ * - `Dockerfile`: the user, the directories, the entrypoint. Its CRLF line ends are read as LF,
+ *   so a Windows checkout (git autocrlf) hashes like a Linux one; the engine reads both alike.
+ * - {@link RUNNER_BUNDLE}: the code the container runs. It is hashed rather than the runner's
+ *   sources because it is what the image holds, and it also carries the bundled dependencies
+ *   (zod, the shared protocol) that a hash of `runner/` would miss. esbuild's output is
+ *   deterministic, so equal sources give equal bytes on every machine.
+ *
+ * Left out on purpose: `.dockerignore` (it filters the context; the COPY names its one file),
+ * the runner's sources (see above), and the base image. The base differs by machine (a
+ * registry's `node:22-bookworm-slim` or a local `clawbar-base:offline`) without changing what
+ * Clawbar needs from the image, so hashing it would rebuild images that are fine.
+ */
+const HASHED_FILES = ['Dockerfile', RUNNER_BUNDLE] as const;
+
+/**
+ * A sha256 (64 hex digits) over the build context's {@link HASHED_FILES}: equal for equal
+ * runners on any machine, different as soon as the runner bundle or the Dockerfile changes.
+ * Each file is framed by its name and length, so bytes cannot shift from one file to the next
+ * and give the same digest.
+ *
+ * @throws {ImageBuildError} when the Dockerfile or the runner bundle is missing (see
+ * {@link contextFiles}).
+ */
+export async function runnerContentHash(contextDir: string): Promise<string> {
+  contextFiles(contextDir);
+  const hash = createHash('sha256').update('clawbar-runner-hash v1\n');
+  for (const name of HASHED_FILES) {
+    let bytes = await fs.promises.readFile(path.join(contextDir, name));
+    if (name === 'Dockerfile') bytes = Buffer.from(bytes.toString('utf8').replace(/\r\n/g, '\n'));
+    hash.update(`${name}\n${bytes.length}\n`).update(bytes).update('\n');
+  }
+  return hash.digest('hex');
+}
 
 /** One progress report from a running build. */
 export type ImageBuildProgress =
@@ -42,6 +87,12 @@ export interface BuildAgentImageOptions {
   allowPull?: boolean;
   /** Called for every step, output line and layer progress event. @default undefined */
   onProgress?: (event: ImageBuildProgress) => void;
+  /**
+   * Aborting it ends the build: the request to the engine is cancelled (the engine stops the
+   * build and removes its intermediate container) and the build rejects with the signal's
+   * reason. @default undefined
+   */
+  signal?: AbortSignal;
 }
 
 export interface BuiltImage {
@@ -50,6 +101,8 @@ export interface BuiltImage {
   id: string;
   /** Wall-clock build time, to one decimal. */
   seconds: number;
+  /** The {@link RUNNER_HASH_LABEL} the image carries. */
+  runnerHash: string;
 }
 
 /** The build could not run, or a step failed. The message says which and why. */
@@ -59,15 +112,18 @@ export class ImageBuildError extends Error {
   readonly daemonMessage: string | undefined;
   /** The step that was running when the build failed, e.g. `Step 4/7 : RUN npm ci`. */
   readonly step: string | undefined;
+  /** What the user can do about it, when there is one thing to do (also in the message). */
+  readonly fix: string | undefined;
 
   constructor(
     message: string,
-    facts: { daemonMessage?: string; step?: string } = {},
+    facts: { daemonMessage?: string; step?: string; fix?: string } = {},
     options?: ErrorOptions,
   ) {
     super(message, options);
     this.daemonMessage = facts.daemonMessage;
     this.step = facts.step;
+    this.fix = facts.fix;
   }
 }
 
@@ -110,20 +166,25 @@ export function contextFiles(contextDir: string): string[] {
 }
 
 /**
- * Builds the agent image, reporting progress as it goes.
+ * Builds the agent image, reporting progress as it goes. The image carries
+ * {@link RUNNER_HASH_LABEL}, so a later check can tell whether it matches the checkout.
  *
  * @throws {ImageBuildError} when the context is incomplete, the base image is missing, the
  * engine refuses the build, or any step fails (carrying the engine's message).
+ * @throws the signal's reason when `opts.signal` aborts.
  */
 export async function buildAgentImage(opts: BuildAgentImageOptions): Promise<BuiltImage> {
-  const { docker, contextDir, baseImage } = opts;
+  const { docker, contextDir, baseImage, signal } = opts;
   const tag = opts.tag ?? DEFAULTS.image;
   const startedAt = performance.now();
+  signal?.throwIfAborted();
   const src = contextFiles(contextDir);
+  const runnerHash = await runnerContentHash(contextDir);
 
   if (baseImage !== undefined && !opts.allowPull) {
     await requireLocalImage(docker, baseImage);
   }
+  signal?.throwIfAborted();
 
   let stream: NodeJS.ReadableStream;
   try {
@@ -132,13 +193,17 @@ export async function buildAgentImage(opts: BuildAgentImageOptions): Promise<Bui
       {
         t: tag,
         ...(baseImage !== undefined ? { buildargs: { BASE_IMAGE: baseImage } } : {}),
+        // The engine adds it as a last LABEL layer: the layers above stay cached.
+        labels: { [RUNNER_HASH_LABEL]: runnerHash },
         // Remove intermediate containers even when a step fails: a failed build must not
         // leave stopped containers behind on the user's engine.
         rm: true,
         forcerm: true,
+        ...(signal ? { abortSignal: signal } : {}),
       },
     );
   } catch (err) {
+    if (signal?.aborted) throw signal.reason;
     const daemonMessage = dockerErrorFacts(err).message;
     throw new ImageBuildError(
       `could not start building ${tag}: ${daemonMessage}`,
@@ -147,7 +212,14 @@ export async function buildAgentImage(opts: BuildAgentImageOptions): Promise<Bui
     );
   }
 
-  const outcome = await follow(docker, stream, opts.onProgress);
+  let outcome: BuildOutcome;
+  try {
+    outcome = await follow(docker, stream, opts.onProgress);
+  } catch (err) {
+    // An abort breaks the stream; say so with the caller's reason, not "lost the stream".
+    if (signal?.aborted) throw signal.reason;
+    throw err;
+  }
   if (outcome.error !== undefined) {
     const hint = outcome.step?.includes(' : FROM ')
       ? '; no registry reachable? build a local base with sandbox-images/offline-base.sh and pass --base clawbar-base:offline'
@@ -159,10 +231,10 @@ export async function buildAgentImage(opts: BuildAgentImageOptions): Promise<Bui
     });
   }
 
-  // Confirm the tag really points at an image; also the authoritative id.
-  let id: string;
+  // Confirm the tag really points at an image carrying our label; also the authoritative id.
+  let info: Docker.ImageInspectInfo;
   try {
-    id = (await docker.getImage(tag).inspect()).Id;
+    info = await docker.getImage(tag).inspect();
   } catch (err) {
     throw new ImageBuildError(
       `the build reported success but ${tag} is not there: ${dockerErrorFacts(err).message}`,
@@ -170,7 +242,20 @@ export async function buildAgentImage(opts: BuildAgentImageOptions): Promise<Bui
       { cause: err },
     );
   }
-  return { tag, id, seconds: Math.round((performance.now() - startedAt) / 100) / 10 };
+  const labelled = info.Config?.Labels?.[RUNNER_HASH_LABEL];
+  if (labelled !== runnerHash) {
+    // Without it every later check would call the image stale and rebuild it, start after start.
+    throw new ImageBuildError(
+      `the engine built ${tag} without the ${RUNNER_HASH_LABEL} label (found ${JSON.stringify(labelled ?? null)}); it may be too old to label builds: update Docker`,
+      { fix: 'update Docker' },
+    );
+  }
+  return {
+    tag,
+    id: info.Id,
+    seconds: Math.round((performance.now() - startedAt) / 100) / 10,
+    runnerHash,
+  };
 }
 
 async function requireLocalImage(docker: Docker, image: string): Promise<void> {
