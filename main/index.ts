@@ -50,7 +50,7 @@ let shell: { tray: TrayController; window: TrayWindow<WebContents> } | null = nu
 async function onReady(): Promise<void> {
   await app.whenReady();
 
-  const booted = bootCore();
+  const booted = bootCore({ buildImage: true });
   const { core, log } = booted;
   installProcessGuards(log);
   const control = await startControlSocket(booted);

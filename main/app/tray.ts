@@ -138,7 +138,7 @@ export function createTray<Image extends TrayImage, M>(deps: TrayDeps<Image, M>)
     core.events.on('turn:finished', rebuild),
     core.events.on('run:finished', refreshStatus),
     core.events.on('run:gave-up', refreshStatus),
-    core.events.on('runtime:state', refreshStatus),
+    core.events.on('setup:changed', refreshStatus),
   ];
 
   rebuild();
@@ -202,7 +202,7 @@ export function statusLine(health: Health | null, queue: QueueSnapshot): string 
   if (health.image.present === false) return 'Agent image missing: run clawbar image build';
   if (!health.keyConfigured) return 'No Anthropic API key: set ANTHROPIC_API_KEY';
   const running = queue.running.filter((run) => !run.idle).length;
-  const waiting = queue.waiting.length + queue.retrying.length + queue.waitingForRuntime.length;
+  const waiting = queue.waiting.length + queue.retrying.length + queue.waitingForSetup.length;
   if (running === 0 && waiting === 0) return 'Ready';
   return `Ready · ${running} running · ${waiting} waiting`;
 }

@@ -7,11 +7,20 @@
  * is imported only when nothing answers on the socket.
  */
 import { resolveHome, socketPathIn } from '../core/config.js';
-import { ControlClient, ServeNotRunningError } from '../core/control/client.js';
+import {
+  ControlClient,
+  ServeNotRunningError,
+  type RequestOptions,
+} from '../core/control/client.js';
 import type { ControlMethod, ControlParams } from '../core/control/protocol.js';
 
 export interface ControlLike {
-  request<M extends ControlMethod>(method: M, params: ControlParams<M>): Promise<unknown>;
+  /** `opts.onProgress` hears a long request's progress from serve (nothing in-process). */
+  request<M extends ControlMethod>(
+    method: M,
+    params: ControlParams<M>,
+    opts?: RequestOptions,
+  ): Promise<unknown>;
 }
 
 export function socketPath(env: NodeJS.ProcessEnv = process.env): string {

@@ -318,14 +318,34 @@ async function send(
   }
   if (text.trim() === '') throw new CliError('the message is empty; nothing was sent');
   const timeoutSeconds = positiveInt(values.timeout as string | undefined, '--timeout');
+  const progress = waitProgress(Boolean(values.wait) && !out.json);
   const result = (await withControl((c) =>
-    c.request('send', {
-      group: values.group as string,
-      text,
-      ...(values.from ? { from: values.from as string } : {}),
-      ...(values.wait ? { wait: true } : {}),
-      ...(timeoutSeconds ? { timeoutMs: timeoutSeconds * 1000 } : {}),
-    }),
+    c.request(
+      'send',
+      {
+        group: values.group as string,
+        text,
+        ...(values.from ? { from: values.from as string } : {}),
+        ...(values.wait ? { wait: true } : {}),
+        ...(timeoutSeconds ? { timeoutMs: timeoutSeconds * 1000 } : {}),
+      },
+      { onProgress: progress.show },
+    ),
+  ).then(
+    (answer) => {
+      progress.done();
+      return answer;
+    },
+    (err: unknown) => {
+      progress.done(false);
+      // Serve went away mid-wait: the message it stored is safe, and the next serve answers it.
+      if (err instanceof Error && err.name === 'ServeClosedError' && progress.stored)
+        throw new CliError(
+          'clawbar serve stopped before answering; the message is stored and will be answered when serve starts again',
+          1,
+        );
+      throw err;
+    },
   )) as {
     stored: MessageView;
     triggered: boolean;
@@ -383,20 +403,31 @@ async function status(out: Output): Promise<void> {
       s.queue.running
         .map((r) => `${r.groupJid}${r.work === 'task' ? ' (task)' : ''}${r.idle ? ' (idle)' : ''}`)
         .join(', ') || 'none';
-    const held = s.queue.waitingForRuntime.length;
+    const held = s.queue.waitingForSetup.length;
     const channels = s.channels.map((c) => `${c.name} ${channelLine(c.state)}`).join(', ');
     const failures = s.outbox.recentFailures.map(
       (f) => `            failed for good: #${f.id} to ${f.chatJid}: ${f.error ?? 'unknown error'}`,
     );
+    // Only a serving core has looked at its set-up; the offline CLI does not guess.
+    const setup = s.serving
+      ? s.setup.ready
+        ? ['ready:      yes']
+        : s.setup.problems.map(
+            (p, i) =>
+              `${i === 0 ? 'ready:      no: ' : '            '}${p.message}` +
+              (p.fix ? ` (fix: ${p.fix})` : p.progress ? ` (${p.progress})` : ''),
+          )
+      : [];
     return [
       `serve:      ${s.serving ? 'running' : 'not running'}`,
+      ...setup,
       `channels:   ${channels || 'none'}`,
       `runtime:    ${runtime}`,
       `image:      ${s.image.image} ${imageLine(s.image.present)}`,
       `api key:    ${s.keyConfigured ? 'set' : 'missing; set ANTHROPIC_API_KEY'}`,
       `groups:     ${s.groups}`,
       `queue:      ${s.queue.waiting.length} waiting, ${s.queue.retrying.length} retrying, ` +
-        `${held} waiting for the container engine, cap ${s.queue.maxConcurrency}`,
+        `${held} held until the set-up is ready, cap ${s.queue.maxConcurrency}`,
       `containers: ${running}`,
       `outbox:     ${s.outbox.queued} to deliver, ${s.outbox.failed} failed`,
       `disk:       ${s.disk.summary}` +
@@ -477,3 +508,41 @@ main(process.argv.slice(2)).then(
     process.exitCode = 1;
   },
 );
+
+/**
+ * `send --wait`'s progress on stderr, when stderr is a terminal: one line per stage (stored,
+ * queued, building, starting, thinking, running a tool, done), with the seconds since the send.
+ * Off the terminal (a script, --json), nothing is shown, but whether the message was stored is
+ * still tracked, for the error when serve stops mid-wait.
+ */
+function waitProgress(enabled: boolean): {
+  show(update: { stage: string; text: string }): void;
+  done(ok?: boolean): void;
+  readonly stored: boolean;
+} {
+  const started = Date.now();
+  const shown = enabled && process.stderr.isTTY === true;
+  let stored = false;
+  let any = false;
+  const line = (text: string): void => {
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    // The text comes from serve; a terminal gets printable characters only.
+    // eslint-disable-next-line no-control-regex
+    const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
+    process.stderr.write(`  ${seconds.padStart(5)} s  ${clean}\n`);
+  };
+  return {
+    show(update) {
+      if (update.stage === 'stored') stored = true;
+      if (!shown) return;
+      any = true;
+      line(update.text);
+    },
+    done(ok = true) {
+      if (shown && any && ok) line('done');
+    },
+    get stored() {
+      return stored;
+    },
+  };
+}

@@ -61,5 +61,6 @@ const knownNames = new Set([
   'RuntimeUnavailableError',
   'ImageMissingError',
   'ReplyWaitError',
+  'ServeClosedError',
   'InvalidFolderNameError',
 ]);

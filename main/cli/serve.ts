@@ -21,7 +21,8 @@ const RUN_GRACE_MS = 10_000;
 export const SHUTDOWN_DEADLINE_MS = 30_000;
 
 export async function serveCommand(opts: { json: boolean }): Promise<number> {
-  const booted = bootCore();
+  // Serve makes its own agent image when it is missing or outdated, holding work meanwhile.
+  const booted = bootCore({ buildImage: true });
   const { core, config, log } = booted;
   // One run's forgotten rejection must not take every group down with the process.
   installProcessGuards(log);
@@ -44,7 +45,6 @@ export async function serveCommand(opts: { json: boolean }): Promise<number> {
     await booted.close(0);
     throw err;
   }
-  if (!config.apiKey) log.warn('ANTHROPIC_API_KEY is not set: the agent cannot answer until it is');
   const started = { serving: true, home: config.home, socket: config.socketPath, pid: process.pid };
   process.stdout.write(
     opts.json

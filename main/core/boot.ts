@@ -10,6 +10,7 @@ import { localChannelFor } from './channels/local.js';
 import { Core } from './core.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime } from './sandbox/docker.js';
+import { dockerImageBuilder } from './sandbox/image-builder.js';
 import type { ContainerRuntime } from './sandbox/runtime.js';
 import { scopeForHome } from './sandbox/runtime.js';
 import { openStore, type Store } from './store/index.js';
@@ -20,6 +21,11 @@ export interface BootOptions {
   dispatch?: boolean;
   /** @default a pino logger writing to `$CLAWBAR_HOME/logs` and stderr */
   log?: Logger;
+  /**
+   * Build the agent image at start when it is missing or from another runner (serve, app).
+   * @default false
+   */
+  buildImage?: boolean;
 }
 
 export interface BootedCore {
@@ -54,7 +60,7 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
   const store = openStore(path.join(home, 'clawbar.db'));
   try {
     const config = loadConfig(env, (key) => store.getSetting(key));
-    const log = opts.log ?? createLogger({ logDir: config.logsDir });
+    const log = opts.log ?? createLogger({ logDir: config.logsDir, env });
     for (const { dir, was } of tightened) {
       log.warn(
         { dir, was: was.toString(8) },
@@ -73,6 +79,9 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
       config,
       store,
       runtime,
+      ...(opts.buildImage && config.runtime === 'docker'
+        ? { imageBuilder: dockerImageBuilder(config, log) }
+        : {}),
       broker,
       log,
       channels: [local],

@@ -16,7 +16,7 @@ import { LocalChannel } from './channels/local.js';
 import type { ClawbarConfig } from './config.js';
 import { CoreInputError } from './errors.js';
 import { DiskGuard, type DiskGuardOptions, type DiskStatus } from './disk.js';
-import { CoreEventBus } from './events.js';
+import { CoreEventBus, type RunActivity } from './events.js';
 import { GroupAdmin, type AddGroupInput } from './group-admin.js';
 import type { Logger } from './logger.js';
 import { OutboxWorker, type OutboxPolicy } from './outbox.js';
@@ -31,8 +31,14 @@ import {
 } from './queue/group-queue.js';
 import { formatOutbound, hasPendingTrigger, isTriggerMessage } from './router.js';
 import { dayInZone } from './time.js';
-import { RuntimeHealth } from './sandbox/health.js';
 import { registerSecret } from './redact.js';
+import {
+  describeProblems,
+  needsTheUser,
+  SetupMonitor,
+  type ImageBuilder,
+  type SetupProblem,
+} from './setup.js';
 import { type ContainerRuntime, type ImageState, type RuntimeState } from './sandbox/runtime.js';
 import type { Group, OutboxItem, Store, StoredMessage } from './store/index.js';
 
@@ -63,8 +69,16 @@ export interface CoreDeps {
   readyTimeoutMs?: number;
   /** Amounts each run, turn and group may use (agent-run, host tools). @default DEFAULT_RUN_LIMITS */
   runLimits?: Partial<RunLimits>;
-  /** Engine health checks while it is down: first delay, doubling up to 30 s. @default 1000 */
+  /**
+   * Rechecks while the engine is down (doubling up to 30 s) or the image is missing (up to
+   * 10 s): the first delay. @default 1000
+   */
   runtimeRecheckMs?: number;
+  /**
+   * Builds the agent image when it is missing or was built from another runner (`serve`
+   * passes one). Without it a missing image waits for `clawbar image build`.
+   */
+  imageBuilder?: ImageBuilder;
   /** The disk guard's probes and pacing (tests); its limits come from `config`. */
   disk?: DiskGuardOptions;
   /**
@@ -80,6 +94,11 @@ export interface ChannelStatus {
 }
 
 export interface CoreStatus {
+  /**
+   * Whether agents can run; when not, what is wrong and the fix (no key, no engine, no image,
+   * or the image being built). Work is held meanwhile.
+   */
+  setup: { ready: boolean; problems: SetupProblem[] };
   runtime: RuntimeState & { kind: string };
   image: ImageState;
   queue: QueueSnapshot;
@@ -141,7 +160,13 @@ export class Core {
   /** Group folder budgets and the free-space floor, checked before runs (issue 6). */
   readonly disk: DiskGuard;
   private readonly hostTools: HostTools;
-  private readonly health: RuntimeHealth;
+  /** Key, engine and image: while any is not ready, all work is held (setup.ts). */
+  private readonly setup: SetupMonitor;
+  /**
+   * The groups told, in this not-ready spell, that their messages wait, with what they were
+   * told (the problems' kinds): a group hears again only when something new is wrong.
+   */
+  private readonly toldNotReady = new Map<string, string>();
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly dispatch: boolean;
@@ -153,6 +178,8 @@ export class Core {
    */
   private readonly runSources = new WeakMap<GroupRun, TurnSource>();
   private readonly taskSources = new Map<string, { groupJid: string; source: TaskSourceFactory }>();
+  /** What each group's live run is doing now (the latest `run:activity`), for progress. */
+  private readonly activities = new Map<string, RunActivity>();
   /** Aborted at shutdown: every `send --wait` still waiting is answered then. */
   private readonly stopping = new AbortController();
   private started = false;
@@ -170,6 +197,8 @@ export class Core {
     );
     this.now = deps.now ?? Date.now;
     this.dispatch = deps.dispatch ?? true;
+    this.events.on('run:activity', (e) => this.activities.set(e.groupJid, e.activity));
+    this.events.on('run:finished', (e) => this.activities.delete(e.groupJid));
     this.local = deps.channels.find((c): c is LocalChannel => c instanceof LocalChannel) ?? null;
     this.groups = new GroupAdmin({
       store: deps.store,
@@ -194,13 +223,16 @@ export class Core {
       log: deps.log,
       limits: this.runLimits,
     });
-    this.health = new RuntimeHealth({
+    this.setup = new SetupMonitor({
       runtime: deps.runtime,
+      image: deps.config.image,
+      // The broker's own word: it is what makes the calls, whatever the config says.
+      keyConfigured: deps.broker.hasKey !== false,
       log: deps.log,
-      ...(deps.runtimeRecheckMs ? { baseDelayMs: deps.runtimeRecheckMs } : {}),
-      onDown: (state) =>
-        this.events.emit('runtime:state', { ok: false, reason: state.reason, fix: state.fix }),
-      onRestored: () => this.onRuntimeRestored(),
+      ...(deps.imageBuilder ? { builder: deps.imageBuilder } : {}),
+      ...(deps.runtimeRecheckMs ? { recheckMs: deps.runtimeRecheckMs } : {}),
+      onChange: (problems) => this.onSetupChanged(problems),
+      onEngineBack: () => this.removeOrphans(),
     });
     this.queue = new GroupQueue({
       maxConcurrency: deps.config.maxConcurrency,
@@ -208,7 +240,7 @@ export class Core {
       isPaused: (jid) => deps.store.getGroup(jid)?.paused ?? true,
       onGiveUp: (jid, error, attempts, work, details) =>
         this.onGiveUp(jid, error, attempts, work, details?.notified === true),
-      onRuntimeUnavailable: () => this.health.reportDown(),
+      onNotReady: (error) => this.setup.reportNotReady(error),
       onRunEnded: (_jid, run, outcome, killedBy) => this.onRunEnded(run, outcome, killedBy),
       log: deps.log,
       ...(deps.retry ? { retry: deps.retry } : {}),
@@ -241,17 +273,10 @@ export class Core {
     if (this.started) return;
     this.started = true;
     this.groups.ensureLayout();
-    const runtime = await this.deps.runtime.check();
-    if (runtime.ok) {
-      await this.removeOrphans();
-    } else {
-      this.log.warn(
-        { reason: runtime.reason, fix: runtime.fix },
-        'container runtime unavailable; work waits for it',
-      );
-      this.queue.runtimeLost();
-      this.health.reportDown();
-    }
+    // Before recovery queues anything: what is not ready holds the work (no key, no engine, no
+    // image), and a missing or outdated image starts building in the background.
+    const runtime = await this.setup.start();
+    if (runtime.ok) await this.removeOrphans();
     for (const channel of this.deps.channels) {
       try {
         await channel.connect(this.hooksFor(channel));
@@ -271,7 +296,7 @@ export class Core {
    */
   async shutdown(graceMs = 10_000): Promise<void> {
     this.stopping.abort();
-    this.health.stop();
+    this.setup.stop();
     this.disk.stop();
     await this.queue.shutdown(graceMs);
     await this.outbox.stop(Math.min(graceMs, 5_000));
@@ -306,7 +331,10 @@ export class Core {
     const triggered = inserted && group !== null && isTriggerMessage(group, message);
     if (inserted)
       this.events.emit('message:stored', { message, groupJid: group?.jid ?? null, triggered });
-    if (triggered && group && this.dispatch) this.queue.enqueueMessage(group.jid);
+    if (triggered && group && this.dispatch) {
+      this.queue.enqueueMessage(group.jid);
+      if (!this.setup.ready) this.tellNotReady(group.jid);
+    }
     return { message, inserted, triggered };
   }
 
@@ -389,6 +417,16 @@ export class Core {
     return this.deps.store.undeliveredOutbox(chatJid);
   }
 
+  /** What the group's live run is doing, or null when none runs. */
+  runActivity(groupJid: string): RunActivity | null {
+    return this.activities.get(groupJid) ?? null;
+  }
+
+  /** What keeps agents from running now (empty when ready); work is held while any is open. */
+  setupProblems(): SetupProblem[] {
+    return this.setup.problems();
+  }
+
   async status(): Promise<CoreStatus> {
     const { store } = this.deps;
     // Asked afresh: the runtime's own answer says best why it is down and how to fix it.
@@ -399,12 +437,14 @@ export class Core {
         .catch((): ImageState => ({ image: this.deps.config.image, present: null })),
     ]);
     const counts = store.outboxCounts();
+    const problems = this.setup.problems();
     return {
+      setup: { ready: problems.length === 0, problems },
       runtime: { ...runtime, kind: this.deps.runtime.kind },
       image,
       queue: this.queue.snapshot(),
       groups: store.listGroups().length,
-      keyConfigured: Boolean(this.deps.config.apiKey),
+      keyConfigured: this.deps.broker.hasKey !== false,
       disk: this.disk.status(),
       channels: this.deps.channels.map((c) => ({ name: c.name, state: c.state })),
       outbox: {
@@ -423,7 +463,8 @@ export class Core {
    * Resolves when the turn that answers message `seq` of the group has finished and its
    * replies are delivered (or have failed), with what the assistant sent in it.
    *
-   * Rejects with a {@link ReplyWaitError} when the group's work is given up, when `signal`
+   * Rejects with a {@link ReplyWaitError} when the group's work is given up, when a set-up
+   * mistake holds it (no key, no engine, no image: at once, with the fix), when `signal`
    * aborts (the client went away), when the core shuts down, or after `timeoutMs`. Its timer
    * never keeps the process alive, and every listener is removed when it settles.
    */
@@ -448,8 +489,20 @@ export class Core {
         fail('clawbar is shutting down; the message is stored and will be answered after restart');
       const onGone = () => fail('the client went away; the message is stored and still queued');
 
+      /** A set-up mistake holds the work until the user fixes it: say so now, not at timeout. */
+      const onNotReady = (problems: readonly SetupProblem[]): boolean => {
+        const blocking = needsTheUser(problems);
+        if (blocking.length === 0) return false;
+        fail(
+          `not answered yet: ${describeProblems(blocking)}. ` +
+            'The message is stored and will be answered once that is fixed',
+        );
+        return true;
+      };
+
       if (this.stopping.signal.aborted) return onStop();
       if (signal?.aborted) return onGone();
+      if (onNotReady(this.setup.problems())) return;
       const timer = setTimeout(
         () =>
           fail(
@@ -472,6 +525,9 @@ export class Core {
             (reply) => finish(() => resolve(reply)),
             (err: unknown) => fail(err instanceof Error ? err.message : String(err)),
           );
+        }),
+        this.events.on('setup:changed', (e) => {
+          onNotReady(e.problems);
         }),
         this.events.on('run:gave-up', (e) => {
           if (e.groupJid !== groupJid) return;
@@ -703,11 +759,43 @@ export class Core {
     }
   }
 
-  /** The engine answers again: clear what it lost, then let the held work go. */
-  private async onRuntimeRestored(): Promise<void> {
-    this.events.emit('runtime:state', { ok: true });
-    await this.removeOrphans();
-    this.queue.runtimeRestored();
+  /**
+   * The set-up changed. Ready: the held work goes, in the order it was held. Not ready: work is
+   * held, and each group whose messages wait is told what is wrong and how to fix it.
+   */
+  private onSetupChanged(problems: readonly SetupProblem[]): void {
+    this.events.emit('setup:changed', { ready: problems.length === 0, problems: [...problems] });
+    if (problems.length === 0) {
+      this.toldNotReady.clear();
+      if (this.dispatch && !this.stopping.signal.aborted) this.queue.releaseWork();
+      return;
+    }
+    if (!this.dispatch) return;
+    this.queue.holdWork();
+    for (const groupJid of this.queue.snapshot().waitingForSetup) this.tellNotReady(groupJid);
+  }
+
+  /**
+   * Tells a group's chat why its messages wait, once per not-ready spell, and again only when
+   * something new is wrong. A build in progress gets a short "one moment" instead.
+   */
+  private tellNotReady(groupJid: string): void {
+    const problems = this.setup.problems();
+    if (problems.length === 0) return;
+    const signature = problems.map((p) => p.kind).join(',');
+    if (this.toldNotReady.get(groupJid) === signature) return;
+    const group = this.deps.store.getGroup(groupJid);
+    if (!group) return;
+    this.toldNotReady.set(groupJid, signature);
+    const blocking = needsTheUser(problems);
+    const text =
+      blocking.length === 0
+        ? 'One moment: Clawbar is building its agent image, which takes a few minutes the first ' +
+          'time. Your message is kept and will be answered as soon as that is done.'
+        : `I cannot answer yet: ${describeProblems(blocking)}. ` +
+          'Your message is kept and will be answered once that is fixed.';
+    this.deps.store.enqueueOutbound(group.jid, text, null, this.now(), 'notice');
+    this.outbox.notify();
   }
 
   /** Removes containers of ours that no live run owns (left by a crash, or lost in an outage). */

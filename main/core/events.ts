@@ -4,13 +4,27 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ChannelName, ChannelState } from './channels/channel.js';
+import type { SetupProblem } from './setup.js';
 import type { OutboxItem, StoredMessage } from './store/index.js';
+
+/** See the `run:activity` event. */
+export type RunActivity = 'starting' | 'thinking' | 'tool';
 
 export interface CoreEvents {
   'message:stored': { message: StoredMessage; groupJid: string | null; triggered: boolean };
   /** A turn was committed (or closed with a notice). `throughSeq` is null for a task's turn. */
   'turn:finished': { groupJid: string; turnId: string; throughSeq: number | null };
   'run:started': { groupJid: string; runId: string; container: string };
+  /**
+   * What a run is doing: starting its container, waiting for the model, or about to run the
+   * tools the model asked for (their names). For progress lines, not for bookkeeping.
+   */
+  'run:activity': {
+    groupJid: string;
+    runId: string;
+    activity: RunActivity;
+    tools?: string[];
+  };
   'run:finished': { groupJid: string; runId: string; ok: boolean; error?: string };
   'run:gave-up': { groupJid: string; error: string; attempts: number };
   /** A group was added, removed, paused or resumed, from any client. */
@@ -21,8 +35,11 @@ export interface CoreEvents {
   'chat:typing': { chatJid: string; typing: boolean };
   /** An outbox item was delivered, or failed for good. */
   'outbox:settled': { item: OutboxItem; outcome: 'sent' | 'failed' };
-  /** The container engine stopped answering, or answers again. */
-  'runtime:state': { ok: boolean; reason?: string; fix?: string };
+  /**
+   * Whether agents can run changed: a set-up problem (no key, no engine, no image, an image
+   * being built, with its progress) appeared, changed or was fixed. Work is held while any is open.
+   */
+  'setup:changed': { ready: boolean; problems: SetupProblem[] };
 }
 
 type Listener<K extends keyof CoreEvents> = (payload: CoreEvents[K]) => void;

@@ -86,23 +86,32 @@ requireDocker('the Docker engine goes away mid-run', () => {
     );
     // No WhatsApp line until there is a WhatsApp channel.
     expect(human.stdout).not.toMatch(/whatsapp/i);
+    // The waiting client is told what is wrong and the fix, while the engine is still away:
+    // one line, no stack.
+    const sent = await waiting;
+    expect(sent.code, `${sent.stdout}\n${serve.logs()}`).toBe(1);
+    expect(sent.stderr).toMatch(
+      /^clawbar: not answered yet: Docker engine not reachable.*\(fix: .*docker.*\)\. The message is stored and will be answered once that is fixed\n$/i,
+    );
     // Held, not retried: only the one model call so far.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     expect(fake.requests).toHaveLength(1);
 
+    // Fixed without a restart: the engine comes back and the held message is answered.
     await proxy.restore();
-    const sent = await waiting;
-    expect(sent.code, `${sent.stderr}\n${serve.logs()}`).toBe(0);
-    expect(sent.stdout).toContain('Answered once.');
-    expect(serve.child.exitCode).toBeNull();
-
-    const history = JSON.parse(
-      (await cli(['messages', '--group', 'outage', '--json'], env)).stdout,
-    ) as Array<{ fromAssistant: boolean; text: string }>;
-    expect(history.map((m) => [m.fromAssistant, m.text])).toEqual([
+    const history = async () =>
+      (
+        JSON.parse((await cli(['messages', '--group', 'outage', '--json'], env)).stdout) as Array<{
+          fromAssistant: boolean;
+          text: string;
+        }>
+      ).map((m) => [m.fromAssistant, m.text]);
+    await expect.poll(history, { timeout: 60_000, interval: 500 }).toEqual([
       [false, '@Andy are you there?'],
+      [true, expect.stringMatching(/^I cannot answer yet: Docker engine not reachable/)],
       [true, 'Answered once.'],
     ]);
+    expect(serve.child.exitCode).toBeNull();
     expect(serve.logs()).not.toMatch(/giving up after repeated failures/);
 
     // The container lost in the outage was removed; at most the new warm one is left.

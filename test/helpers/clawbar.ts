@@ -86,7 +86,8 @@ export interface ServeProcess {
 /** Starts `clawbar serve` and resolves once its control socket answers. */
 export async function startServe(env: NodeJS.ProcessEnv, home: string): Promise<ServeProcess> {
   const child = spawn(process.execPath, [CLI, 'serve'], {
-    env: { ...process.env, ...env, CLAWBAR_HOME: home },
+    // JSON lines on stderr whatever the developer's shell says: tests read serve's log.
+    env: { ...process.env, CLAWBAR_LOG_FORMAT: 'json', ...env, CLAWBAR_HOME: home },
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

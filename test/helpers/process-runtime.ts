@@ -12,12 +12,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import type {
-  ContainerRuntime,
-  ContainerSpec,
-  RunningContainer,
-  RuntimeState,
-  StartOptions,
+import {
+  ImageMissingError,
+  type ContainerRuntime,
+  type ContainerSpec,
+  type RunningContainer,
+  type RuntimeState,
+  type StartOptions,
 } from '../../main/core/sandbox/runtime.js';
 import { ROOT } from './clawbar.js';
 
@@ -30,6 +31,8 @@ export interface ProcessRuntimeFaults {
   killFails: boolean;
   /** What `check()` answers. */
   engineUp: boolean;
+  /** Whether the agent image is there: without it `start` fails as Docker's would. @default true */
+  imagePresent: boolean;
 }
 
 export interface StartedProcess {
@@ -45,7 +48,12 @@ export interface StartedProcess {
 export class ProcessRuntime implements ContainerRuntime {
   readonly kind = 'docker' as const;
   readonly started: StartedProcess[] = [];
-  readonly faults: ProcessRuntimeFaults = { start: 'ok', killFails: false, engineUp: true };
+  readonly faults: ProcessRuntimeFaults = {
+    start: 'ok',
+    killFails: false,
+    engineUp: true,
+    imagePresent: true,
+  };
   /** Calls made to start, including ones that never finished. */
   startCalls = 0;
   private readonly dirs: string[] = [];
@@ -69,7 +77,7 @@ export class ProcessRuntime implements ContainerRuntime {
   }
 
   async inspectImage(image: string) {
-    return { image, present: true };
+    return { image, present: this.faults.imagePresent };
   }
 
   async listOurs() {
@@ -82,6 +90,7 @@ export class ProcessRuntime implements ContainerRuntime {
 
   async start(spec: ContainerSpec, opts: StartOptions = {}): Promise<RunningContainer> {
     this.startCalls += 1;
+    if (!this.faults.imagePresent) throw new ImageMissingError(spec.image);
     const { signal } = opts;
     const fault = this.faults.start;
     if (fault !== 'ok') {

@@ -40,10 +40,14 @@ export const unavailableRuntime: ContainerRuntime = {
   removeOrphans: async () => 0,
 };
 
-/** An engine that answers its health check but cannot start containers: runs fail as faults. */
+/**
+ * An engine that answers its health check and has the image, but cannot start containers:
+ * runs fail as faults (and are retried), rather than being held as not ready.
+ */
 export const brokenRuntime: ContainerRuntime = {
   ...unavailableRuntime,
   check: async () => ({ ok: true, version: 'test' }),
+  inspectImage: async (image) => ({ image, present: true }),
 };
 
 export const throwingBroker: ModelCaller = {
@@ -105,7 +109,7 @@ export interface ProcessCoreOptions {
   /** @default silentLogger() */
   log?: Logger;
   /** The core's other deps. @default retry: one retry after 50 ms, so a failed run settles fast */
-  deps?: Pick<CoreDeps, 'retry' | 'runtimeRecheckMs' | 'disk'>;
+  deps?: Pick<CoreDeps, 'retry' | 'runtimeRecheckMs' | 'disk' | 'imageBuilder'>;
 }
 
 /**

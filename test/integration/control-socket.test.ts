@@ -26,11 +26,10 @@ import { openStore, type Store } from '../../main/core/store/index.js';
 
 const SECRET_KEY = 'sk-ant-test-never-in-a-container';
 
-/** A runtime with no engine behind it: it records every start and refuses it. */
 /**
- * An engine that answers its health check but cannot start a container: every start is
- * recorded and fails as a fault. (An engine that does not answer at all makes the core hold
- * work until it does, which these tests do not want.)
+ * An engine that answers its health check and has the image, but cannot start a container:
+ * every start is recorded and fails as a fault. (An engine that does not answer, or has no
+ * image, makes the core hold work until it is fixed, which these tests do not want.)
  */
 class UnavailableRuntime implements ContainerRuntime {
   readonly kind = 'docker' as const;
@@ -41,7 +40,7 @@ class UnavailableRuntime implements ContainerRuntime {
     return { ok: true as const, version: 'test' };
   }
   async inspectImage(image: string) {
-    return { image, present: false };
+    return { image, present: true };
   }
   async start(spec: ContainerSpec): Promise<never> {
     this.starts.push(spec);

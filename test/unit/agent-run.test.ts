@@ -191,7 +191,7 @@ describe('AgentRun', () => {
       const outcome = await settled(run);
       expect(outcome).toMatchObject({
         ok: false,
-        failure: engineUp ? 'retry' : 'runtime-unavailable',
+        failure: engineUp ? 'retry' : 'not-ready',
       });
       expect((outcome as { error: Error }).error.message).toMatch(
         /lost track of the agent container/,

@@ -218,7 +218,7 @@ describe('the status line', () => {
     running: [],
     waiting: [],
     retrying: [],
-    waitingForRuntime: [],
+    waitingForSetup: [],
   };
   const healthy = {
     runtime: { ok: true as const, version: '27.0', kind: 'docker' },
@@ -262,7 +262,7 @@ describe('the status line', () => {
       ],
       waiting: ['c'],
       retrying: ['d'],
-      waitingForRuntime: ['e'],
+      waitingForSetup: ['e'],
     };
     expect(statusLine(healthy, busy)).toBe('Ready · 1 running · 3 waiting');
   });

@@ -2,7 +2,7 @@
  * The orchestrator's wiring of work items and engine outages, with the real runner as a plain
  * process (no Docker), a real SQLite file, and the real SDK against the fake Messages API.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { taskTurn } from '../../main/core/agent/turns.js';
 import { lastUserText, textTurn } from '../fakes/anthropic-api.js';
 import { ProcessRuntime } from '../helpers/process-runtime.js';
@@ -79,31 +79,46 @@ describe('Core work items', () => {
     expect(JSON.stringify(suite.fake.requests[0]?.body.messages)).not.toContain('lunch');
   });
 
-  it('with the engine down at start, holds the work, then answers once the engine is back', async () => {
+  it('with the engine down at start, says so at once, holds the work, and answers once the engine is back', async () => {
     const runtime = new ProcessRuntime();
     runtime.faults.engineUp = false;
     const { core } = makeCore(runtime);
     await core.start();
     const group = core.addGroup({ name: 'Family' });
-    const states: boolean[] = [];
-    core.events.on('runtime:state', (e) => states.push(e.ok));
+    const ready: boolean[] = [];
+    core.events.on('setup:changed', (e) => ready.push(e.ready));
     suite.fake.script([textTurn('Back online.')]);
     const posted = core.postLocal('Family', 'Alice', '@Andy hello?');
-    const waiting = core.waitForReply(group.jid, posted.message.seq, 20_000);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The waiting client hears at once what is wrong and how to fix it, not after a timeout.
+    await expect(core.waitForReply(group.jid, posted.message.seq, 20_000)).rejects.toThrow(
+      /not answered yet: .*not reachable.*\(fix: .+\).*stored and will be answered/,
+    );
     expect(runtime.startCalls).toBe(0);
-    expect(core.queue.snapshot().waitingForRuntime).toEqual([group.jid]);
+    expect(core.queue.snapshot().waitingForSetup).toEqual([group.jid]);
     const status = await core.status();
+    expect(status.setup.ready).toBe(false);
+    expect(status.setup.problems.map((p) => p.kind)).toEqual(['engine']);
     expect(status.runtime).toMatchObject({
       ok: false,
       reason: expect.stringMatching(/not reachable/),
     });
 
+    const answered = new Promise<void>((resolve) =>
+      core.events.on('turn:finished', (e) => {
+        if (e.groupJid === group.jid && (e.throughSeq ?? 0) >= posted.message.seq) resolve();
+      }),
+    );
     runtime.faults.engineUp = true;
-    const reply = await waiting;
-    expect(reply.replies.map((m) => m.text)).toEqual(['Back online.']);
+    await answered;
     expect(runtime.startCalls).toBe(1);
-    expect(states).toEqual([false, true]); // announced down once, then back
+    expect(ready).toEqual([true]); // only the fix is announced: the spell began before listening
+    await vi.waitFor(() =>
+      expect(core.messages(group.jid, 10).map((m) => m.text)).toEqual([
+        '@Andy hello?',
+        expect.stringMatching(/^I cannot answer yet: .*not reachable.*kept and will be answered/),
+        'Back online.',
+      ]),
+    );
   });
 
   it('a task queued for a group that is removed before its turn never runs', async () => {

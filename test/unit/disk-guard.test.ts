@@ -97,9 +97,7 @@ describe('group folder budget', () => {
     const handlers = controlHandlers({ core, serving: true });
     const list = (await handlers['groups.list'](
       {},
-      {
-        signal: new AbortController().signal,
-      },
+      { signal: new AbortController().signal, progress: () => undefined },
     )) as GroupView[];
     expect(list[0]).toMatchObject({
       paused: true,

@@ -49,7 +49,7 @@ function harness() {
     log: silentLogger(),
     isPaused: () => false,
     onGiveUp: (groupJid, error) => gaveUp.push(`${groupJid}: ${error.message}`),
-    onRuntimeUnavailable: () => undefined,
+    onNotReady: () => undefined,
     startRun: (jid, work) => {
       const run = new ScriptedRun(jid, work);
       started.push(run);

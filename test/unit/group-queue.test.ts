@@ -52,7 +52,7 @@ function harness(maxConcurrency = 3) {
   const started: ScriptedRun[] = [];
   const paused = new Set<string>();
   const gaveUp: Array<{ groupJid: string; attempts: number; work: WorkItem['kind'] }> = [];
-  const runtimeLost: string[] = [];
+  const notReady: string[] = [];
   let liveRuns = 0;
   let peakRuns = 0;
   const queue = new GroupQueue({
@@ -61,7 +61,7 @@ function harness(maxConcurrency = 3) {
     isPaused: (jid) => paused.has(jid),
     onGiveUp: (groupJid, _err, attempts, work) =>
       gaveUp.push({ groupJid, attempts, work: work.kind }),
-    onRuntimeUnavailable: (err) => runtimeLost.push(err.message),
+    onNotReady: (err) => notReady.push(err.message),
     startRun: (jid, work) => {
       const run = new ScriptedRun(jid, work);
       started.push(run);
@@ -73,7 +73,7 @@ function harness(maxConcurrency = 3) {
   });
   const runsOf = (jid: string) => started.filter((r) => r.groupJid === jid);
   const last = (jid: string) => runsOf(jid).at(-1) as ScriptedRun;
-  return { queue, started, paused, gaveUp, runtimeLost, runsOf, last, peak: () => peakRuns };
+  return { queue, started, paused, gaveUp, notReady, runsOf, last, peak: () => peakRuns };
 }
 
 /** Lets promise callbacks (run.finished handlers) run. */
@@ -298,7 +298,7 @@ describe('GroupQueue', () => {
       log: silentLogger(),
       isPaused: () => false,
       onGiveUp: () => undefined,
-      onRuntimeUnavailable: () => undefined,
+      onNotReady: () => undefined,
       startRun: () => {
         calls += 1;
         throw new Error('docker is down');
@@ -364,21 +364,21 @@ describe('GroupQueue', () => {
     const h = harness(3);
     h.queue.enqueueMessage('a');
     h.queue.enqueueMessage('b');
-    h.last('a').fail('engine gone', 'runtime-unavailable');
+    h.last('a').fail('engine gone', 'not-ready');
     await settle();
-    expect(h.runtimeLost).toEqual(['engine gone']);
+    expect(h.notReady).toEqual(['engine gone']);
     // While it is down, new work waits too, and nothing is retried on a timer.
     h.queue.enqueueMessage('c');
-    h.last('b').fail('engine gone', 'runtime-unavailable');
+    h.last('b').fail('engine gone', 'not-ready');
     await settle();
     await vi.advanceTimersByTimeAsync(600_000);
     expect(h.started).toHaveLength(2);
-    expect(h.queue.snapshot().waitingForRuntime).toEqual(['a', 'c', 'b']);
+    expect(h.queue.snapshot().waitingForSetup).toEqual(['a', 'c', 'b']);
     expect(h.gaveUp).toEqual([]);
 
-    h.queue.runtimeRestored();
+    h.queue.releaseWork();
     expect(h.started.map((r) => r.groupJid)).toEqual(['a', 'b', 'a', 'c', 'b']);
-    expect(h.queue.snapshot().waitingForRuntime).toEqual([]);
+    expect(h.queue.snapshot().waitingForSetup).toEqual([]);
     // The outage was not counted: a real failure now waits the first delay, not a later one.
     h.last('a').fail();
     await settle();
@@ -451,7 +451,7 @@ describe('GroupQueue', () => {
       onGiveUp: () => {
         throw new Error('listener bug');
       },
-      onRuntimeUnavailable: () => undefined,
+      onNotReady: () => undefined,
       startRun: (jid) => {
         runs += 1;
         const run = new ScriptedRun(jid);

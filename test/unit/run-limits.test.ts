@@ -729,7 +729,7 @@ describe('run limits: the queue and the core', () => {
       isPaused: () => false,
       retry: { baseDelayMs: 1, maxRetries: 5 },
       onGiveUp: (_jid, _error, attempts, _work, details) => gaveUp.push({ attempts, details }),
-      onRuntimeUnavailable: () => undefined,
+      onNotReady: () => undefined,
       startRun: (jid) => {
         started.push(jid);
         const outcome = outcomes.shift();

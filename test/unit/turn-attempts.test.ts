@@ -219,7 +219,7 @@ describe('message turns and their attempts', () => {
     for (const ending of [
       { outcome: { ...CRASHED, failure: 'retry' as const }, killedBy: 'stop' as const },
       { outcome: { ...CRASHED, failure: 'retry' as const }, killedBy: 'shutdown' as const },
-      { outcome: { ...CRASHED, failure: 'runtime-unavailable' as const }, killedBy: null },
+      { outcome: { ...CRASHED, failure: 'not-ready' as const }, killedBy: null },
     ]) {
       for (let i = 0; i < MAX_TURN_ATTEMPTS + 1; i++) {
         const run = source();

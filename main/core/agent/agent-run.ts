@@ -35,7 +35,7 @@
  * its stderr up to a budget per run.
  */
 import { randomUUID } from 'node:crypto';
-import type { CoreEventBus } from '../events.js';
+import type { CoreEventBus, RunActivity } from '../events.js';
 import type { Logger } from '../logger.js';
 import type { FailureKind, GroupRun, RunOutcome } from '../queue/group-queue.js';
 import { formatOutbound } from '../router.js';
@@ -62,6 +62,7 @@ import {
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
   RunnerToHostSchema,
+  type ContentBlock,
   type HostToRunner,
   type MessageParam,
   type RunnerToHost,
@@ -418,6 +419,7 @@ export class AgentRun implements GroupRun {
 
   private async start(): Promise<void> {
     const { config, runtime } = this.deps;
+    this.activity('starting');
     let container: RunningContainer;
     try {
       const dirs = await prepareGroupFolders({
@@ -454,9 +456,11 @@ export class AgentRun implements GroupRun {
         return;
       }
       if (this.state === 'ended') return;
+      // An unreachable engine or a missing image is the machine's set-up, not this run's fault:
+      // the work is held, spending no retry, until the orchestrator finds it fixed.
       const kind: FailureKind =
-        err instanceof RuntimeUnavailableError
-          ? 'runtime-unavailable'
+        err instanceof RuntimeUnavailableError || err instanceof ImageMissingError
+          ? 'not-ready'
           : isSetupError(err)
             ? 'final'
             : 'retry';
@@ -561,7 +565,7 @@ export class AgentRun implements GroupRun {
           `lost track of the agent container: ${(err as Error).message ?? String(err)}`,
           { cause: err },
         );
-        const kind: FailureKind = health.ok ? 'retry' : 'runtime-unavailable';
+        const kind: FailureKind = health.ok ? 'retry' : 'not-ready';
         // Removed if the engine still answers; otherwise orphan cleanup takes it on its return.
         this.killSoon();
         this.end(this.failure ?? { error, kind });
@@ -1038,11 +1042,14 @@ export class AgentRun implements GroupRun {
     const turn = this.turn;
     if (!request || !turn) return;
     this.modelCallInFlight = true;
+    this.activity('thinking');
     try {
       const result = await this.deps.broker.complete(request, {
         signal: this.abort.signal,
         group: this.group.folder,
       });
+      const tools = toolNames(result.content);
+      if (tools.length > 0) this.activity('tool', tools);
       addUsage(turn.usage, result.usage);
       turn.modelCalls += 1;
       turn.modelError = null;
@@ -1278,17 +1285,42 @@ export class AgentRun implements GroupRun {
   private now(): number {
     return this.deps.now();
   }
+
+  /** Tells listeners (a waiting `send --wait`, the tray) what the run is doing now. */
+  private activity(activity: RunActivity, tools?: string[]): void {
+    this.deps.events.emit('run:activity', {
+      groupJid: this.group.jid,
+      runId: this.runId,
+      activity,
+      ...(tools ? { tools } : {}),
+    });
+  }
 }
 
 /**
- * Start failures that a retry cannot fix: the user must act (build the image, say). A refused
- * folder or mount counts too: a link planted in place of the group folder, or a folder name
- * that breaks the rules, stays as it is until someone removes it, so retrying only repeats the
- * refusal (and would re-queue the chat's message five times for nothing).
+ * The tools a model answer asks the agent to run, by name: at most 5, each a plain identifier
+ * of at most 64 characters (the name comes from the model, and goes on to a terminal).
+ */
+function toolNames(content: readonly ContentBlock[]): string[] {
+  const names: string[] = [];
+  for (const block of content) {
+    if (block.type !== 'tool_use') continue;
+    const name = (block as { name?: unknown }).name;
+    if (typeof name === 'string' && /^[\w.-]{1,64}$/.test(name) && !names.includes(name))
+      names.push(name);
+    if (names.length === 5) break;
+  }
+  return names;
+}
+
+/**
+ * Start failures of one group that a retry cannot fix: a link planted in place of the group
+ * folder, or a folder name that breaks the rules, stays as it is until someone removes it, so
+ * retrying only repeats the refusal (and would re-queue the chat's message five times for
+ * nothing). A missing image is not among them: it holds every group's work (`not-ready`).
  */
 function isSetupError(err: unknown): boolean {
   return (
-    err instanceof ImageMissingError ||
     err instanceof UnsafePathError ||
     err instanceof MountPolicyError ||
     err instanceof InvalidFolderNameError

@@ -112,6 +112,11 @@ export interface CompleteOptions {
  */
 export interface MeteredModelCaller {
   complete(req: ModelRequest, opts?: CompleteOptions): Promise<ModelResult>;
+  /**
+   * False when no API key is configured, so no call can succeed: the core then starts no run
+   * at all and says what to fix. Absent means a key is there.
+   */
+  readonly hasKey?: boolean;
 }
 
 /** The payload of a `model.result` frame. */
@@ -141,6 +146,11 @@ export class ModelBroker {
   private readonly timeoutMs: number;
   private readonly promptCaching: boolean;
   private readonly errorContext: ModelErrorContext;
+
+  /** Whether a key was given; without one every call is refused (`no_key`). */
+  get hasKey(): boolean {
+    return this.client !== null;
+  }
 
   constructor(deps: ModelBrokerDeps) {
     this.log = deps.log.child({ mod: 'broker' });

@@ -272,7 +272,8 @@ const MAX_CAUSE_DEPTH = 8;
  * runtime's errors): a container sends only text and cannot put an error object there.
  */
 function notTheMessagesFault(outcome: Extract<RunOutcome, { ok: false }>): string | null {
-  if (outcome.failure === 'runtime-unavailable') return 'the container engine went away';
+  if (outcome.failure === 'not-ready')
+    return 'the machine was not ready to run agents (engine or image)';
   let current: unknown = outcome.error;
   for (let depth = 0; current instanceof Error && depth < MAX_CAUSE_DEPTH; depth++) {
     if (current instanceof ModelError && BLAMELESS_MODEL_ERRORS.has(current.kind)) {

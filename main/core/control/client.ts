@@ -4,6 +4,7 @@ import type {
   ControlErrorCode,
   ControlMethod,
   ControlParams,
+  ControlProgress,
   ControlResponse,
 } from './protocol.js';
 
@@ -26,6 +27,19 @@ export class ControlRequestError extends Error {
   }
 }
 
+/** `serve` closed the connection before it answered: it stopped, or was killed. */
+export class ServeClosedError extends Error {
+  constructor() {
+    super('clawbar serve closed the connection before answering (did it stop?)');
+    this.name = 'ServeClosedError';
+  }
+}
+
+export interface RequestOptions {
+  /** Progress of a long request, before its answer. Must not throw (a throw is ignored). */
+  onProgress?(progress: ControlProgress): void;
+}
+
 export class ControlClient {
   private nextId = 1;
 
@@ -40,15 +54,20 @@ export class ControlClient {
         resolve(new ControlClient(socket));
       });
       socket.once('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED')
+        // ENOTDIR: the data directory is a file; the in-process path then says so plainly.
+        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ENOTDIR')
           reject(new ServeNotRunningError(socketPath, { cause: err }));
         else reject(err);
       });
     });
   }
 
-  /** Sends one request and waits for its answer. */
-  request<M extends ControlMethod>(method: M, params: ControlParams<M>): Promise<unknown> {
+  /** Sends one request and waits for its answer; progress before it goes to `opts.onProgress`. */
+  request<M extends ControlMethod>(
+    method: M,
+    params: ControlParams<M>,
+    opts: RequestOptions = {},
+  ): Promise<unknown> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       let buffer = '';
@@ -70,6 +89,10 @@ export class ControlClient {
             );
             return;
           }
+          if ('progress' in response) {
+            if (response.id === id) reportProgress(opts, response.progress);
+            continue;
+          }
           // Id 0 is the server's answer to a request it could not read (too large, not JSON):
           // it belongs to the request in flight, which would otherwise wait forever.
           if (response.id !== id && !(response.id === 0 && !response.ok)) continue;
@@ -80,7 +103,7 @@ export class ControlClient {
       };
       const onClose = () => {
         cleanup();
-        reject(new Error('clawbar serve closed the connection before answering (did it stop?)'));
+        reject(new ServeClosedError());
       };
       const cleanup = () => {
         this.socket.off('data', onData);
@@ -94,5 +117,17 @@ export class ControlClient {
 
   close(): void {
     this.socket.end();
+  }
+}
+
+/** Passes on a progress frame whose shape checks out; anything else is not progress. */
+function reportProgress(opts: RequestOptions, progress: unknown): void {
+  if (!opts.onProgress || typeof progress !== 'object' || progress === null) return;
+  const { stage, text } = progress as Record<string, unknown>;
+  if (typeof stage !== 'string' || typeof text !== 'string') return;
+  try {
+    opts.onProgress({ stage: stage as ControlProgress['stage'], text });
+  } catch {
+    // Showing progress must never lose the answer.
   }
 }

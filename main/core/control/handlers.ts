@@ -5,8 +5,9 @@
  */
 import type { Core } from '../core.js';
 import { CoreInputError } from '../errors.js';
+import type { SetupProblem } from '../setup.js';
 import type { Group, OutboxItem, StoredMessage } from '../store/index.js';
-import type { ControlMethod, ControlParams } from './protocol.js';
+import type { ControlMethod, ControlParams, ControlProgress } from './protocol.js';
 
 export interface GroupView {
   name: string;
@@ -72,6 +73,8 @@ export function messageView(message: StoredMessage): MessageView {
 export interface RequestContext {
   /** Aborted when the client disconnects or the server closes: long waits end then. */
   signal: AbortSignal;
+  /** Tells the client where a long request is, before its answer (a no-op in-process). */
+  progress(update: ControlProgress): void;
 }
 
 export type ControlHandlers = {
@@ -142,12 +145,19 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
         ...(posted.group.paused ? { paused: true } : {}),
       };
       if (!p.wait || !posted.triggered || posted.group.paused) return { ...base, replies: [] };
-      const reply = await core.waitForReply(
-        posted.group.jid,
-        posted.message.seq,
-        p.timeoutMs ?? DEFAULT_WAIT_MS,
-        ctx.signal,
-      );
+      ctx.progress({ stage: 'stored', text: 'stored' });
+      const unfollow = followProgress(core, posted.group.jid, ctx.progress);
+      let reply;
+      try {
+        reply = await core.waitForReply(
+          posted.group.jid,
+          posted.message.seq,
+          p.timeoutMs ?? DEFAULT_WAIT_MS,
+          ctx.signal,
+        );
+      } finally {
+        unfollow();
+      }
       return {
         ...base,
         replies: [
@@ -166,5 +176,81 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
       const delivered = core.messages(group.jid, limit).map(messageView);
       return [...delivered, ...undelivered].slice(-limit);
     },
+  };
+}
+
+/** Build progress reaches a waiting client at most this often. */
+const SETUP_PROGRESS_MS = 1_000;
+
+/**
+ * Reports what happens to a group's work until the returned function is called: where it
+ * waits (in line, or for the set-up, with a build's progress), then its run's activity.
+ * Every listener is removed by the returned function.
+ */
+export function followProgress(
+  core: Core,
+  groupJid: string,
+  progress: (update: ControlProgress) => void,
+): () => void {
+  let last = '';
+  let lastSetupAt = 0;
+  const say = (update: ControlProgress): void => {
+    if (update.text === last) return;
+    last = update.text;
+    progress(update);
+  };
+  const setup = (problems: readonly SetupProblem[], throttle: boolean): void => {
+    const building = problems.find((p) => p.kind === 'image-building');
+    if (!building) return;
+    const now = Date.now();
+    if (throttle && now - lastSetupAt < SETUP_PROGRESS_MS) return;
+    lastSetupAt = now;
+    say({
+      stage: 'setup',
+      text: `waiting: ${building.message}${building.progress ? ` — ${building.progress}` : ''}`,
+    });
+  };
+
+  const queue = core.queue.snapshot();
+  const problems = core.setupProblems();
+  const running = queue.running.find((r) => r.groupJid === groupJid);
+  if (problems.length > 0) setup(problems, false);
+  else if (running && !running.idle) {
+    // A run that is still starting takes this message in its first turn; one that is under
+    // way answers it in its next.
+    if (core.runActivity(groupJid) === 'starting')
+      say({ stage: 'starting', text: 'starting the agent container' });
+    else say({ stage: 'queued', text: 'queued: the agent is finishing an earlier message' });
+  } else if (queue.waiting.includes(groupJid)) {
+    const ahead = queue.waiting.indexOf(groupJid);
+    say({
+      stage: 'queued',
+      text: `queued: waiting for a free slot (${queue.maxConcurrency} agents at most${ahead > 0 ? `, ${ahead} ahead` : ''})`,
+    });
+  }
+
+  const unsubscribe = [
+    core.events.on('setup:changed', (e) => setup(e.problems, true)),
+    core.events.on('run:activity', (e) => {
+      if (e.groupJid !== groupJid) return;
+      switch (e.activity) {
+        case 'starting':
+          say({ stage: 'starting', text: 'starting the agent container' });
+          return;
+        case 'thinking':
+          say({ stage: 'thinking', text: 'thinking' });
+          return;
+        case 'tool':
+          say({ stage: 'tool', text: `running a tool: ${(e.tools ?? []).join(', ')}` });
+          return;
+        default: {
+          const unreachable: never = e.activity;
+          return unreachable;
+        }
+      }
+    }),
+  ];
+  return () => {
+    for (const off of unsubscribe) off();
   };
 }

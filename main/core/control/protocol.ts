@@ -50,9 +50,21 @@ export const ControlRequestSchema = z.object({
 
 export type ControlErrorCode = 'bad_request' | 'not_found' | 'failed' | 'unavailable';
 
+/**
+ * Where a long request is, sent before its answer (`send --wait`): the message is stored, it
+ * waits in line or for the set-up, the container starts, the model thinks, a tool runs.
+ */
+export interface ControlProgress {
+  stage: 'stored' | 'queued' | 'setup' | 'starting' | 'thinking' | 'tool';
+  /** One line for a person. */
+  text: string;
+}
+
 export type ControlResponse =
   | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: { message: string; code: ControlErrorCode } };
+  | { id: number; ok: false; error: { message: string; code: ControlErrorCode } }
+  /** Not an answer: progress of request `id`, whose answer comes later. */
+  | { id: number; progress: ControlProgress };
 
 export function isControlMethod(name: string): name is ControlMethod {
   return Object.hasOwn(ControlMethods, name);

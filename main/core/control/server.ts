@@ -17,6 +17,7 @@ import {
   isControlMethod,
   MAX_REQUEST_BYTES,
   type ControlErrorCode,
+  type ControlProgress,
   type ControlMethod,
   type ControlResponse,
 } from './protocol.js';
@@ -142,9 +143,11 @@ export class ControlServer {
       });
       return;
     }
+    const progress = (update: ControlProgress): void =>
+      this.reply(socket, { id, progress: update });
     this.reply(socket, {
       id,
-      ...(await invokeControl(this.handlers, method, request.params, this.log, signal)),
+      ...(await invokeControl(this.handlers, method, request.params, this.log, signal, progress)),
     });
   }
 
@@ -163,6 +166,7 @@ export async function invokeControl(
   rawParams: unknown,
   log?: Logger,
   signal: AbortSignal = new AbortController().signal,
+  progress: (update: ControlProgress) => void = () => undefined,
 ): Promise<
   { ok: true; result: unknown } | { ok: false; error: { code: ControlErrorCode; message: string } }
 > {
@@ -172,7 +176,7 @@ export async function invokeControl(
   try {
     // The handler table is keyed by method; the params were parsed with that method's schema.
     const handler = handlers[method] as (p: unknown, ctx: RequestContext) => Promise<unknown>;
-    return { ok: true, result: await handler(params.data, { signal }) };
+    return { ok: true, result: await handler(params.data, { signal, progress }) };
   } catch (err) {
     const { code, message } = classify(err);
     if (code === 'failed') log?.error({ method, err }, 'control request failed');

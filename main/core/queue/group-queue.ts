@@ -9,8 +9,9 @@
  * - A message for a group whose run is alive is handed to that run at once; the run feeds it
  *   to the warm container over stdin. A task run takes no messages: they wait until it ends.
  * - A failed run is retried with exponential backoff, then given up and reported. A failure
- *   that would only repeat (`final`) is reported at once, and one caused by the container
- *   engine being unreachable spends no retry: the group waits until the engine is back.
+ *   that would only repeat (`final`) is reported at once, and one caused by the machine not
+ *   being ready (engine unreachable, image missing) spends no retry: all work is held until the
+ *   orchestrator says the set-up is ready.
  * - A paused group's messages wait; a run already under way finishes.
  * - A stopped group's run is killed now and not retried; its messages stay stored for the
  *   next trigger.
@@ -48,12 +49,13 @@ export interface GroupRun {
 /**
  * How a failed run is handled:
  * - `retry`: a container fault that may pass; retried with backoff, then given up;
- * - `runtime-unavailable`: the container engine cannot be reached; no retry is spent, the
- *   work waits for {@link GroupQueue.runtimeRestored};
+ * - `not-ready`: the machine is not ready to run agents: the container engine cannot be
+ *   reached, or the agent image is missing. No retry is spent; all work is held until the
+ *   orchestrator calls {@link GroupQueue.releaseWork};
  * - `final`: it would fail the same way again (a setup mistake, a turn the model refused);
  *   reported once, not retried. The messages stay stored for the next trigger.
  */
-export type FailureKind = 'retry' | 'runtime-unavailable' | 'final';
+export type FailureKind = 'retry' | 'not-ready' | 'final';
 
 /**
  * Why the queue itself killed a run: `stop` for {@link GroupQueue.stop}, `shutdown` for a run
@@ -126,8 +128,11 @@ export interface GroupQueueDeps {
     work: WorkItem,
     details?: { notified: boolean },
   ): void;
-  /** A run found the container engine unreachable; the orchestrator watches for its return. */
-  onRuntimeUnavailable(error: Error): void;
+  /**
+   * A run found the machine not ready (engine unreachable, image missing): all work is held.
+   * The orchestrator finds out what is wrong, tells the user, and releases the work when fixed.
+   */
+  onNotReady(error: Error): void;
   /**
    * A run the queue started has ended; `killedBy` says whether the queue killed it, and why
    * (the one record of that: the orchestrator keeps none of its own). Called once per run, as
@@ -149,7 +154,7 @@ interface GroupState {
   tasks: WorkItem[];
   /** In the global waiting line. */
   waiting: boolean;
-  /** Held until the container engine is back. */
+  /** Held until the set-up is ready (see {@link GroupQueue.holdWork}). */
   blocked: boolean;
   failures: number;
   retryTimer: ReturnType<typeof setTimeout> | null;
@@ -170,14 +175,14 @@ export interface QueueSnapshot {
   running: Array<{ groupJid: string; idle: boolean; work: WorkItem['kind'] }>;
   waiting: string[];
   retrying: string[];
-  /** Groups whose work waits for the container engine to come back. */
-  waitingForRuntime: string[];
+  /** Groups whose work is held until the set-up is ready (engine, image, API key). */
+  waitingForSetup: string[];
 }
 
 export class GroupQueue {
   private readonly groups = new Map<string, GroupState>();
   private readonly waiting: string[] = [];
-  /** Groups held while the engine is down, in the order they were held. */
+  /** Groups held while the set-up is not ready, in the order they were held. */
   private readonly blocked: string[] = [];
   private active = 0;
   /**
@@ -191,7 +196,7 @@ export class GroupQueue {
    */
   private readonly killed = new Map<GroupRun, RunKill>();
   private stopping = false;
-  private runtimeDown = false;
+  private notReady = false;
   private readonly retry: RetryPolicy;
   private readonly log: Logger;
 
@@ -304,19 +309,22 @@ export class GroupQueue {
     state.run?.requestStop();
   }
 
-  /** The container engine cannot be reached (found at start): new work waits for it. */
-  runtimeLost(): void {
-    this.runtimeDown = true;
+  /**
+   * The machine is not ready to run agents (the engine is unreachable, the image is missing or
+   * being built, no API key): new work is held, in arrival order, until {@link releaseWork}.
+   */
+  holdWork(): void {
+    this.notReady = true;
   }
 
   /**
-   * The container engine answers again: work that waited for it is admitted, in the order it
-   * was held, without counting the outage as failures.
+   * The set-up is ready again: work that was held is admitted, in the order it was held,
+   * without counting the wait as failures.
    */
-  runtimeRestored(): void {
-    if (!this.runtimeDown) return;
-    this.runtimeDown = false;
-    this.log.info({ groups: this.blocked.length }, 'container engine is back; resuming work');
+  releaseWork(): void {
+    if (!this.notReady) return;
+    this.notReady = false;
+    this.log.info({ groups: this.blocked.length }, 'ready to run agents; resuming held work');
     const held = this.blocked.splice(0);
     for (const groupJid of held) {
       const state = this.stateOf(groupJid);
@@ -326,9 +334,9 @@ export class GroupQueue {
     }
   }
 
-  /** Whether work is being held for the container engine. */
-  get waitingForRuntime(): boolean {
-    return this.runtimeDown;
+  /** Whether work is being held until the set-up is ready. */
+  get holding(): boolean {
+    return this.notReady;
   }
 
   snapshot(): QueueSnapshot {
@@ -344,7 +352,7 @@ export class GroupQueue {
       running,
       waiting: [...this.waiting],
       retrying,
-      waitingForRuntime: [...this.blocked],
+      waitingForSetup: [...this.blocked],
     };
   }
 
@@ -417,7 +425,7 @@ export class GroupQueue {
   private admitIfIdle(groupJid: string, state: GroupState): void {
     if (state.run || state.retryTimer || state.waiting || state.blocked) return;
     if (!this.nextWork(groupJid, state)) return;
-    if (this.runtimeDown) {
+    if (this.notReady) {
       this.hold(groupJid, state);
       return;
     }
@@ -549,15 +557,15 @@ export class GroupQueue {
       else state.pendingMessages = true;
     };
     switch (failure) {
-      case 'runtime-unavailable': {
+      case 'not-ready': {
         this.log.warn(
           { group: groupJid, err: error },
-          'container engine unreachable; the work waits for it',
+          'not ready to run agents; the work is held until that is fixed',
         );
         requeue();
-        this.runtimeDown = true;
+        this.notReady = true;
         this.hold(groupJid, state);
-        this.safely(() => this.deps.onRuntimeUnavailable(error));
+        this.safely(() => this.deps.onNotReady(error));
         return;
       }
       case 'final': {
@@ -618,7 +626,7 @@ export class GroupQueue {
       const state = this.stateOf(groupJid);
       state.waiting = false;
       if (state.run || !this.nextWork(groupJid, state)) continue; // Paused: resume admits it.
-      if (this.runtimeDown) {
+      if (this.notReady) {
         this.hold(groupJid, state);
         continue;
       }
