@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { bootCore } from '../core/boot.js';
-import { resolveHome } from '../core/config.js';
+import { ensurePrivateHome, resolveHome } from '../core/config.js';
 import { ControlRequestError } from '../core/control/client.js';
 import { controlHandlers } from '../core/control/handlers.js';
 import { invokeControl } from '../core/control/server.js';
@@ -14,6 +14,9 @@ import type { ControlLike } from './control.js';
 
 export async function withLocalCore<T>(fn: (control: ControlLike) => Promise<T>): Promise<T> {
   const home = resolveHome();
+  // First, so that a data directory that cannot be one is the one plain error the user sees
+  // (the log file would fail there too). Tightening it is said in the log, as serve says it.
+  const tightened = ensurePrivateHome(home);
   // Quiet on the terminal: the command's own output is what the user asked for. Its own file,
   // so a command never writes into serve's log, nor rotates it under serve.
   const log = createLogger({
@@ -21,6 +24,8 @@ export async function withLocalCore<T>(fn: (control: ControlLike) => Promise<T>)
     fileName: CLI_LOG_FILE,
     stderr: false,
   });
+  for (const { dir, was } of tightened)
+    log.warn({ dir, was: was.toString(8) }, 'data directory was open to other users; made it 0700');
   const booted = bootCore({ dispatch: false, log });
   booted.core.groups.ensureLayout();
   const handlers = controlHandlers({ core: booted.core, serving: false });

@@ -62,8 +62,8 @@ export interface ClawbarConfig {
 }
 
 export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'ConfigError';
   }
 }
@@ -143,7 +143,19 @@ export interface TightenedDir {
 export function ensurePrivateHome(home: string): TightenedDir[] {
   const tightened: TightenedDir[] = [];
   for (const dir of [home, path.join(home, 'logs')]) {
-    fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why =
+        code === 'EEXIST' || code === 'ENOTDIR'
+          ? 'it (or a folder above it) is a file'
+          : (err as Error).message;
+      throw new ConfigError(
+        `cannot use ${dir} as Clawbar's data directory: ${why}; set CLAWBAR_HOME to a directory, or move the file away`,
+        { cause: err },
+      );
+    }
     // lstat: `logs` is ours to fix, never a link's target (the home itself was realpath'd).
     const stat = dir === home ? fs.statSync(dir) : fs.lstatSync(dir);
     if (!stat.isDirectory()) {

@@ -294,6 +294,22 @@ describe('refusals without serve', () => {
       'clawbar: CLAWBAR_MAX_CONCURRENCY must be a whole number from 1 to 64, got "many"\n',
     );
   });
+
+  it('a CLAWBAR_HOME that is a file is one plain line, for status and every other command', async () => {
+    const file = path.join(home, 'not-a-dir');
+    fs.writeFileSync(file, 'x');
+    for (const [args, dir] of [
+      [['status'], file],
+      [['groups', 'list'], path.join(file, 'sub')],
+    ] as const) {
+      const run = await clawbar([...args], { CLAWBAR_HOME: dir });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe(
+        `clawbar: cannot use ${dir} as Clawbar's data directory: it (or a folder above it) is a file; set CLAWBAR_HOME to a directory, or move the file away\n`,
+      );
+    }
+    expect(fs.readFileSync(file, 'utf8')).toBe('x');
+  });
 });
 
 describe('--json', () => {
