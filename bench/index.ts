@@ -32,6 +32,10 @@ const BENCHMARKS: Benchmark[] = [
     run: async (log) => (await import('./latency.js')).latencyBench({ log }),
   },
   {
+    name: 'first-run',
+    run: async (log) => (await import('./first-run.js')).firstRunBench({ log }),
+  },
+  {
     name: 'hostile',
     run: async (log) => (await import('./hostile.js')).hostileBench({ log }),
   },

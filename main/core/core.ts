@@ -816,6 +816,8 @@ export class Core {
       if (!group.paused && hasPendingTrigger(this.deps.store, group)) {
         this.log.info({ group: group.folder }, 're-queueing unanswered messages');
         this.queue.enqueueMessage(group.jid);
+        // Still waiting after a restart: the chat hears why (once for this start).
+        if (!this.setup.ready) this.tellNotReady(group.jid);
       }
     }
   }
