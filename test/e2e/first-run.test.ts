@@ -54,10 +54,24 @@ requireDocker('the first run', () => {
     for (const home of homes) fs.rmSync(home, { recursive: true, force: true });
   });
 
-  function newHome(): string {
+  /**
+   * A new home with a "Family" group, and the environment of a user of it: the fake API's key
+   * and URL and the test image, with `extra` over them (`home` stands for the new home).
+   */
+  async function familyHome(
+    extra: (home: string) => Record<string, string> = () => ({}),
+  ): Promise<{ home: string; env: Record<string, string> }> {
     const home = tempHome('clawbar-first-');
     homes.push(home);
-    return home;
+    const env = {
+      CLAWBAR_HOME: home,
+      ANTHROPIC_API_KEY: API_KEY,
+      ANTHROPIC_BASE_URL: fake.url,
+      CLAWBAR_IMAGE: TEST_AGENT_IMAGE,
+      ...extra(home),
+    };
+    expect((await cli(['groups', 'add', '--name', 'Family'], env)).code).toBe(0);
+    return { home, env };
   }
 
   async function serveIn(env: NodeJS.ProcessEnv, home: string): Promise<ServeProcess> {
@@ -77,14 +91,7 @@ requireDocker('the first run', () => {
   }
 
   it('serve builds a missing agent image with progress, answers once it is built, and never rebuilds an unchanged one', async () => {
-    const home = newHome();
-    const env = {
-      CLAWBAR_HOME: home,
-      ANTHROPIC_API_KEY: API_KEY,
-      ANTHROPIC_BASE_URL: fake.url,
-      CLAWBAR_IMAGE: ownImage,
-    };
-    expect((await cli(['groups', 'add', '--name', 'Family'], env)).code).toBe(0);
+    const { home, env } = await familyHome(() => ({ CLAWBAR_IMAGE: ownImage }));
     const serve = await serveIn(env, home);
 
     // On a terminal (a pseudo-terminal from script(1)), send --wait shows where it is.
@@ -118,13 +125,7 @@ requireDocker('the first run', () => {
   }, 600_000);
 
   it('without an API key, send --wait is told the fix at once and no container starts', async () => {
-    const home = newHome();
-    const env = {
-      CLAWBAR_HOME: home,
-      ANTHROPIC_API_KEY: '',
-      CLAWBAR_IMAGE: TEST_AGENT_IMAGE,
-    };
-    expect((await cli(['groups', 'add', '--name', 'Family'], env)).code).toBe(0);
+    const { home, env } = await familyHome(() => ({ ANTHROPIC_API_KEY: '' }));
     const serve = await serveIn(env, home);
     const sent = await cli(['send', '--group', 'family', '--wait', '@Andy hello'], env);
     expect(sent.code).toBe(1);
@@ -139,7 +140,7 @@ requireDocker('the first run', () => {
     expect(await serve.stop()).toBe(0);
 
     // Fixed by setting the key and starting serve again: the stored message is answered.
-    const fixed = { ...env, ANTHROPIC_API_KEY: API_KEY, ANTHROPIC_BASE_URL: fake.url };
+    const fixed = { ...env, ANTHROPIC_API_KEY: API_KEY };
     const restarted = await serveIn(fixed, home);
     await expect
       .poll(async () => (await cli(['messages', '--group', 'family'], fixed)).stdout, {
@@ -151,16 +152,10 @@ requireDocker('the first run', () => {
   }, 180_000);
 
   it('with no engine reachable, send --wait is told the fix at once', async () => {
-    const home = newHome();
-    const env = {
-      CLAWBAR_HOME: home,
-      ANTHROPIC_API_KEY: API_KEY,
-      ANTHROPIC_BASE_URL: fake.url,
-      CLAWBAR_IMAGE: TEST_AGENT_IMAGE,
-      // An engine socket nobody listens on: Docker is "not running".
-      DOCKER_HOST: `unix://${path.join(home, 'no-docker.sock')}`,
-    };
-    expect((await cli(['groups', 'add', '--name', 'Family'], env)).code).toBe(0);
+    // An engine socket nobody listens on: Docker is "not running".
+    const { home, env } = await familyHome((dir) => ({
+      DOCKER_HOST: `unix://${path.join(dir, 'no-docker.sock')}`,
+    }));
     const serve = await serveIn(env, home);
     const sent = await cli(['send', '--group', 'family', '--wait', '@Andy hello'], env);
     expect(sent.code).toBe(1);
@@ -171,14 +166,7 @@ requireDocker('the first run', () => {
   }, 120_000);
 
   it('a serve that stops mid-wait leaves one clear line: the message is stored for the next start', async () => {
-    const home = newHome();
-    const env = {
-      CLAWBAR_HOME: home,
-      ANTHROPIC_API_KEY: API_KEY,
-      ANTHROPIC_BASE_URL: fake.url,
-      CLAWBAR_IMAGE: TEST_AGENT_IMAGE,
-    };
-    expect((await cli(['groups', 'add', '--name', 'Family'], env)).code).toBe(0);
+    const { home, env } = await familyHome();
     fake.reset();
     fake.script([textTurn('too late', { delayMs: 30_000 })]);
     const serve = await serveIn(env, home);

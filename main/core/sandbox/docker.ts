@@ -753,7 +753,7 @@ function seconds(ms: number): string {
  * forwards `abortSignal` to its HTTP request, so an aborted request errors out too; the race
  * makes the abort hold even if a request ignored it. The caller deals with a late settle.
  */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
     // Nobody else may be listening: its own rejection (the aborted request) is expected.
     promise.catch(() => undefined);

@@ -24,7 +24,7 @@ import { z } from 'zod';
 
 import { DEFAULTS } from '../config.js';
 import { agentImageContext, offlineBaseScript } from '../paths.js';
-import { dockerErrorFacts } from './docker.js';
+import { dockerErrorFacts, untilAborted } from './docker.js';
 import {
   ImageBuildError,
   RUNNER_HASH_LABEL,
@@ -666,22 +666,4 @@ function guardedReporter(onProgress: ((event: EnsureImageProgress) => void) | un
       }
     },
   };
-}
-
-/** Settles like `promise`, or rejects with the signal's reason as soon as it aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
