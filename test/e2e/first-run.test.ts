@@ -165,7 +165,7 @@ requireDocker('the first run', () => {
     expect(await serve.stop()).toBe(0);
   }, 120_000);
 
-  it('a serve that stops mid-wait leaves one clear line: the message is stored for the next start', async () => {
+  it('a serve that stops mid-wait, killed or orderly, leaves one clear line: the message is stored for the next start', async () => {
     const { home, env } = await familyHome();
     fake.reset();
     fake.script([textTurn('too late', { delayMs: 30_000 })]);
@@ -180,7 +180,29 @@ requireDocker('the first run', () => {
     );
     const history = await cli(['messages', '--group', 'family'], env);
     expect(history.stdout).toContain('@Andy take your time');
-  }, 120_000);
+
+    // An orderly stop (SIGTERM) answers the waiting client before it goes, in one line too.
+    fake.reset();
+    fake.script([
+      textTurn('Answered after the restart.'),
+      textTurn('too late', { delayMs: 30_000 }),
+    ]);
+    const next = await serveIn(env, home);
+    await expect
+      .poll(async () => (await cli(['messages', '--group', 'family'], env)).stdout, {
+        timeout: 60_000,
+        interval: 500,
+      })
+      .toContain('Answered after the restart.');
+    const second = cli(['send', '--group', 'family', '--wait', '@Andy and this?'], env);
+    await fake.waitForRequests(2);
+    expect(await next.stop()).toBe(0);
+    const stopped = await second;
+    expect(stopped.code).toBe(1);
+    expect(stopped.stderr).toBe(
+      'clawbar: clawbar is shutting down; the message is stored and will be answered after restart\n',
+    );
+  }, 180_000);
 });
 
 /**

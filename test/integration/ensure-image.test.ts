@@ -112,7 +112,7 @@ describe('formatImageProgress', () => {
       'building on b:1 (pulled)',
       'building on b:1 (built here)',
       '  [offline-base] I: Retrieving',
-      '[2/4] Step 2/4 : FROM x',
+      'Step 2/4 : FROM x',
       '     ---> abc',
       '    abc: Pull complete',
       undefined,

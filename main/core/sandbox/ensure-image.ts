@@ -412,7 +412,7 @@ export function formatImageProgress(event: EnsureImageProgress): string | undefi
     case 'script':
       return `  ${event.line}`;
     case 'step':
-      return `[${event.step}/${event.total}] ${event.text}`;
+      return event.text; // "Step 3/9 : COPY …" already says where it is
     case 'output':
       return `    ${event.text}`;
     case 'layer':
