@@ -32,7 +32,13 @@ export type ChannelState =
    * Not connected. `code` is the channel's own number for the reason (WhatsApp's disconnect
    * status codes); `retrying` says whether the channel will try again by itself.
    */
-  | { state: 'closed'; reason: string; code?: number; retrying: boolean };
+  | { state: 'closed'; reason: string; code?: number; retrying: boolean }
+  /**
+   * Not connected, and it never will be by itself: the account was logged out (or never
+   * paired), its credentials are gone, and a person must pair again (`clawbar pair`).
+   * `code` is the disconnect status that led here, when there was one.
+   */
+  | { state: 'needs-pairing'; reason: string; code?: number };
 
 export type ChannelStateName = ChannelState['state'];
 

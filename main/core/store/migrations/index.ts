@@ -5,6 +5,7 @@
 import { migration001 } from './001-initial.js';
 import { migration002 } from './002-outbox-worker.js';
 import { migration003 } from './003-host-transcript.js';
+import { migration004 } from './004-whatsapp-auth.js';
 
 export interface Migration {
   /** Equals its position in {@link MIGRATIONS}, starting at 1. */
@@ -14,4 +15,9 @@ export interface Migration {
   up: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [migration001, migration002, migration003];
+export const MIGRATIONS: readonly Migration[] = [
+  migration001,
+  migration002,
+  migration003,
+  migration004,
+];
