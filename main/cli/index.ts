@@ -23,7 +23,13 @@ import {
 } from './args.js';
 import { withControl } from './control.js';
 import { CliError, type Output, output } from './output.js';
-import type { GroupStopView, GroupView, MessageView } from '../core/control/handlers.js';
+import type { WhatsAppDisconnect } from '../core/channels/whatsapp-control.js';
+import type {
+  GroupStopView,
+  GroupView,
+  MessageView,
+  WhatsAppStatusView,
+} from '../core/control/handlers.js';
 import type { CoreStatus } from '../core/core.js';
 
 function positiveInt(raw: string | undefined, name: string): number | undefined {
@@ -231,6 +237,52 @@ function commandList(out: Output): CommandSpec[] {
       },
     },
     {
+      name: 'chats',
+      synopsis: '',
+      summary: 'the chats WhatsApp knows; which are enabled',
+      options: {},
+      positionals: { min: 0, max: 0 },
+      async run() {
+        const { chatsCommand } = await import('./whatsapp.js');
+        await chatsCommand(out);
+      },
+    },
+    {
+      name: 'pair',
+      synopsis: '[--phone NUMBER]',
+      summary: 'link WhatsApp by QR or pairing code (needs serve)',
+      details:
+        'Shows a QR code to scan with WhatsApp (Settings → Linked devices → Link a device); it\n' +
+        'refreshes until scanned. With --phone, shows a code to type on that phone instead.\n' +
+        'Ends once the phone is linked, or on Ctrl-C. With --json: one JSON object a line.',
+      options: {
+        phone: {
+          type: 'string',
+          value: 'NUMBER',
+          help: 'pair by code for this number, with its country code (like +15551234567)',
+        },
+      },
+      positionals: { min: 0, max: 0 },
+      async run({ values }) {
+        const { pairCommand } = await import('./whatsapp.js');
+        return pairCommand(
+          values.phone === undefined ? {} : { phone: values.phone as string },
+          out,
+        );
+      },
+    },
+    {
+      name: 'unlink',
+      synopsis: '',
+      summary: 'log WhatsApp out, wipe its keys (needs serve)',
+      options: {},
+      positionals: { min: 0, max: 0 },
+      async run() {
+        const { unlinkCommand } = await import('./whatsapp.js');
+        await unlinkCommand(out);
+      },
+    },
+    {
       name: 'image build',
       synopsis: '[--base IMAGE] [--force]',
       summary: 'build the agent image, with progress',
@@ -372,6 +424,23 @@ async function send(
   });
 }
 
+/**
+ * A channel's part of the `channels:` line. For WhatsApp, the last disconnect (code and text,
+ * and when) is added while the state itself does not show it: a link that is open again after
+ * a drop still says what happened.
+ */
+function channelStatus(
+  channel: CoreStatus['channels'][number],
+  lastDisconnect: WhatsAppDisconnect | null | undefined,
+): string {
+  const line = `${channel.name} ${channelLine(channel.state)}`;
+  if (channel.name !== 'whatsapp' || !lastDisconnect) return line;
+  if (channel.state.state === 'closed' || channel.state.state === 'needs-pairing') return line;
+  const code = lastDisconnect.code === undefined ? '' : ` (${lastDisconnect.code})`;
+  const at = new Date(lastDisconnect.at).toISOString().replace('T', ' ').slice(0, 19);
+  return `${line}; last disconnect: ${lastDisconnect.reason}${code} at ${at} UTC`;
+}
+
 function channelLine(state: CoreStatus['channels'][number]['state']): string {
   switch (state.state) {
     case 'open':
@@ -384,6 +453,12 @@ function channelLine(state: CoreStatus['channels'][number]['state']): string {
       return `waiting for pairing code ${state.code}`;
     case 'closed':
       return `closed (${state.reason}${state.code === undefined ? '' : `, ${state.code}`})`;
+    case 'needs-pairing':
+      return (
+        `needs pairing (${state.reason}${state.code === undefined ? '' : `, ${state.code}`})` +
+        // The channel's reason usually says it already.
+        (state.reason.includes('clawbar pair') ? '' : '; run `clawbar pair`')
+      );
     default: {
       const unreachable: never = state;
       return String(unreachable);
@@ -392,9 +467,8 @@ function channelLine(state: CoreStatus['channels'][number]['state']): string {
 }
 
 async function status(out: Output): Promise<void> {
-  const s = (await withControl((c) => c.request('status', {}))) as CoreStatus & {
-    serving: boolean;
-  };
+  const s = (await withControl((c) => c.request('status', {}))) as CoreStatus &
+    WhatsAppStatusView & { serving: boolean };
   out.print(s, () => {
     const runtime = s.runtime.ok
       ? `${s.runtime.kind} ${s.runtime.version}`
@@ -404,7 +478,7 @@ async function status(out: Output): Promise<void> {
         .map((r) => `${r.groupJid}${r.work === 'task' ? ' (task)' : ''}${r.idle ? ' (idle)' : ''}`)
         .join(', ') || 'none';
     const held = s.queue.waitingForSetup.length;
-    const channels = s.channels.map((c) => `${c.name} ${channelLine(c.state)}`).join(', ');
+    const channels = s.channels.map((c) => channelStatus(c, s.whatsappLastDisconnect)).join(', ');
     const failures = s.outbox.recentFailures.map(
       (f) => `            failed for good: #${f.id} to ${f.chatJid}: ${f.error ?? 'unknown error'}`,
     );

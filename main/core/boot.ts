@@ -7,6 +7,7 @@ import path from 'node:path';
 import { ModelBroker } from './agent/model-broker.js';
 import { ensurePrivateHome, loadConfig, resolveHome, type ClawbarConfig } from './config.js';
 import { localChannelFor } from './channels/local.js';
+import { whatsappChannelFor } from './channels/whatsapp/boot.js';
 import { Core } from './core.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime } from './sandbox/docker.js';
@@ -75,6 +76,9 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
       log,
     });
     const local = localChannelFor(store);
+    // WhatsApp where agents answer (serve, the app): it connects only once a phone is linked
+    // (`clawbar pair`), so a fresh install makes no connection until asked to.
+    const whatsapp = (opts.dispatch ?? true) ? whatsappChannelFor({ store, config, log }) : null;
     const core = new Core({
       config,
       store,
@@ -84,7 +88,8 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
         : {}),
       broker,
       log,
-      channels: [local],
+      channels: whatsapp ? [local, whatsapp.channel] : [local],
+      ...(whatsapp ? { whatsapp: whatsapp.control } : {}),
       dispatch: opts.dispatch ?? true,
     });
     return {

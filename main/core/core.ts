@@ -13,6 +13,7 @@ import type { RunLimits } from './agent/run-limits.js';
 import { messageTurns, type TurnSource } from './agent/turns.js';
 import type { Channel, ChannelHooks, ChannelState, InboundMessage } from './channels/channel.js';
 import { LocalChannel } from './channels/local.js';
+import type { WhatsAppControl } from './channels/whatsapp-control.js';
 import type { ClawbarConfig } from './config.js';
 import { CoreInputError } from './errors.js';
 import { DiskGuard, type DiskGuardOptions, type DiskStatus } from './disk.js';
@@ -40,7 +41,7 @@ import {
   type SetupProblem,
 } from './setup.js';
 import { type ContainerRuntime, type ImageState, type RuntimeState } from './sandbox/runtime.js';
-import type { Group, OutboxItem, Store, StoredMessage } from './store/index.js';
+import type { Chat, Group, OutboxItem, Store, StoredMessage } from './store/index.js';
 
 export { CoreInputError };
 
@@ -74,6 +75,11 @@ export interface CoreDeps {
    * 10 s): the first delay. @default 1000
    */
   runtimeRecheckMs?: number;
+  /**
+   * The WhatsApp channel's controls (pairing, unlink, its last disconnect), when one of
+   * `channels` is the WhatsApp channel. @default null
+   */
+  whatsapp?: WhatsAppControl;
   /**
    * Builds the agent image when it is missing or was built from another runner (`serve`
    * passes one). Without it a missing image waits for `clawbar image build`.
@@ -154,6 +160,8 @@ export type TaskSourceFactory = (group: Group) => TurnSource | null;
 export class Core {
   readonly events: CoreEventBus;
   readonly local: LocalChannel | null;
+  /** Pairing, unlink and the last disconnect of the WhatsApp channel; null without one. */
+  readonly whatsapp: WhatsAppControl | null;
   readonly groups: GroupAdmin;
   readonly queue: GroupQueue;
   readonly outbox: OutboxWorker;
@@ -200,6 +208,7 @@ export class Core {
     this.events.on('run:activity', (e) => this.activities.set(e.groupJid, e.activity));
     this.events.on('run:finished', (e) => this.activities.delete(e.groupJid));
     this.local = deps.channels.find((c): c is LocalChannel => c instanceof LocalChannel) ?? null;
+    this.whatsapp = deps.whatsapp ?? null;
     this.groups = new GroupAdmin({
       store: deps.store,
       config: deps.config,
@@ -415,6 +424,11 @@ export class Core {
   /** A chat's replies that are not delivered: still queued, or failed for good. */
   undelivered(chatJid: string): OutboxItem[] {
     return this.deps.store.undeliveredOutbox(chatJid);
+  }
+
+  /** Every chat the channels know (registered or not), the most recently active first. */
+  chats(): Chat[] {
+    return this.deps.store.listChats();
   }
 
   /** What the group's live run is doing, or null when none runs. */

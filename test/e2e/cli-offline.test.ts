@@ -368,6 +368,9 @@ const COMMANDS = [
   'groups stop',
   'send',
   'messages',
+  'chats',
+  'pair',
+  'unlink',
   'image build',
 ];
 

@@ -84,8 +84,10 @@ requireDocker('the Docker engine goes away mid-run', () => {
     expect(human.stdout).toMatch(
       /^image: +\S+ unknown \(the container engine is not reachable\)$/m,
     );
-    // No WhatsApp line until there is a WhatsApp channel.
-    expect(human.stdout).not.toMatch(/whatsapp/i);
+    // WhatsApp's real state: never linked, so it waits for `clawbar pair` (and never connected).
+    expect(human.stdout).toMatch(
+      /^channels: +local open, whatsapp needs pairing \(.*clawbar pair/m,
+    );
     // The waiting client is told what is wrong and the fix, while the engine is still away:
     // one line, no stack.
     const sent = await waiting;

@@ -3,10 +3,18 @@
  * the same handlers in-process when `serve` is not running (with dispatch off, so a message
  * is stored and waits for the next `serve`).
  */
+import {
+  InvalidPhoneNumberError,
+  pairWhatsApp,
+  type PairingResult,
+  type WhatsAppControl,
+  type WhatsAppDisconnect,
+} from '../channels/whatsapp-control.js';
+import type { ChannelState } from '../channels/channel.js';
 import type { Core } from '../core.js';
 import { CoreInputError } from '../errors.js';
 import type { SetupProblem } from '../setup.js';
-import type { Group, OutboxItem, StoredMessage } from '../store/index.js';
+import type { Chat, Group, OutboxItem, StoredMessage } from '../store/index.js';
 import type { ControlMethod, ControlParams, ControlProgress } from './protocol.js';
 
 export interface GroupView {
@@ -58,6 +66,65 @@ export function groupView(group: Group): GroupView {
   };
 }
 
+/** One chat a channel knows, for `clawbar chats` and the main agent's list. */
+export interface ChatView {
+  jid: string;
+  name: string;
+  kind: 'group' | 'direct';
+  channel: 'local' | 'whatsapp';
+  /** The last message, as an ISO time; null when none was stored. */
+  lastActivity: string | null;
+  /** Whether Clawbar answers in it (it is a registered group), and under which group name. */
+  enabled: boolean;
+  group: string | null;
+}
+
+/** The chats, each marked with whether it is a registered group; most recent activity first. */
+export function chatViews(chats: readonly Chat[], groups: readonly Group[]): ChatView[] {
+  const byJid = new Map(groups.map((g) => [g.jid, g]));
+  return [...chats]
+    .sort((a, b) => (b.lastActivity ?? 0) - (a.lastActivity ?? 0) || a.name.localeCompare(b.name))
+    .map((chat) => {
+      const group = byJid.get(chat.jid);
+      return {
+        jid: chat.jid,
+        name: chat.name,
+        kind: chat.isGroup ? 'group' : 'direct',
+        channel: chat.channel,
+        lastActivity: chat.lastActivity === null ? null : new Date(chat.lastActivity).toISOString(),
+        enabled: group !== undefined,
+        group: group?.name ?? null,
+      };
+    });
+}
+
+/** What `status` adds to the core's status when there is a WhatsApp channel. */
+export interface WhatsAppStatusView {
+  whatsappLastDisconnect?: WhatsAppDisconnect | null;
+}
+
+/** The answer to `whatsapp.unlink`. */
+export interface UnlinkView {
+  unlinked: true;
+  /** The channel's state after the wipe (needs pairing). */
+  state: ChannelState;
+}
+
+/** The WhatsApp channel's controls, or a clear error when serve has none. */
+function requireWhatsApp(whatsapp: WhatsAppControl | null, serving: boolean): WhatsAppControl {
+  if (!serving) {
+    throw new CoreInputError(
+      'this needs `clawbar serve` running: it holds the one WhatsApp connection. Start it, then try again',
+    );
+  }
+  if (!whatsapp) {
+    throw new CoreInputError(
+      'this serve has no WhatsApp channel; enable WhatsApp in the settings and restart `clawbar serve`',
+    );
+  }
+  return whatsapp;
+}
+
 export function messageView(message: StoredMessage): MessageView {
   return {
     id: message.id,
@@ -106,8 +173,17 @@ export const DEFAULT_WAIT_MS = 10 * 60_000;
 
 export function controlHandlers({ core, serving }: HandlerContext): ControlHandlers {
   const { assistantName } = core;
+  const whatsappOf = (): WhatsAppControl | null => core.whatsapp;
   return {
-    status: async () => ({ serving, ...(await core.status()) }),
+    status: async () => {
+      const whatsapp = whatsappOf();
+      return {
+        serving,
+        ...(await core.status()),
+        // Why WhatsApp last closed, also once it is open again: `status` tells of a flaky link.
+        ...(whatsapp ? { whatsappLastDisconnect: whatsapp.lastDisconnect() } : {}),
+      };
+    },
     'groups.list': async () =>
       core.groups.list().map((group) => {
         const reason = group.paused ? core.disk.pausedReason(group.jid) : null;
@@ -175,6 +251,33 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
         .map((item) => undeliveredView(item, assistantName));
       const delivered = core.messages(group.jid, limit).map(messageView);
       return [...delivered, ...undelivered].slice(-limit);
+    },
+    chats: async () => chatViews(core.chats(), core.groups.list()),
+    'whatsapp.pair': async (p, ctx): Promise<PairingResult> => {
+      const whatsapp = requireWhatsApp(whatsappOf(), serving);
+      try {
+        return await pairWhatsApp(
+          {
+            control: whatsapp,
+            onState: (listener) =>
+              core.events.on('channel:state', (e) => {
+                if (e.channel === 'whatsapp') listener(e.state);
+              }),
+            progress: ctx.progress,
+            signal: ctx.signal,
+            ...(p.timeoutMs !== undefined ? { timeoutMs: p.timeoutMs } : {}),
+          },
+          p.phone !== undefined ? { phone: p.phone } : {},
+        );
+      } catch (err) {
+        if (err instanceof InvalidPhoneNumberError) throw new CoreInputError(err.message);
+        throw err;
+      }
+    },
+    'whatsapp.unlink': async (): Promise<UnlinkView> => {
+      const whatsapp = requireWhatsApp(whatsappOf(), serving);
+      await whatsapp.unlink();
+      return { unlinked: true, state: whatsapp.state() };
     },
   };
 }

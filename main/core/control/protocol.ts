@@ -37,6 +37,20 @@ export const ControlMethods = {
     group: groupRef,
     limit: z.number().int().min(1).max(10_000).optional(),
   }),
+  /** The chats the channels know, each with whether it is a group Clawbar answers in. */
+  chats: z.object({}),
+  /**
+   * Links a phone to WhatsApp (serve only): progress frames carry each QR payload or the
+   * pairing code; the answer comes once the link is made.
+   */
+  'whatsapp.pair': z.object({
+    /** Pair by code for this number (digits with the country code) instead of by QR. */
+    phone: z.string().max(32).optional(),
+    /** How long to wait for the phone. @default 600000 */
+    timeoutMs: z.number().int().positive().max(3_600_000).optional(),
+  }),
+  /** Logs WhatsApp out and wipes its stored auth state (serve only). */
+  'whatsapp.unlink': z.object({}),
 } as const;
 
 export type ControlMethod = keyof typeof ControlMethods;
@@ -51,12 +65,26 @@ export const ControlRequestSchema = z.object({
 export type ControlErrorCode = 'bad_request' | 'not_found' | 'failed' | 'unavailable';
 
 /**
- * Where a long request is, sent before its answer (`send --wait`): the message is stored, it
+ * Where a long request is, sent before its answer. `send --wait`: the message is stored, it
  * waits in line or for the set-up, the container starts, the model thinks, a tool runs.
+ * `whatsapp.pair`: connecting, a (new) QR to show, the pairing code, paired.
  */
 export interface ControlProgress {
-  stage: 'stored' | 'queued' | 'setup' | 'starting' | 'thinking' | 'tool';
-  /** One line for a person. */
+  stage:
+    | 'stored'
+    | 'queued'
+    | 'setup'
+    | 'starting'
+    | 'thinking'
+    | 'tool'
+    | 'connecting'
+    | 'qr'
+    | 'pairing-code'
+    | 'paired';
+  /**
+   * One line for a person; for `qr` the raw QR payload (to draw), for `pairing-code` the code
+   * (to type on the phone).
+   */
   text: string;
 }
 

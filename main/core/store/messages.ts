@@ -60,6 +60,9 @@ export function messageQueries(db: Db) {
       name = excluded.name,
       last_activity = MAX(COALESCE(chats.last_activity, 0), COALESCE(excluded.last_activity, 0))`);
   const getChat = db.prepare(`SELECT * FROM chats WHERE jid = ?`);
+  const allChats = db.prepare(
+    `SELECT * FROM chats ORDER BY COALESCE(last_activity, 0) DESC, name COLLATE NOCASE`,
+  );
   const insert = db.prepare(`
     INSERT INTO messages (chat_jid, id, sender, sender_name, text, timestamp, from_me, from_bot, quoted_id, media_ref, turn_id)
     VALUES (@chatJid, @id, @sender, @senderName, @text, @timestamp, @fromMe, @fromBot, @quotedId, @mediaRef, @turnId)
@@ -86,6 +89,10 @@ export function messageQueries(db: Db) {
     getChat(jid: string): Chat | undefined {
       const row = getChat.get(jid) as ChatRow | undefined;
       return row && toChat(row);
+    },
+    /** Every chat a channel has told of, the most recently active first. */
+    listChats(): Chat[] {
+      return (allChats.all() as ChatRow[]).map(toChat);
     },
     /**
      * Stores a message once. A repeat of the same (chat, id) is ignored, which makes
