@@ -144,32 +144,61 @@ export type FakeMediaHost = {
 
 type Published = { blob: Buffer; state: FakeMediaBlobState };
 
-/** Starts the media host on an ephemeral 127.0.0.1 port. Only GET of published paths succeeds. */
-export async function startMediaHost(): Promise<FakeMediaHost> {
+/**
+ * The media host's files and request log, without a server of its own: `handle` answers a
+ * request, so the fake WhatsApp server can serve media on the same port as its WebSocket (the
+ * origin Clawbar trusts for media is the one of `CLAWBAR_WA_URL`). Only GET of published paths
+ * succeeds.
+ */
+export function createMediaFiles(): {
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void;
+  /** The host's API once its origin is known; `close` is the caller's to supply. */
+  host(origin: string, close: () => Promise<void>): FakeMediaHost;
+} {
   const blobs = new Map<string, Published>();
   const requests: FakeMediaRequest[] = [];
+  return {
+    handle(req, res) {
+      const path = new URL(req.url ?? '/', 'http://fake').pathname;
+      const published = req.method === 'GET' ? blobs.get(path) : undefined;
+      const status = !published || published.state === 'missing' ? 404 : 200;
+      requests.push({ path, status, headers: req.headers });
+      if (!published || status !== 200) {
+        res.writeHead(status, { 'content-type': 'text/plain' }).end('not found');
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(published.blob.length),
+      });
+      if (published.state === 'cut') {
+        res.write(published.blob.subarray(0, Math.floor(published.blob.length / 2)), () =>
+          res.socket?.destroy(),
+        );
+        return;
+      }
+      res.end(published.blob);
+    },
+    host(origin, close) {
+      return {
+        origin,
+        publish(blob, state = 'intact') {
+          // The shape of WhatsApp's direct paths: /v/t62.7118-24/<id>.enc?… (query left out).
+          const directPath = `/v/t62.7118-24/${randomBytes(16).toString('hex')}.enc`;
+          blobs.set(directPath, { blob: tamperBlob(blob, state), state });
+          return { url: `${origin}${directPath}`, directPath };
+        },
+        requests: () => [...requests],
+        close,
+      };
+    },
+  };
+}
 
-  const server = http.createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://fake').pathname;
-    const published = req.method === 'GET' ? blobs.get(path) : undefined;
-    const status = !published || published.state === 'missing' ? 404 : 200;
-    requests.push({ path, status, headers: req.headers });
-    if (!published || status !== 200) {
-      res.writeHead(status, { 'content-type': 'text/plain' }).end('not found');
-      return;
-    }
-    res.writeHead(200, {
-      'content-type': 'application/octet-stream',
-      'content-length': String(published.blob.length),
-    });
-    if (published.state === 'cut') {
-      res.write(published.blob.subarray(0, Math.floor(published.blob.length / 2)), () =>
-        res.socket?.destroy(),
-      );
-      return;
-    }
-    res.end(published.blob);
-  });
+/** Starts a media host of its own on an ephemeral 127.0.0.1 port. */
+export async function startMediaHost(): Promise<FakeMediaHost> {
+  const files = createMediaFiles();
+  const server = http.createServer((req, res) => files.handle(req, res));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
@@ -177,23 +206,14 @@ export async function startMediaHost(): Promise<FakeMediaHost> {
       resolve();
     });
   });
-  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-
-  return {
-    origin,
-    publish(blob, state = 'intact') {
-      // The shape of WhatsApp's direct paths: /v/t62.7118-24/<id>.enc?… (query left out).
-      const directPath = `/v/t62.7118-24/${randomBytes(16).toString('hex')}.enc`;
-      blobs.set(directPath, { blob: tamperBlob(blob, state), state });
-      return { url: `${origin}${directPath}`, directPath };
-    },
-    requests: () => [...requests],
-    close: () =>
+  return files.host(
+    `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();
         server.close((err) => (err ? reject(err) : resolve()));
       }),
-  };
+  );
 }
 
 /** The WhatsApp media fields a download needs, as in `imageMessage`, `audioMessage`… */

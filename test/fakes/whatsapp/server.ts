@@ -96,8 +96,8 @@ import {
 import { randomBytes } from 'node:crypto';
 import { FakeContact, type KeyBundle } from './contact.js';
 import {
+  createMediaFiles,
   encryptMedia,
-  startMediaHost,
   type FakeMediaBlobState,
   type FakeMediaRequest,
 } from './media.js';
@@ -712,41 +712,47 @@ export async function startFakeWhatsApp(
 
   // ── connections ────────────────────────────────────────────────────────
 
-  const ws: FakeWsServer = await startWsServer((socket) => {
-    const rec: FakeConnectionRecord = {
-      index: connections.length + 1,
-      openedAt: new Date(),
-      closedAt: undefined,
-      kind: 'handshaking',
-    };
-    connections.push(rec);
-    const conn: Connection = {
-      record: rec,
-      ws: socket,
-      reader: new FrameReader(),
-      handshake: new ServerNoiseHandshake(certs),
-      transport: undefined,
-      pairRefs: [],
-      awaiting: new Map(),
-      inbound: Promise.resolve(),
-    };
-    live.add(conn);
-    socket.on('message', (data) => {
-      try {
-        for (const frame of conn.reader.push(data)) onRawFrame(conn, frame);
-      } catch (err) {
-        // Hostile or broken input: end this connection, as WhatsApp would.
-        protocolErrors.push(toError(err));
-        socket.destroy();
-      }
-    });
-    socket.on('close', () => {
-      rec.closedAt = new Date();
-      live.delete(conn);
-    });
-  });
+  // Media is served on the WebSocket's own port: the one origin Clawbar trusts for media when
+  // CLAWBAR_WA_URL points it at another WhatsApp service, as it points it here.
+  const mediaFiles = createMediaFiles();
+  const ws: FakeWsServer = await startWsServer(
+    (socket) => {
+      const rec: FakeConnectionRecord = {
+        index: connections.length + 1,
+        openedAt: new Date(),
+        closedAt: undefined,
+        kind: 'handshaking',
+      };
+      connections.push(rec);
+      const conn: Connection = {
+        record: rec,
+        ws: socket,
+        reader: new FrameReader(),
+        handshake: new ServerNoiseHandshake(certs),
+        transport: undefined,
+        pairRefs: [],
+        awaiting: new Map(),
+        inbound: Promise.resolve(),
+      };
+      live.add(conn);
+      socket.on('message', (data) => {
+        try {
+          for (const frame of conn.reader.push(data)) onRawFrame(conn, frame);
+        } catch (err) {
+          // Hostile or broken input: end this connection, as WhatsApp would.
+          protocolErrors.push(toError(err));
+          socket.destroy();
+        }
+      });
+      socket.on('close', () => {
+        rec.closedAt = new Date();
+        live.delete(conn);
+      });
+    },
+    (req, res) => mediaFiles.handle(req, res),
+  );
 
-  const mediaHost = await startMediaHost();
+  const mediaHost = mediaFiles.host(`http://127.0.0.1:${ws.port}`, async () => undefined);
 
   /**
    * Sends `message` from a contact to the device, in a DM or a group: Signal-encrypted with the
@@ -953,7 +959,8 @@ export async function startFakeWhatsApp(
 
     /** Makes a group the account is in (as super admin), with these contacts. Returns its jid. */
     createGroup(opts: { subject: string; participants: FakeContact[]; id?: string }): string {
-      const jid = `${opts.id ?? `1203630${Date.now()}${groups.size}`}@g.us`;
+      // 18 digits, as WhatsApp's own group ids (`120363…`).
+      const jid = `${opts.id ?? `120363${String(Date.now()).slice(-10)}${String(groups.size).padStart(2, '0')}`}@g.us`;
       groups.set(jid, {
         jid,
         subject: opts.subject,

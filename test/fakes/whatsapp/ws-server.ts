@@ -161,9 +161,12 @@ export type FakeWsServer = {
 
 export async function startWsServer(
   onConnection: (conn: FakeWsConnection) => void,
+  /** Plain HTTP requests (media downloads); without it they get 426. */
+  onRequest?: (req: http.IncomingMessage, res: http.ServerResponse) => void,
 ): Promise<FakeWsServer> {
   const sockets = new Set<Socket>();
-  const server = http.createServer((_req, res) => {
+  const server = http.createServer((req, res) => {
+    if (onRequest) return onRequest(req, res);
     res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSocket upgrade required\n');
   });
   server.on('connection', (socket) => {

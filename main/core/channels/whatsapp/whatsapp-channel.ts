@@ -21,7 +21,6 @@
  */
 import {
   DEFAULT_CONNECTION_CONFIG,
-  downloadMediaMessage,
   isJidGroup,
   jidNormalizedUser,
   makeCacheableSignalKeyStore,
@@ -35,7 +34,6 @@ import {
   type WAMessage,
   type WAPresence,
 } from '@whiskeysockets/baileys';
-import type { Readable } from 'node:stream';
 import type { ClawbarConfig } from '../../config.js';
 import type { Logger } from '../../logger.js';
 import type { Group, Store } from '../../store/index.js';
@@ -62,7 +60,13 @@ import {
   type NormalizedInbound,
 } from './inbound.js';
 import { LruMap, lruCacheStore } from './lru.js';
-import { describeMedia, isSavedMedia, type SaveMediaResult } from './media.js';
+import {
+  describeMedia,
+  isSavedMedia,
+  MAX_INBOUND_MEDIA_BYTES,
+  type SaveMediaResult,
+} from './media.js';
+import { downloadMessageMedia, mediaOriginForWaUrl } from './media-download.js';
 
 /** The part of a Baileys socket the channel uses; tests pass a fake with a real-shaped `ev`. */
 export interface WhatsAppSocket {
@@ -132,10 +136,12 @@ export interface MediaToSave {
   /** The registered group it belongs to: it is saved under this group's folder. */
   group: Pick<Group, 'jid' | 'folder'>;
   /**
-   * Downloads and decrypts it: Baileys' `downloadMediaMessage(message, 'stream')` through the
-   * socket that received it (which asks the sender's phone to upload expired media again).
+   * Downloads and decrypts it, checked (media-download.ts: only WhatsApp's media hosts, or the
+   * origin of `CLAWBAR_WA_URL`; MAC and hashes verified, the iterator throws at the end
+   * otherwise), asking the sender's phone through the socket that received it to upload
+   * expired media again. `signal` stops the download.
    */
-  download(): Promise<Readable>;
+  download(options?: { signal?: AbortSignal }): Promise<AsyncIterable<Uint8Array>>;
 }
 
 /**
@@ -184,6 +190,8 @@ const KEY_CACHE_CAPACITY = 10_000;
 const INBOUND_DRAIN_MS = 5_000;
 /** How long a logout may take before the unlink goes on without it. */
 const LOGOUT_TIMEOUT_MS = 5_000;
+/** The deadline for one media download, headers to last byte: 25 MiB at ~200 KB/s. */
+const MEDIA_DOWNLOAD_TIMEOUT_MS = 120_000;
 
 const NOT_LINKED_REASON = 'WhatsApp is not linked yet; run `clawbar pair` to link it';
 const UNLINKED_REASON = 'WhatsApp was unlinked; run `clawbar pair` to link it again';
@@ -400,7 +408,7 @@ export class WhatsAppChannel implements Channel {
     const sock = this.socketFactory({
       auth,
       waUrl: this.deps.config.waUrl,
-      logger: this.log.child({ mod: 'baileys' }, { level: 'warn' }),
+      logger: this.baileysLogger(),
       cachedGroupMetadata: async (jid) => this.groupCache.get(jid),
     });
     this.socketsMade += 1;
@@ -553,6 +561,15 @@ export class WhatsAppChannel implements Channel {
     }
   }
 
+  /**
+   * Baileys' own lines: warn and above, but never louder than the channel's logger. A child
+   * given a level of its own would otherwise print through a quieter parent (tests' silent one).
+   */
+  private baileysLogger(): Logger {
+    const level = this.log.isLevelEnabled('warn') ? 'warn' : this.log.level;
+    return this.log.child({ mod: 'baileys' }, { level });
+  }
+
   private detachListeners(): void {
     this.detach?.();
     this.detach = null;
@@ -691,7 +708,7 @@ export class WhatsAppChannel implements Channel {
           media,
           message: raw,
           group,
-          download: () => this.download(sock, raw),
+          download: (options) => this.download(sock, raw, options?.signal),
         });
       } catch (err) {
         this.log.warn({ err, id: message.id, kind: media.kind }, 'could not save inbound media');
@@ -705,16 +722,26 @@ export class WhatsAppChannel implements Channel {
     return { text: message.text ? `${message.text}\n${line}` : line, mediaRef: saved };
   }
 
-  private async download(sock: WhatsAppSocket, raw: WAMessage): Promise<Readable> {
-    return downloadMediaMessage(
-      raw,
-      'stream',
-      {},
-      {
-        logger: this.log.child({ mod: 'baileys' }, { level: 'warn' }),
-        reuploadRequest: (msg) => sock.updateMediaMessage(msg),
+  /**
+   * Not Baileys' `downloadMediaMessage`, which checks no MAC or hash, fetches any URL the sender
+   * names, and can raise an uncaught error on a cut connection (media-download.ts).
+   */
+  private async download(
+    sock: WhatsAppSocket,
+    raw: WAMessage,
+    signal: AbortSignal | undefined,
+  ): Promise<AsyncIterable<Uint8Array>> {
+    const origin = mediaOriginForWaUrl(this.deps.config.waUrl);
+    return downloadMessageMedia(raw.message, {
+      allowedOrigins: origin ? [origin] : [],
+      maxBytes: MAX_INBOUND_MEDIA_BYTES,
+      timeoutMs: MEDIA_DOWNLOAD_TIMEOUT_MS,
+      ...(signal ? { signal } : {}),
+      reupload: async () => {
+        this.log.info({ id: raw.key.id }, 'media expired; asking the sender to upload it again');
+        return (await sock.updateMediaMessage(raw)).message;
       },
-    );
+    });
   }
 
   private chatName(message: NormalizedInbound): string {
