@@ -39,6 +39,10 @@ const BENCHMARKS: Benchmark[] = [
     name: 'hostile',
     run: async (log) => (await import('./hostile.js')).hostileBench({ log }),
   },
+  {
+    name: 'whatsapp',
+    run: async (log) => (await import('./whatsapp.js')).whatsappBench({ log }),
+  },
 ];
 
 function table(rows: BenchRow[]): string {

@@ -12,7 +12,9 @@ import path from 'node:path';
 import type { ModelCaller } from '../../main/core/agent/agent-run.js';
 import { ModelBroker } from '../../main/core/agent/model-broker.js';
 import { loadConfig, type ClawbarConfig } from '../../main/core/config.js';
+import type { Channel } from '../../main/core/channels/channel.js';
 import { localChannelFor } from '../../main/core/channels/local.js';
+import type { WhatsAppControl } from '../../main/core/channels/whatsapp-control.js';
 import { Core, type CoreDeps } from '../../main/core/core.js';
 import { silentLogger, type Logger } from '../../main/core/logger.js';
 import type { RetryPolicy } from '../../main/core/queue/group-queue.js';
@@ -110,6 +112,19 @@ export interface ProcessCoreOptions {
   log?: Logger;
   /** The core's other deps. @default retry: one retry after 50 ms, so a failed run settles fast */
   deps?: Pick<CoreDeps, 'retry' | 'runtimeRecheckMs' | 'disk' | 'imageBuilder'>;
+  /**
+   * Runs the core in this home instead of a new temp dir: a restart over the same database.
+   * `close` then leaves the home in place (its first owner removes it).
+   */
+  home?: string;
+  /**
+   * A second channel besides the local chat (the WhatsApp channel), made over this core's store
+   * and settings; its `control` becomes `core.whatsapp`. @default the local chat only
+   */
+  channel?: (parts: { store: Store; config: ClawbarConfig; log: Logger }) => {
+    channel: Channel;
+    control?: WhatsAppControl;
+  };
 }
 
 /**
@@ -117,7 +132,7 @@ export interface ProcessCoreOptions {
  * caller starts it, and registers `close` to run after the test.
  */
 export function processCore(opts: ProcessCoreOptions): ProcessCore {
-  const home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), opts.prefix)));
+  const home = opts.home ?? fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), opts.prefix)));
   const config: ClawbarConfig = {
     ...loadConfig({ CLAWBAR_HOME: home, TZ: 'UTC' }, () => undefined),
     ...opts.config,
@@ -128,13 +143,15 @@ export function processCore(opts: ProcessCoreOptions): ProcessCore {
   const broker = opts.api
     ? new ModelBroker({ apiKey: opts.api.apiKey, baseURL: opts.api.url, model: config.model, log })
     : throwingBroker;
+  const extra = opts.channel?.({ store, config, log });
   const core = new Core({
     config,
     store,
     runtime,
     broker,
     log,
-    channels: [localChannelFor(store)],
+    channels: extra ? [localChannelFor(store), extra.channel] : [localChannelFor(store)],
+    ...(extra?.control ? { whatsapp: extra.control } : {}),
     retry: { baseDelayMs: 50, maxRetries: 1 },
     ...opts.deps,
   });
@@ -147,7 +164,7 @@ export function processCore(opts: ProcessCoreOptions): ProcessCore {
       await core.shutdown(1_000);
       await runtime.cleanup();
       store.close();
-      fs.rmSync(home, { recursive: true, force: true });
+      if (!opts.home) fs.rmSync(home, { recursive: true, force: true });
     },
   };
 }
