@@ -79,7 +79,14 @@ class FakeSocket implements WhatsAppSocket {
   async logout(): Promise<void> {
     this.loggedOut += 1;
   }
-  async sendMessage(jid: string, content: { text: string }): Promise<WAMessage | undefined> {
+  /** The `messageId` each send asked for, in order (failed sends included). */
+  readonly askedIds: Array<string | undefined> = [];
+  async sendMessage(
+    jid: string,
+    content: { text: string },
+    options?: { messageId?: string },
+  ): Promise<WAMessage | undefined> {
+    this.askedIds.push(options?.messageId);
     if (this.failSendAt === this.sent.length) throw new Error('socket hiccup');
     this.sent.push({ jid, text: content.text });
     return { key: { remoteJid: jid, id: `SENT${this.sent.length}`, fromMe: true } };
@@ -401,6 +408,22 @@ describe('the WhatsApp channel: messages', () => {
     const sent = await channel.send({ outboxId: 1, chatJid: GROUP, text: 'hello' });
     expect(sent.id).toBe('SENT1');
     expect(sock.sent).toEqual([{ jid: GROUP, text: 'Andy: hello' }]);
+  });
+
+  it('gives each part an id of its own that a resend repeats, also after a restart', async () => {
+    const first = await connectLinked();
+    await channel.send({ outboxId: 5, chatJid: GROUP, text: 'one' });
+    await channel.send({ outboxId: 6, chatJid: GROUP, text: 'two' });
+    const [five, six] = first.askedIds;
+    expect(five).toMatch(/^3EB0[0-9A-F]{18}$/);
+    expect(six).toMatch(/^3EB0[0-9A-F]{18}$/);
+    expect(six).not.toBe(five);
+    // A new channel on the same database (a restart) sends outbox item 5 again: same id, so
+    // WhatsApp and the phones see one message, not two.
+    await channel.disconnect();
+    const again = await connectLinked();
+    await channel.send({ outboxId: 5, chatJid: GROUP, text: 'one' });
+    expect(again.askedIds).toEqual([five]);
   });
 
   it('refuses to send while closed', async () => {

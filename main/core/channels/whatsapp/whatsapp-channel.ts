@@ -19,6 +19,7 @@
  *   back), are split by the injected `splitText`, and a retry after a partial send resumes
  *   with the parts not yet sent.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import {
   DEFAULT_CONNECTION_CONFIG,
   isJidGroup,
@@ -83,7 +84,11 @@ export interface WhatsAppSocket {
   user?: Contact | undefined;
   end(error: Error | undefined): unknown;
   logout(msg?: string): Promise<void>;
-  sendMessage(jid: string, content: { text: string }): Promise<WAMessage | undefined>;
+  sendMessage(
+    jid: string,
+    content: { text: string },
+    options?: { messageId?: string },
+  ): Promise<WAMessage | undefined>;
   sendPresenceUpdate(type: WAPresence, toJid?: string): Promise<void>;
   groupMetadata(jid: string): Promise<GroupMetadata>;
   groupFetchAllParticipating(): Promise<{ [jid: string]: GroupMetadata }>;
@@ -192,6 +197,8 @@ const INBOUND_DRAIN_MS = 5_000;
 const LOGOUT_TIMEOUT_MS = 5_000;
 /** The deadline for one media download, headers to last byte: 25 MiB at ~200 KB/s. */
 const MEDIA_DOWNLOAD_TIMEOUT_MS = 120_000;
+/** The settings key of the random salt in this database's outgoing message ids. */
+const MESSAGE_ID_SALT_KEY = 'whatsappMessageIdSalt';
 
 const NOT_LINKED_REASON = 'WhatsApp is not linked yet; run `clawbar pair` to link it';
 const UNLINKED_REASON = 'WhatsApp was unlinked; run `clawbar pair` to link it again';
@@ -337,6 +344,22 @@ export class WhatsAppChannel implements Channel {
     this.needsPairing(UNLINKED_REASON);
   }
 
+  /**
+   * A WhatsApp Web style id (`3EB0` + 18 hex) derived from the outbox item and the part, salted
+   * with a random value kept in this database: stable for one reply, never repeated by a new
+   * database whose outbox ids start again at 1.
+   */
+  private messageIdFor(outboxId: number, part: number): string {
+    const { store } = this.deps;
+    let salt = store.getSetting(MESSAGE_ID_SALT_KEY);
+    if (!salt) {
+      salt = randomBytes(16).toString('hex');
+      store.setSetting(MESSAGE_ID_SALT_KEY, salt);
+    }
+    const digest = createHash('sha256').update(`${salt}:${outboxId}:${part}`).digest('hex');
+    return `3EB0${digest.slice(0, 18).toUpperCase()}`;
+  }
+
   async send(message: OutboundMessage): Promise<SentMessage> {
     const sock = this.sock;
     if (!sock || this.current.state !== 'open') throw new Error('WhatsApp is not connected');
@@ -348,7 +371,13 @@ export class WhatsAppChannel implements Channel {
     const progress = this.partsSent.get(message.outboxId) ?? { ids: [] };
     this.partsSent.set(message.outboxId, progress);
     for (let i = progress.ids.length; i < parts.length; i++) {
-      const sent = await sock.sendMessage(message.chatJid, { text: `${prefix}${parts[i]}` });
+      // The same id on every attempt, across restarts: a part resent after a crash (sent, but
+      // not yet recorded) is one WhatsApp and the phones already have, not a second message.
+      const sent = await sock.sendMessage(
+        message.chatJid,
+        { text: `${prefix}${parts[i]}` },
+        { messageId: this.messageIdFor(message.outboxId, i) },
+      );
       const id = sent?.key?.id;
       if (!id) throw new Error('WhatsApp accepted the message but returned no id');
       this.sentIds.set(id, true);
