@@ -21,6 +21,7 @@ import {
   usageLine,
   wantsHelp,
 } from './args.js';
+import { parseArgs } from 'node:util';
 import { withControl } from './control.js';
 import { CliError, type Output, output } from './output.js';
 import type { WhatsAppDisconnect } from '../core/channels/whatsapp-control.js';
@@ -28,6 +29,7 @@ import type {
   GroupStopView,
   GroupView,
   MessageView,
+  SenderPolicyView,
   WhatsAppStatusView,
 } from '../core/control/handlers.js';
 import type { CoreStatus } from '../core/core.js';
@@ -41,9 +43,51 @@ function positiveInt(raw: string | undefined, name: string): number | undefined 
 
 function groupLine(g: GroupView): string {
   const paused = g.pausedReason ? `paused: ${g.pausedReason}` : 'paused';
-  const flags = [g.main ? 'main' : null, g.paused ? paused : null].filter(Boolean).join(', ');
+  const senders = g.allowedSenders ? `senders: ${g.allowedSenders.length} allowed` : null;
+  const flags = [g.main ? 'main' : null, g.paused ? paused : null, senders]
+    .filter(Boolean)
+    .join(', ');
   const trigger = g.trigger ?? 'every message';
   return `${g.name.padEnd(20)} ${g.folder.padEnd(20)} ${g.channel.padEnd(9)} ${trigger}${flags ? `  (${flags})` : ''}`;
+}
+
+/** `groups senders`: who may wake the group's agent, in words. */
+function senderPolicyText(view: SenderPolicyView): string {
+  const { group, allowedSenders } = view;
+  if (allowedSenders === null) return `${group.name}: anyone in the chat may wake the assistant`;
+  // The account owner's own messages always may (router.ts senderMayTrigger); the local chat has no owner.
+  const owner = group.channel === 'whatsapp' ? ' (and you, from your own phone)' : '';
+  if (allowedSenders.length === 0) return `${group.name}: no one may wake the assistant${owner}`;
+  return [
+    `${group.name}: only these senders may wake the assistant${owner}:`,
+    ...allowedSenders.map((sender) => `  ${sender}`),
+  ].join('\n');
+}
+
+/**
+ * Every value of `--allow` and `--deny`, each split at commas: `--allow a --allow b,c`.
+ * The shared parser keeps only the last value, so the command's raw arguments are read again
+ * here (they already passed the strict parse).
+ */
+function senderOptions(argv: string[]): { allow: string[]; deny: string[] } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      allow: { type: 'string', multiple: true },
+      deny: { type: 'string', multiple: true },
+      everyone: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const split = (given: string[] | undefined): string[] =>
+    (given ?? [])
+      .flatMap((value) => value.split(','))
+      .map((value) => value.trim())
+      .filter((value) => value !== '');
+  return { allow: split(values.allow), deny: split(values.deny) };
 }
 
 function messageLine(m: MessageView): string {
@@ -187,6 +231,44 @@ function commandList(out: Output): CommandSpec[] {
               ? `${name} had no run; its retry is cancelled and its messages stay stored.`
               : `${name} has no run to stop.`,
         );
+      },
+    },
+    {
+      name: 'groups senders',
+      synopsis: 'G [--allow S]... [--deny S]... [--everyone]',
+      summary: 'show or set who may wake the assistant in a group',
+      details: [
+        "G is the group's name, folder or jid. Without options, shows the group's policy.",
+        'S is a phone number with its country code (+1 555 123 4567) or a WhatsApp jid',
+        '(15551234567@s.whatsapp.net); in a local-chat group, a name as given to `send --from`',
+        '(any case). --allow and --deny repeat, or take a comma-separated list.',
+        'Messages from others are still stored, as context, but never wake the assistant;',
+        'in WhatsApp, your own messages (from your phone) always may.',
+      ].join('\n'),
+      options: {
+        allow: { type: 'string', value: 'S', help: 'add S to the senders who may wake it' },
+        deny: { type: 'string', value: 'S', help: 'take S off the list' },
+        everyone: { type: 'boolean', help: 'drop the list: anyone in the chat may wake it' },
+      },
+      positionals: groupRef,
+      async run({ values, positionals }, argv) {
+        const { allow, deny } = senderOptions(argv);
+        if (values.everyone && (allow.length > 0 || deny.length > 0))
+          throw new CliError('--everyone drops the whole list; give it without --allow or --deny');
+        if (
+          (values.allow !== undefined || values.deny !== undefined) &&
+          allow.length + deny.length === 0
+        )
+          throw new CliError('--allow and --deny need a sender, like +15551234567');
+        const view = (await withControl((c) =>
+          c.request('groups.senders', {
+            group: positionals[0] as string,
+            ...(allow.length > 0 ? { allow } : {}),
+            ...(deny.length > 0 ? { deny } : {}),
+            ...(values.everyone ? { everyone: true } : {}),
+          }),
+        )) as SenderPolicyView;
+        out.print(view, () => senderPolicyText(view));
       },
     },
     {
@@ -401,11 +483,14 @@ async function send(
   )) as {
     stored: MessageView;
     triggered: boolean;
+    senderNotAllowed?: boolean;
     dispatched: boolean;
     paused?: boolean;
     replies: MessageView[];
   };
   out.print(result, () => {
+    if (result.senderNotAllowed)
+      return `stored; ${result.stored.from} may not wake the assistant in this group (see \`clawbar groups senders\`)`;
     if (values.wait) {
       if (!result.triggered) return 'stored; it has no trigger, so the assistant was not asked';
       if (result.paused)

@@ -10,7 +10,8 @@ import type { Logger } from './logger.js';
 import { installTemplates } from './templates.js';
 import { CoreInputError, UnknownGroupError } from './errors.js';
 import { templatesDir } from './paths.js';
-import { defaultTrigger } from './router.js';
+import { InvalidPhoneNumberError, normalizePhoneNumber } from './channels/whatsapp-control.js';
+import { allowlistKey, defaultTrigger, senderKey } from './router.js';
 import { folderFromName, validateFolderName } from './sandbox/mounts.js';
 import type { Group, Store } from './store/index.js';
 
@@ -27,6 +28,65 @@ export interface AddGroupInput {
 
 /** WhatsApp group (`…@g.us`), person (`…@s.whatsapp.net`) or LID (`…@lid`) jids. */
 const WHATSAPP_JID = /^\d{5,20}(-\d{1,20})?@(g\.us|s\.whatsapp\.net|lid)$/;
+
+/** A change to a group's sender policy (`clawbar groups senders`). */
+export interface SenderPolicyChange {
+  /** Senders to add: phone numbers or WhatsApp user jids; for a local-chat group, names. */
+  allow?: readonly string[];
+  /** Senders to take off the list, written as for `allow`. */
+  deny?: readonly string[];
+  /** Drop the list: anyone in the chat may wake the agent again. */
+  everyone?: boolean;
+}
+
+/** The most senders one group's allowlist holds. */
+export const MAX_ALLOWED_SENDERS = 256;
+
+/** A WhatsApp person: a phone jid or a LID, with an optional device suffix. */
+const WHATSAPP_USER_JID = /^\d{5,20}(?::\d{1,5})?@(s\.whatsapp\.net|c\.us|lid)$/i;
+
+/**
+ * One allowlist entry as given on the CLI, in its stored form. WhatsApp groups take a phone
+ * number as people write it (`+1 555 123 4567` becomes `15551234567@s.whatsapp.net`) or a user
+ * jid (its device suffix dropped). A local-chat group's senders are the names given with
+ * `send --from`, so its entries are names.
+ */
+export function normalizeSenderEntry(group: Pick<Group, 'jid'>, raw: string): string {
+  const entry = raw.trim();
+  if (group.jid.startsWith('local:')) {
+    if (entry === '' || entry.length > 64 || /[\p{Cc}<>]/u.test(entry)) {
+      throw new CoreInputError(
+        `"${printable(raw)}" is not a sender name: in a local-chat group senders are the names given with \`send --from\`, 1-64 characters without control characters or < >`,
+      );
+    }
+    return entry;
+  }
+  if (entry.includes('@')) {
+    if (WHATSAPP_USER_JID.test(entry)) return senderKey(entry);
+    throw new CoreInputError(
+      entry.toLowerCase().endsWith('@g.us')
+        ? `"${printable(raw)}" is a group's jid, not a person's; give a phone number like +15551234567`
+        : `"${printable(raw)}" is not a WhatsApp user jid; give a phone number like +15551234567 or a jid like 15551234567@s.whatsapp.net`,
+    );
+  }
+  if (!/^\+?[\d\s().-]+$/.test(entry)) {
+    throw new CoreInputError(
+      `"${printable(raw)}" is neither a phone number (like +1 555 123 4567) nor a WhatsApp jid (like 15551234567@s.whatsapp.net)`,
+    );
+  }
+  try {
+    return `${normalizePhoneNumber(entry)}@s.whatsapp.net`;
+  } catch (err) {
+    if (err instanceof InvalidPhoneNumberError) throw new CoreInputError(err.message);
+    throw err;
+  }
+}
+
+/** Text from the user, safe to quote in one line of an error. */
+function printable(text: string): string {
+  const clean = text.replace(/[\p{Cc}\p{Cf}]/gu, '?');
+  return clean.length > 80 ? `${clean.slice(0, 80)}…` : clean;
+}
 
 export interface GroupAdminDeps {
   store: Store;
@@ -126,5 +186,62 @@ export class GroupAdmin {
     const group = this.resolve(ref);
     this.deps.store.setPaused(group.jid, paused);
     return { ...group, paused };
+  }
+
+  /**
+   * Changes who may wake the group's agent: takes `deny` off the list, then adds `allow`
+   * (`everyone` drops the list). Every entry is checked before anything changes. A sender not
+   * allowed still has their messages stored; they just never start a run. Removing the last
+   * entry leaves an empty list (nobody but the account owner), never "anyone": taking a person
+   * off must not open the group to everyone.
+   */
+  updateSenders(ref: string, change: SenderPolicyChange): Group {
+    const group = this.resolve(ref);
+    const allow = (change.allow ?? []).map((raw) => normalizeSenderEntry(group, raw));
+    const deny = (change.deny ?? []).map((raw) => normalizeSenderEntry(group, raw));
+    if (change.everyone) {
+      if (allow.length > 0 || deny.length > 0) {
+        throw new CoreInputError(
+          '--everyone drops the whole list; give it without --allow or --deny',
+        );
+      }
+      this.deps.store.setAllowedSenders(group.jid, null);
+      return { ...group, allowedSenders: null };
+    }
+    if (allow.length === 0 && deny.length === 0) return group;
+    const key = (entry: string): string => allowlistKey(group, entry);
+    const denied = new Set(deny.map(key));
+    const both = allow.find((entry) => denied.has(key(entry)));
+    if (both !== undefined)
+      throw new CoreInputError(`"${both}" is both allowed and denied; give it once`);
+    const current = group.allowedSenders;
+    if (deny.length > 0) {
+      if (current === null) {
+        throw new CoreInputError(
+          `anyone may wake the agent in ${group.name}: there is no list to take ${deny.join(', ')} off; add senders with --allow`,
+        );
+      }
+      const listed = new Set(current.map(key));
+      const missing = deny.filter((entry) => !listed.has(key(entry)));
+      if (missing.length > 0) {
+        throw new CoreInputError(
+          `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not on the list of ${group.name} (${current.join(', ') || 'empty'})`,
+        );
+      }
+    }
+    const next: string[] = [];
+    const seen = new Set<string>();
+    for (const entry of [...(current ?? []).filter((e) => !denied.has(key(e))), ...allow]) {
+      if (seen.has(key(entry))) continue;
+      seen.add(key(entry));
+      next.push(entry);
+    }
+    if (next.length > MAX_ALLOWED_SENDERS) {
+      throw new CoreInputError(
+        `a group may allow at most ${MAX_ALLOWED_SENDERS} senders; this would make ${next.length}`,
+      );
+    }
+    this.deps.store.setAllowedSenders(group.jid, next);
+    return { ...group, allowedSenders: next };
   }
 }

@@ -24,11 +24,49 @@ export function triggerPattern(trigger: string): RegExp {
   return new RegExp(`^\\s*${escapeRegExp(trigger)}(?![\\p{L}\\p{N}_])`, 'iu');
 }
 
+/** A WhatsApp user jid, with an optional device suffix (`:12`); `c.us` is the old server name. */
+const USER_JID = /^(\d{5,20})(?::\d{1,5})?@(s\.whatsapp\.net|c\.us|lid)$/i;
+
+/**
+ * A sender id in the one form allowlists are compared in. WhatsApp: the user jid without its
+ * device suffix, `@c.us` as `@s.whatsapp.net`, lower case. Local chat (`local:<name>`, the name
+ * lower-cased by the channel): as it is. Anything else, as it is: it matches only itself.
+ */
+export function senderKey(sender: string): string {
+  const trimmed = sender.trim();
+  const jid = USER_JID.exec(trimmed);
+  if (!jid) return trimmed;
+  const server = (jid[2] as string).toLowerCase();
+  return `${jid[1] as string}@${server === 'c.us' ? 's.whatsapp.net' : server}`;
+}
+
+/**
+ * The sender key one allowlist entry stands for. A local-chat group's entries are names, which
+ * the local chat stores as `local:<name in lower case>`, so they match whatever the case.
+ */
+export function allowlistKey(group: Pick<Group, 'jid'>, entry: string): string {
+  return group.jid.startsWith('local:') ? `local:${entry.trim().toLowerCase()}` : senderKey(entry);
+}
+
+/**
+ * Whether the group's sender policy lets this message wake its agent. No allowlist: anyone.
+ * The account owner's own messages (sent from the linked phone) always may, so an allowlist
+ * can never lock the owner out of their own assistant (the main group is often the self-chat).
+ */
+export function senderMayTrigger(group: Group, message: StoredMessage): boolean {
+  if (group.allowedSenders === null) return true;
+  if (message.fromMe) return true;
+  const sender = senderKey(message.sender);
+  return group.allowedSenders.some((entry) => allowlistKey(group, entry) === sender);
+}
+
 /** Whether this message, on its own, should wake the group's agent. */
 export function isTriggerMessage(group: Group, message: StoredMessage): boolean {
   // Never answer ourselves: that way lies an infinite conversation.
   if (message.fromBot) return false;
   if (message.text.trim() === '') return false;
+  // Checked before the main-group and no-trigger shortcuts: the policy holds in every group.
+  if (!senderMayTrigger(group, message)) return false;
   if (group.isMain || !group.requiresTrigger) return true;
   return triggerPattern(group.trigger).test(message.text);
 }

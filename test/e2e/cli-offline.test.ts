@@ -366,6 +366,7 @@ const COMMANDS = [
   'groups pause',
   'groups resume',
   'groups stop',
+  'groups senders',
   'send',
   'messages',
   'chats',

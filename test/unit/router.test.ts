@@ -11,6 +11,7 @@ const group = (over: Partial<Group> = {}): Group => ({
   isMain: false,
   paused: false,
   networkAllowed: false,
+  allowedSenders: null,
   createdAt: 0,
   ...over,
 });

@@ -237,6 +237,7 @@ describe('groups', () => {
       isMain: false,
       paused: false,
       networkAllowed: false,
+      allowedSenders: null,
       createdAt: NOON,
     });
     expect(store.cursorOf(FAMILY)).toBe(3);

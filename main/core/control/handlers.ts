@@ -14,6 +14,7 @@ import type { ChannelState } from '../channels/channel.js';
 import type { Core } from '../core.js';
 import { CoreInputError } from '../errors.js';
 import type { SetupProblem } from '../setup.js';
+import { senderMayTrigger } from '../router.js';
 import type { Chat, Group, OutboxItem, StoredMessage } from '../store/index.js';
 import type { ControlMethod, ControlParams, ControlProgress } from './protocol.js';
 
@@ -27,6 +28,18 @@ export interface GroupView {
   paused: boolean;
   /** Why the group is paused, when Clawbar paused it (its folders are over their disk budget). */
   pausedReason?: string;
+  /**
+   * Who may wake the agent, when the group limits it: phone jids (names in a local-chat group).
+   * Absent: anyone in the chat may.
+   */
+  allowedSenders?: string[];
+}
+
+/** The answer to `groups.senders`: the group and its policy after any change. */
+export interface SenderPolicyView {
+  group: GroupView;
+  /** null: anyone in the chat may wake the agent; else only these (and the account owner). */
+  allowedSenders: string[] | null;
 }
 
 export interface MessageView {
@@ -63,6 +76,7 @@ export function groupView(group: Group): GroupView {
     trigger: group.isMain || !group.requiresTrigger ? null : group.trigger,
     main: group.isMain,
     paused: group.paused,
+    ...(group.allowedSenders !== null ? { allowedSenders: group.allowedSenders } : {}),
   };
 }
 
@@ -206,6 +220,14 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
       const { group, stopped, cancelledRetry } = core.stopGroup(p.group);
       return { group: groupView(group), stopped, cancelledRetry };
     },
+    'groups.senders': async (p): Promise<SenderPolicyView> => {
+      const group = core.groups.updateSenders(p.group, {
+        ...(p.allow !== undefined ? { allow: p.allow } : {}),
+        ...(p.deny !== undefined ? { deny: p.deny } : {}),
+        ...(p.everyone !== undefined ? { everyone: p.everyone } : {}),
+      });
+      return { group: groupView(group), allowedSenders: group.allowedSenders };
+    },
     send: async (p, ctx) => {
       if (p.wait && !serving) {
         throw new CoreInputError(
@@ -216,6 +238,8 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
       const base = {
         stored: messageView(posted.message),
         triggered: posted.triggered,
+        // Said apart from "no trigger": the group's allowlist held it back (router.ts senderMayTrigger).
+        ...(senderMayTrigger(posted.group, posted.message) ? {} : { senderNotAllowed: true }),
         dispatched: serving,
         // Paused: stored, not dispatched; without this the CLI reported a paused group's message as "sent".
         ...(posted.group.paused ? { paused: true } : {}),

@@ -10,6 +10,8 @@ import { z } from 'zod';
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 
 const groupRef = z.string().trim().min(1, 'a group is required').max(256);
+/** One allowlist entry as typed: a phone number, a jid or (local chat) a name. */
+const senderEntry = z.string().trim().min(1, 'a sender is required').max(256);
 
 export const ControlMethods = {
   status: z.object({}),
@@ -25,6 +27,17 @@ export const ControlMethods = {
   'groups.pause': z.object({ group: groupRef }),
   'groups.resume': z.object({ group: groupRef }),
   'groups.stop': z.object({ group: groupRef }),
+  /**
+   * Shows, and with `allow`/`deny`/`everyone` changes, who may wake a group's agent. Entries
+   * are phone numbers or WhatsApp user jids (names in a local-chat group); the core checks and
+   * normalizes them.
+   */
+  'groups.senders': z.object({
+    group: groupRef,
+    allow: z.array(senderEntry).max(256, 'at most 256 senders at a time').optional(),
+    deny: z.array(senderEntry).max(256, 'at most 256 senders at a time').optional(),
+    everyone: z.boolean().optional(),
+  }),
   send: z.object({
     group: groupRef,
     from: z.string().max(256).optional(),

@@ -11,7 +11,19 @@ interface GroupRow {
   is_main: number;
   paused: number;
   network_allowed: number;
+  allowed_senders: string | null;
   created_at: number;
+}
+
+/**
+ * The stored allowlist, read defensively: the column is a JSON array by its CHECK, but only
+ * strings count; anything else in it is dropped rather than trusted.
+ */
+function parseAllowedSenders(raw: string | null): string[] | null {
+  if (raw === null) return null;
+  const parsed = JSON.parse(raw) as unknown;
+  if (!Array.isArray(parsed)) return [];
+  return parsed.filter((entry): entry is string => typeof entry === 'string');
 }
 
 function toGroup(row: GroupRow): Group {
@@ -24,6 +36,7 @@ function toGroup(row: GroupRow): Group {
     isMain: row.is_main === 1,
     paused: row.paused === 1,
     networkAllowed: row.network_allowed === 1,
+    allowedSenders: parseAllowedSenders(row.allowed_senders),
     createdAt: row.created_at,
   };
 }
@@ -48,6 +61,7 @@ export function groupQueries(db: Db) {
   const folders = db.prepare(`SELECT folder FROM groups`);
   const remove = db.prepare(`DELETE FROM groups WHERE jid = ?`);
   const setPaused = db.prepare(`UPDATE groups SET paused = ? WHERE jid = ?`);
+  const setAllowedSenders = db.prepare(`UPDATE groups SET allowed_senders = ? WHERE jid = ?`);
 
   return {
     /**
@@ -89,6 +103,14 @@ export function groupQueries(db: Db) {
     },
     setPaused(jid: string, paused: boolean): boolean {
       return setPaused.run(paused ? 1 : 0, jid).changes === 1;
+    },
+    /**
+     * Sets who may wake the group's agent: a list of normalized sender ids (an empty list means
+     * nobody but the account owner), or null for anyone. The caller normalizes; this stores.
+     */
+    setAllowedSenders(jid: string, senders: readonly string[] | null): boolean {
+      const value = senders === null ? null : JSON.stringify([...new Set(senders)]);
+      return setAllowedSenders.run(value, jid).changes === 1;
     },
   };
 }

@@ -42,6 +42,12 @@ export interface Group {
   isMain: boolean;
   paused: boolean;
   networkAllowed: boolean;
+  /**
+   * Who may wake the agent: normalized sender ids (phone jids like `15551234567@s.whatsapp.net`
+   * or LID jids; for a local-chat group, sender names). null: anyone in the chat. Messages from
+   * others are stored all the same, as context.
+   */
+  allowedSenders: string[] | null;
   createdAt: number;
 }
 

@@ -6,6 +6,7 @@ import { migration001 } from './001-initial.js';
 import { migration002 } from './002-outbox-worker.js';
 import { migration003 } from './003-host-transcript.js';
 import { migration004 } from './004-whatsapp-auth.js';
+import { migration005 } from './005-sender-allowlist.js';
 
 export interface Migration {
   /** Equals its position in {@link MIGRATIONS}, starting at 1. */
@@ -20,4 +21,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration002,
   migration003,
   migration004,
+  migration005,
 ];
