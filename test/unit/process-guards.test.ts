@@ -35,7 +35,7 @@ it('a rejection nobody handled is logged as a bug and the process keeps running'
     const { createLogger } = await import(${JSON.stringify(logger)});
     installProcessGuards(createLogger({ stderr: true }));
     void Promise.reject(new Error('a forgotten kill() failure'));
-    setTimeout(() => console.log('still alive'), 100);
+    setTimeout(() => process.stdout.write('still alive\\n'), 100);
   `);
   expect(run.code).toBe(0);
   expect(run.stdout).toContain('still alive');
@@ -50,4 +50,40 @@ it('without the guards, the same rejection ends the process (so the guard is wha
   `);
   expect(run.code).not.toBe(0);
   expect(run.stdout).not.toContain('still alive');
+}, 30_000);
+
+it("a library's console lines become log lines with their text only: no session keys reach the output", async () => {
+  // What libsignal does under Baileys: console.info("Closing session:", session), where the
+  // session record holds private ratchet keys.
+  const run = await runScript(`
+    const { installProcessGuards } = await import(${JSON.stringify(guards)});
+    const { createLogger } = await import(${JSON.stringify(logger)});
+    installProcessGuards(createLogger({ stderr: true, level: 'debug' }));
+    class SessionEntry {
+      constructor() {
+        this.currentRatchet = { ephemeralKeyPair: { privKey: Buffer.from('PRIVATEKEYBYTES1') } };
+        this.rootKey = 'ROOTKEYSECRET';
+      }
+    }
+    console.info('Closing session:', new SessionEntry());
+    console.warn('Closing open session in favor of incoming prekey bundle');
+    console.log('%s of %d', 'one', 2);
+  `);
+  expect(run.code).toBe(0);
+  const output = run.stdout + run.stderr;
+  expect(output).not.toMatch(/PRIVATEKEYBYTES1|50 52 49|ROOTKEYSECRET|privKey/);
+  const lines = run.stderr
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { level: number; mod: string; msg: string });
+  expect(lines).toEqual([
+    expect.objectContaining({ level: 20, mod: 'console', msg: 'Closing session: [SessionEntry]' }),
+    expect.objectContaining({
+      level: 40,
+      mod: 'console',
+      msg: 'Closing open session in favor of incoming prekey bundle',
+    }),
+    expect.objectContaining({ level: 20, mod: 'console', msg: 'one of 2' }),
+  ]);
+  expect(run.stdout).toBe('');
 }, 30_000);
