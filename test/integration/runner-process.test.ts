@@ -236,6 +236,7 @@ describe('runner process', () => {
       'list',
       'grep',
       'send_message',
+      'list_chats',
     ]);
     expect(first.maxTokens).toBe(8192);
 
@@ -379,6 +380,50 @@ describe('runner process', () => {
       role: 'assistant',
       content: [text('<internal>already told them</internal>')],
     });
+  });
+
+  it('round-trips list_chats through a host.call in the main group, which its prompt mentions', async () => {
+    const request = await startTurn({
+      prompt: 'Which chats do you know?',
+      isMain: true,
+      group: { jid: 'main@s.whatsapp.net', name: 'Main', folder: 'main' },
+    });
+    expect(request.system).toContain('The list_chats tool lists the chats you can reach');
+    reply(
+      request,
+      [toolUse('tu-all', 'list_chats', {}), toolUse('tu-fam', 'list_chats', { query: 'fam' })],
+      'tool_use',
+    );
+    const listing = '1 chat, newest first.\nfam@g.us | group | whatsapp | "Family" | no activity';
+    const allCall = await runner.next('host.call');
+    expect(allCall).toMatchObject({ name: 'list_chats', args: {} });
+    runner.send({ type: 'tool.result', callId: allCall.callId, ok: true, result: listing });
+    const famCall = await runner.next('host.call');
+    expect(famCall).toMatchObject({ name: 'list_chats', args: { query: 'fam' } });
+    runner.send({ type: 'tool.result', callId: famCall.callId, ok: true, result: listing });
+
+    const next = await runner.next('model.request');
+    expect(next.messages.at(-1)).toEqual({
+      role: 'user',
+      content: [
+        { type: 'tool_result', tool_use_id: 'tu-all', content: listing },
+        { type: 'tool_result', tool_use_id: 'tu-fam', content: listing },
+      ],
+    });
+    reply(next, [text('I know the Family chat.')]);
+    expect(await runner.next('output')).toEqual({
+      type: 'output',
+      text: 'I know the Family chat.',
+    });
+    expect((await runner.next('done')).status).toBe('ok');
+  });
+
+  it('does not mention list_chats in the prompt of a non-main group', async () => {
+    const request = await startTurn({ isMain: false });
+    expect(request.system).not.toContain('list_chats');
+    reply(request, [text('ok')]);
+    await runner.next('output');
+    await runner.next('done');
   });
 
   it('ends the turn on a non-retryable model.error without keeping the failed prompt', async () => {

@@ -77,6 +77,7 @@ describe('tool definitions', () => {
       'list',
       'grep',
       'send_message',
+      'list_chats',
     ]);
   });
 
@@ -469,5 +470,44 @@ describe('send_message tool', () => {
   it('rejects empty text without calling the host', async () => {
     expect((await run('send_message', { text: '' })).isError).toBe(true);
     expect(hostCalls).toEqual([]);
+  });
+});
+
+describe('list_chats tool', () => {
+  it('asks the host with no arguments, or with the query, and returns its listing', async () => {
+    hostReply = { ok: true, result: '1 chat, newest first.\nfam@g.us | group | whatsapp | "Fam"' };
+    expect(await run('list_chats', {})).toEqual({ content: hostReply.result, isError: false });
+    expect(await run('list_chats', { query: 'fam' })).toEqual({
+      content: hostReply.result,
+      isError: false,
+    });
+    expect(hostCalls).toEqual([
+      { name: 'list_chats', args: {} },
+      { name: 'list_chats', args: { query: 'fam' } },
+    ]);
+  });
+
+  it('turns the refusal a non-main group gets into an error result', async () => {
+    hostReply = { ok: false, result: 'not allowed: only the main group may list chats' };
+    expect(await run('list_chats', {})).toEqual({
+      content: 'not allowed: only the main group may list chats',
+      isError: true,
+    });
+  });
+
+  it('rejects a query over 100 characters and unknown fields without calling the host', async () => {
+    expect((await run('list_chats', { query: 'x'.repeat(101) })).isError).toBe(true);
+    expect((await run('list_chats', { isMain: true })).isError).toBe(true);
+    expect(hostCalls).toEqual([]);
+  });
+
+  it('tells the model it is for the main group, with an optional query', () => {
+    const definition = TOOL_DEFINITIONS.find((tool) => tool.name === 'list_chats');
+    expect(definition?.description).toContain('main group only');
+    expect(definition?.input_schema).toMatchObject({
+      type: 'object',
+      properties: { query: { type: 'string', maxLength: 100 } },
+    });
+    expect(definition?.input_schema).not.toHaveProperty('required');
   });
 });

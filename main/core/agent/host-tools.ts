@@ -7,12 +7,16 @@
  * Amounts are bound to the run too: `send_message` is rate-limited per turn and per minute
  * per group, so a hijacked agent cannot flood a chat. A call past a limit gets a tool error
  * the model can read, and nothing is queued.
+ *
+ * `list_chats` is for the main group only: it shows every chat the channels know, which a
+ * non-main group (a chat of other people) has no business seeing.
  */
-import { HostCallArgsSchemas, type HostCallName } from './protocol.js';
+import { HostCallArgsSchemas, LIST_CHATS_MAX, type HostCallName } from './protocol.js';
 import { resolveRunLimits, type RunLimits } from './run-limits.js';
+import type { z } from 'zod';
 import type { Logger } from '../logger.js';
 import type { OutboxWorker } from '../outbox.js';
-import type { Store } from '../store/index.js';
+import type { Chat, Group, Store } from '../store/index.js';
 
 /**
  * How long send_message waits to say "sent" before it answers "queued". A slow or closed
@@ -20,6 +24,11 @@ import type { Store } from '../store/index.js';
  * @default 2000
  */
 export const SEND_CONFIRM_MS = 2_000;
+
+/** Characters of a chat's name `list_chats` shows; names come from strangers and may be long. */
+const CHAT_NAME_MAX_CHARS = 80;
+/** Characters of a jid shown, the same bound the protocol puts on a group's jid. */
+const CHAT_JID_MAX_CHARS = 256;
 
 /** The identity a container's session is bound to, fixed when the host starts it. */
 export interface RunBinding {
@@ -77,18 +86,17 @@ export class HostTools {
   /** Runs one host call for the bound run. Never throws: failures become `ok: false`. */
   async call(binding: RunBinding, name: string, rawArgs: unknown): Promise<HostCallResult> {
     if (!isHostCall(name)) return { ok: false, result: `unknown host call "${name}"` };
-    const parsed = HostCallArgsSchemas[name].safeParse(rawArgs);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      return {
-        ok: false,
-        result: `bad arguments for ${name}: ${issue?.path.join('.') || 'args'}: ${issue?.message}`,
-      };
-    }
     try {
+      // Each case parses its own arguments, so that each handler gets its own argument type.
       switch (name) {
-        case 'send_message':
-          return await this.sendMessage(binding, parsed.data);
+        case 'send_message': {
+          const args = parseArgs(name, HostCallArgsSchemas.send_message, rawArgs);
+          return args.ok ? await this.sendMessage(binding, args.data) : args;
+        }
+        case 'list_chats': {
+          const args = parseArgs(name, HostCallArgsSchemas.list_chats, rawArgs);
+          return args.ok ? this.listChats(binding, args.data) : args;
+        }
         default: {
           const unreachable: never = name;
           return { ok: false, result: `unhandled host call ${String(unreachable)}` };
@@ -148,6 +156,53 @@ export class HostTools {
   }
 
   /**
+   * Lists the chats the channels know, newest first, one line each, for the main group only.
+   * Chat names are set by other people, so each is stripped of control characters, clipped
+   * and quoted: a name cannot add lines or fields that look like the host's own text.
+   */
+  private listChats(binding: RunBinding, args: { query?: string }): HostCallResult {
+    if (!binding.isMain) {
+      this.log.warn({ group: binding.groupJid }, 'denied: non-main group tried to list chats');
+      return { ok: false, result: 'not allowed: only the main group may list chats' };
+    }
+    const query = args.query?.trim().toLowerCase() ?? '';
+    const groups = new Map(this.deps.store.listGroups().map((group) => [group.jid, group]));
+    // The store hands them out most recently active first.
+    const chats = this.deps.store
+      .listChats()
+      .map((chat) => ({ chat, name: cleanChatText(chat.name) }))
+      .filter(
+        ({ chat, name }) =>
+          query === '' ||
+          name.toLowerCase().includes(query) ||
+          chat.jid.toLowerCase().includes(query),
+      );
+    if (chats.length === 0) {
+      return {
+        ok: true,
+        result:
+          query === ''
+            ? 'No chats known yet: the channels have not reported any.'
+            : `No chats match ${JSON.stringify(args.query?.trim())}.`,
+      };
+    }
+    const shown = chats.slice(0, LIST_CHATS_MAX);
+    const header =
+      `${chats.length} chat${chats.length === 1 ? '' : 's'}` +
+      (query === '' ? '' : ` matching ${JSON.stringify(args.query?.trim())}`) +
+      (shown.length < chats.length
+        ? `; the ${shown.length} most recently active are shown, pass a query to narrow`
+        : '') +
+      ', newest first. Each line: jid | group or direct | channel | name | last activity (UTC) | enabled?';
+    const lines = shown.map(({ chat, name }) => chatLine(chat, name, groups.get(chat.jid)));
+    this.log.debug(
+      { group: binding.groupJid, matched: chats.length, shown: shown.length },
+      'listed chats',
+    );
+    return { ok: true, result: [header, ...lines].join('\n') };
+  }
+
+  /**
    * Counts one send against the turn's and the group's limits, or says why it may not go.
    * Synchronous, between the checks and the enqueue, so calls that arrive together cannot all
    * pass the check before any of them counts.
@@ -184,6 +239,64 @@ export class HostTools {
     history.recent.push(now);
     return null;
   }
+}
+
+/** One line of `list_chats`. `name` is already cleaned; everything else from the chat is cleaned here. */
+function chatLine(chat: Chat, name: string, group: Group | undefined): string {
+  const jid = clip(cleanChatText(chat.jid), CHAT_JID_MAX_CHARS);
+  const shownName = name === '' ? '(no name)' : JSON.stringify(clip(name, CHAT_NAME_MAX_CHARS));
+  const enabled = group
+    ? `enabled, folder ${cleanChatText(group.folder)}${group.isMain ? ' (the main group)' : ''}`
+    : 'not enabled';
+  return [
+    jid,
+    chat.isGroup ? 'group' : 'direct',
+    chat.channel,
+    shownName,
+    formatActivity(chat.lastActivity),
+    enabled,
+  ].join(' | ');
+}
+
+/**
+ * Line breaks and other control characters, which could fake extra lines, become spaces;
+ * bidirectional overrides, which could make text read backwards, are dropped.
+ */
+const CONTROL_CHARS = /[\p{Cc}\p{Zl}\p{Zp}]+/gu;
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text from a chat made safe to show on one line: no control characters, spaces collapsed. */
+function cleanChatText(text: string): string {
+  return text.replace(BIDI_CONTROLS, '').replace(CONTROL_CHARS, ' ').replace(/\s+/g, ' ').trim();
+}
+
+/** Cuts `text` to `max` characters (code points, so no emoji is split in half), marking the cut. */
+function clip(text: string, max: number): string {
+  const chars = Array.from(text);
+  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+}
+
+/** A chat's last activity as `2026-11-24 12:00`, or a word when there is none or it is nonsense. */
+function formatActivity(ms: number | null): string {
+  if (ms === null || ms <= 0) return 'no activity';
+  const date = new Date(ms);
+  if (Number.isNaN(date.getTime())) return 'unknown';
+  return date.toISOString().slice(0, 16).replace('T', ' ');
+}
+
+/** Validates a host call's arguments, or answers with what is wrong with them. */
+function parseArgs<T>(
+  name: HostCallName,
+  schema: z.ZodType<T>,
+  rawArgs: unknown,
+): { ok: true; data: T } | { ok: false; result: string } {
+  const parsed = schema.safeParse(rawArgs);
+  if (parsed.success) return { ok: true, data: parsed.data };
+  const issue = parsed.error.issues[0];
+  return {
+    ok: false,
+    result: `bad arguments for ${name}: ${issue?.path.join('.') || 'args'}: ${issue?.message}`,
+  };
 }
 
 function isHostCall(name: string): name is HostCallName {

@@ -115,7 +115,7 @@ export type StartFrame = z.infer<typeof StartFrameSchema>;
 // ── runner → host ──────────────────────────────────────────────────────────
 
 /** Names of the calls the runner may make to the host. Authorization happens on the host. */
-export const HOST_CALLS = ['send_message'] as const;
+export const HOST_CALLS = ['send_message', 'list_chats'] as const;
 export type HostCallName = (typeof HOST_CALLS)[number];
 
 export const RunnerToHostSchema = z.discriminatedUnion('type', [
@@ -166,12 +166,23 @@ export const RunnerToHostSchema = z.discriminatedUnion('type', [
 ]);
 export type RunnerToHost = z.infer<typeof RunnerToHostSchema>;
 
+/**
+ * The most chats one `list_chats` answer shows, so that an account in thousands of chats
+ * cannot flood the model's context. A query narrows the list.
+ * @default 200
+ */
+export const LIST_CHATS_MAX = 200;
+
 /** Arguments of each host call, parsed on the host before authorization. */
 export const HostCallArgsSchemas = {
   send_message: z.object({
     text: z.string().min(1).max(65_536),
     /** Defaults to the group's own chat. Only the main group may name another. */
     chatJid: z.string().min(1).max(256).optional(),
+  }),
+  /** Main group only. `query` keeps the chats whose name or jid contains it, ignoring case. */
+  list_chats: z.object({
+    query: z.string().max(100).optional(),
   }),
 } satisfies Record<HostCallName, z.ZodType>;
 

@@ -76,6 +76,9 @@ export function buildSystemPrompt(facts: PromptFacts): string {
       '# How you reply',
       '- Your final answer in each turn is sent to the chat as a message. Write for a chat: short and plain; no headings or tables.',
       '- The send_message tool sends a message at once while you keep working, e.g. to say you are on a long task. Do not repeat its text in your final answer.',
+      ...(facts.isMain
+        ? ['- The list_chats tool lists the chats you can reach, with their names and jids.']
+        : []),
       '- Text inside <internal>…</internal> is not shown to the user. Use it for notes to yourself. If there is nothing to say to the chat, answer with only an <internal> note.',
     ].join('\n'),
   ];

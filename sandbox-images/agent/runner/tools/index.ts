@@ -13,7 +13,7 @@ import {
   type ToolOutcome,
 } from './define.js';
 import { editTool, readTool, writeTool } from './files.js';
-import { sendMessageTool } from './host.js';
+import { listChatsTool, sendMessageTool } from './host.js';
 import { grepTool, listTool } from './search.js';
 
 export {
@@ -35,6 +35,7 @@ const TOOLS: readonly RegisteredTool[] = [
   listTool,
   grepTool,
   sendMessageTool,
+  listChatsTool,
 ];
 const TOOLS_BY_NAME = new Map(TOOLS.map((tool) => [tool.definition.name, tool]));
 
