@@ -3,76 +3,33 @@
  * database itself, stores what it is given, and leaves the answering to the next `serve`.
  * No Docker needed.
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'bin', 'clawbar.js');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { ROOT } from '../helpers/clawbar.js';
+import { clawbarIn, okIn, requireBuiltCli, type CliRun } from '../helpers/offline-cli.js';
 
 let home: string;
 
-/** The environment of a user who set only CLAWBAR_HOME: nothing from this process's Clawbar settings. */
-function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith('CLAWBAR_') && !key.startsWith('ANTHROPIC_')) env[key] = value;
-  }
-  return { ...env, CLAWBAR_HOME: home, ...extra };
-}
-
-/**
- * Runs the built CLI. With `input`, that is written to its stdin, which is then closed (as a
- * pipe into it would be); without, stdin stays an open pipe that nothing writes to.
- */
+/** The built CLI in this test's home (see offline-cli.ts), with `extraEnv` and stdin `input`. */
 function clawbar(
   args: string[],
   extraEnv: NodeJS.ProcessEnv = {},
   timeoutMs = 30_000,
   input?: string,
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      process.execPath,
-      [CLI, ...args],
-      { cwd: ROOT, env: cleanEnv(extraEnv), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== 'number') {
-          reject(
-            new Error(`clawbar ${args.join(' ')} did not finish (${err.message}):\n${stderr}`),
-          );
-          return;
-        }
-        resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
-      },
-    );
-    if (input !== undefined) {
-      // EPIPE is expected when the CLI stops reading early (a message over the limit); the
-      // exit code and stderr are what the test checks.
-      child.stdin?.on('error', () => {});
-      child.stdin?.end(input);
-    }
+): Promise<CliRun> {
+  return clawbarIn(home, args, {
+    env: extraEnv,
+    timeoutMs,
+    ...(input !== undefined ? { input } : {}),
   });
 }
 
 /** Runs a command that must succeed, and returns its stdout. */
-async function ok(args: string[]): Promise<string> {
-  const run = await clawbar(args);
-  if (run.code !== 0)
-    throw new Error(`clawbar ${args.join(' ')} exited ${run.code}:\n${run.stderr}`);
-  return run.stdout;
-}
+const ok = (args: string[]): Promise<string> => okIn(home, args);
 
 function messagesInDb(): number {
   const db = new Database(path.join(home, 'clawbar.db'), { readonly: true });
@@ -83,13 +40,7 @@ function messagesInDb(): number {
   }
 }
 
-beforeAll(() => {
-  if (!fs.existsSync(path.join(ROOT, 'dist', 'main', 'cli', 'index.js'))) {
-    throw new Error(
-      'dist/main/cli/index.js is missing: run `npm run build` first (`npm test` does it)',
-    );
-  }
-});
+beforeAll(requireBuiltCli);
 
 beforeEach(() => {
   // Short: the control socket path in it must fit in 108 bytes.

@@ -3,59 +3,16 @@
  * who may wake the assistant in a group, checks what it is given, and `groups list` shows the
  * policy. Then a stored message shows the policy at work. No Docker needed.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'bin', 'clawbar.js');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { clawbarIn, okIn, requireBuiltCli } from '../helpers/offline-cli.js';
 
 let home: string;
-
-/** The environment of a user who set only CLAWBAR_HOME. */
-function cleanEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith('CLAWBAR_') && !key.startsWith('ANTHROPIC_')) env[key] = value;
-  }
-  return { ...env, CLAWBAR_HOME: home };
-}
-
-function clawbar(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { cwd: ROOT, env: cleanEnv(), timeout: 30_000 },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== 'number') {
-          reject(
-            new Error(`clawbar ${args.join(' ')} did not finish (${err.message}):\n${stderr}`),
-          );
-          return;
-        }
-        resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
-      },
-    );
-  });
-}
-
-async function ok(args: string[]): Promise<string> {
-  const run = await clawbar(args);
-  if (run.code !== 0)
-    throw new Error(`clawbar ${args.join(' ')} exited ${run.code}:\n${run.stderr}`);
-  return run.stdout;
-}
+const clawbar = (args: string[]) => clawbarIn(home, args);
+const ok = (args: string[]) => okIn(home, args);
 
 /** The stored allowlist column, straight from the database. */
 function storedPolicy(folder: string): string | null {
@@ -70,13 +27,7 @@ function storedPolicy(folder: string): string | null {
   }
 }
 
-beforeAll(() => {
-  if (!fs.existsSync(path.join(ROOT, 'dist', 'main', 'cli', 'index.js'))) {
-    throw new Error(
-      'dist/main/cli/index.js is missing: run `npm run build` first (`npm test` does it)',
-    );
-  }
-});
+beforeAll(requireBuiltCli);
 
 beforeEach(() => {
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-cli-'));
