@@ -6,12 +6,14 @@ import { openDatabase, type Db } from './database.js';
 import { groupQueries } from './groups.js';
 import { messageQueries } from './messages.js';
 import { runStateQueries } from './run-state.js';
+import { taskQueries } from './tasks.js';
 import { turnAttemptQueries } from './turn-attempts.js';
 
 export type Store = ReturnType<typeof messageQueries> &
   ReturnType<typeof groupQueries> &
   ReturnType<typeof runStateQueries> &
-  ReturnType<typeof turnAttemptQueries> & {
+  ReturnType<typeof turnAttemptQueries> &
+  ReturnType<typeof taskQueries> & {
     readonly db: Db;
     close(): void;
   };
@@ -23,6 +25,7 @@ function storeOver(db: Db): Store {
     ...groupQueries(db),
     ...runStateQueries(db),
     ...turnAttemptQueries(db),
+    ...taskQueries(db),
     close: () => db.close(),
   };
 }
@@ -36,3 +39,13 @@ export * from './types.js';
 export { DatabaseFromTheFutureError, MigrationError } from './database.js';
 export type { FailedAttempt, TurnCommit } from './run-state.js';
 export { MAX_TURN_ERROR_CHARS, type TurnAttempt } from './turn-attempts.js';
+export {
+  CorruptTaskError,
+  INTERRUPTED_RUN_ERROR,
+  MAX_TASK_ERROR_CHARS,
+  MAX_TASK_PROMPT_CHARS,
+  MAX_TASK_RESULT_CHARS,
+  TaskNotFoundError,
+  TaskValidationError,
+  type ListTasksOptions,
+} from './tasks.js';

@@ -90,3 +90,107 @@ export interface TokenUsage {
   cacheReadTokens: number;
   cacheWriteTokens: number;
 }
+
+/**
+ * When a task is due, as stored in `tasks.spec` (JSON). The same shape as the scheduler's
+ * `Schedule`, defined here too so that the store does not depend on the scheduler: the store
+ * checks only the shape, the scheduler checks the meaning (a valid cron expression, a known
+ * timezone, a time not in the past). Times are milliseconds since the epoch.
+ */
+export type TaskSchedule =
+  | { kind: 'cron'; expr: string; timezone: string }
+  | { kind: 'interval'; everyMs: number; anchor: number }
+  | { kind: 'once'; at: number };
+
+export type TaskKind = TaskSchedule['kind'];
+
+/** `group`: the run continues the group's conversation. `isolated`: it starts a fresh one. */
+export type TaskContextMode = 'group' | 'isolated';
+
+/** `done`: a one-off task that has run; it is kept for its log, never fired again. */
+export type TaskStatus = 'active' | 'paused' | 'done';
+
+/**
+ * `running` until the run ends (success, error, timeout); `skipped` and `missed` are due times
+ * that did not run (the group was paused; the app was closed past the grace window).
+ */
+export type TaskRunStatus = 'running' | 'success' | 'error' | 'skipped' | 'missed' | 'timeout';
+
+export interface Task {
+  /** `t_` and 8 random lowercase letters and digits. */
+  id: string;
+  groupJid: string;
+  prompt: string;
+  schedule: TaskSchedule;
+  /** The task's timezone: the cron's own, and the one its times are shown in. */
+  timezone: string;
+  contextMode: TaskContextMode;
+  /** Whether the run's final result is posted to the chat (the agent may post meanwhile). */
+  postResult: boolean;
+  status: TaskStatus;
+  /** Why the task was paused (by the user, or after too many failures); null when not paused. */
+  pausedReason: string | null;
+  /** The next due time; null when there is none (paused, done). */
+  nextRun: number | null;
+  /** When the last run started. */
+  lastRun: number | null;
+  lastStatus: TaskRunStatus | null;
+  lastResult: string | null;
+  lastError: string | null;
+  /** Runs in a row that ended in error or timeout; a success resets it. */
+  consecutiveFailures: number;
+  /** Who made it: `cli`, or `agent:<group folder>` for a task scheduled by an agent. */
+  createdBy: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewTask {
+  groupJid: string;
+  prompt: string;
+  schedule: TaskSchedule;
+  /** For a cron task, must equal the schedule's own timezone. */
+  timezone: string;
+  contextMode: TaskContextMode;
+  postResult: boolean;
+  /** The first due time, computed by the scheduler; null for none. */
+  nextRun: number | null;
+  createdBy: string;
+}
+
+/** What the store's `updateTask` may change; fields left out stay as they are. */
+export interface TaskChanges {
+  prompt?: string;
+  /** A new schedule. Pass `timezone` and `nextRun` with it: the store does not compute times. */
+  schedule?: TaskSchedule;
+  timezone?: string;
+  contextMode?: TaskContextMode;
+  postResult?: boolean;
+  nextRun?: number | null;
+}
+
+export interface TaskRun {
+  id: number;
+  taskId: string;
+  /** The due time this row stands for; unique per task. */
+  dueAt: number;
+  /** null for a skipped or missed due time. */
+  startedAt: number | null;
+  finishedAt: number | null;
+  durationMs: number | null;
+  status: TaskRunStatus;
+  resultSummary: string | null;
+  /** Why the run failed, or, for a skipped or missed due time, why it did not run. */
+  error: string | null;
+  inputTokens: number | null;
+  outputTokens: number | null;
+}
+
+/** How a claimed run ended, for the store's `finishRun`. */
+export interface TaskRunOutcome {
+  status: 'success' | 'error' | 'timeout';
+  finishedAt: number;
+  resultSummary?: string | null;
+  error?: string | null;
+  usage?: { inputTokens: number; outputTokens: number } | null;
+}

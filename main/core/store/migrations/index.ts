@@ -7,6 +7,7 @@ import { migration002 } from './002-outbox-worker.js';
 import { migration003 } from './003-host-transcript.js';
 import { migration004 } from './004-whatsapp-auth.js';
 import { migration005 } from './005-sender-allowlist.js';
+import { migration006 } from './006-tasks.js';
 
 export interface Migration {
   /** Equals its position in {@link MIGRATIONS}, starting at 1. */
@@ -22,4 +23,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration003,
   migration004,
   migration005,
+  migration006,
 ];
