@@ -24,6 +24,7 @@ import {
 import { parseArgs } from 'node:util';
 import { withControl } from './control.js';
 import { CliError, type Output, output } from './output.js';
+import { taskCommands } from './tasks.js';
 import type { WhatsAppDisconnect } from '../core/channels/whatsapp-control.js';
 import type {
   GroupStopView,
@@ -104,6 +105,7 @@ function messageLine(m: MessageView): string {
 /** Commands named by two words; the first word alone prints the family's help. */
 const FAMILIES: Record<string, string> = {
   groups: 'manage the chat groups',
+  tasks: 'scheduled tasks: cron, interval and one-off prompts',
   image: 'the agent image',
 };
 
@@ -318,6 +320,7 @@ function commandList(out: Output): CommandSpec[] {
         );
       },
     },
+    ...taskCommands(out),
     {
       name: 'chats',
       synopsis: '',

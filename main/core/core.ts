@@ -19,6 +19,7 @@ import { CoreInputError } from './errors.js';
 import { DiskGuard, type DiskGuardOptions, type DiskStatus } from './disk.js';
 import { CoreEventBus, type RunActivity } from './events.js';
 import { GroupAdmin, type AddGroupInput } from './group-admin.js';
+import { TaskAdmin } from './scheduler/task-admin.js';
 import type { Logger } from './logger.js';
 import { OutboxWorker, type OutboxPolicy } from './outbox.js';
 import {
@@ -163,6 +164,8 @@ export class Core {
   /** Pairing, unlink and the last disconnect of the WhatsApp channel; null without one. */
   readonly whatsapp: WhatsAppControl | null;
   readonly groups: GroupAdmin;
+  /** Scheduled tasks: add, list, pause, resume, remove, run logs (`clawbar tasks`). */
+  readonly tasks: TaskAdmin;
   readonly queue: GroupQueue;
   readonly outbox: OutboxWorker;
   /** Group folder budgets and the free-space floor, checked before runs (issue 6). */
@@ -214,6 +217,11 @@ export class Core {
       config: deps.config,
       now: this.now,
       log: this.log,
+    });
+    this.tasks = new TaskAdmin({
+      store: deps.store,
+      timezone: deps.config.timezone,
+      now: this.now,
     });
     this.outbox = new OutboxWorker({
       store: deps.store,

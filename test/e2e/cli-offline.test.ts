@@ -320,6 +320,12 @@ const COMMANDS = [
   'groups senders',
   'send',
   'messages',
+  'tasks list',
+  'tasks add',
+  'tasks pause',
+  'tasks resume',
+  'tasks remove',
+  'tasks runs',
   'chats',
   'pair',
   'unlink',
@@ -373,7 +379,7 @@ describe('CLI habits', () => {
     expect(await ok(['help', 'send'])).toBe(direct);
   });
 
-  it.each(['groups', 'image'])(
+  it.each(['groups', 'tasks', 'image'])(
     'the %s family answers --help and -h with its commands',
     async (family) => {
       for (const flag of ['--help', '-h']) {

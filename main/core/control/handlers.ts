@@ -14,6 +14,7 @@ import type { ChannelState } from '../channels/channel.js';
 import type { Core } from '../core.js';
 import { CoreInputError } from '../errors.js';
 import type { SetupProblem } from '../setup.js';
+import type { TaskListing, TaskRunView, TaskView } from '../scheduler/task-admin.js';
 import { senderMayTrigger } from '../router.js';
 import type { Chat, Group, OutboxItem, StoredMessage } from '../store/index.js';
 import type { ControlMethod, ControlParams, ControlProgress } from './protocol.js';
@@ -110,6 +111,22 @@ export function chatViews(chats: readonly Chat[], groups: readonly Group[]): Cha
         group: group?.name ?? null,
       };
     });
+}
+
+/**
+ * The answer to `tasks.pause`, `tasks.resume` and `tasks.remove`: the task as it now is (as it
+ * was, for remove), or null when its stored schedule cannot be read.
+ */
+export interface TaskChangeView {
+  id: string;
+  task: TaskView | null;
+}
+
+/** The answer to `tasks.runs`: latest first, times also in `timezone` (the task's). */
+export interface TaskRunsView {
+  id: string;
+  timezone: string;
+  runs: TaskRunView[];
 }
 
 /** What `status` adds to the core's status when there is a WhatsApp channel. */
@@ -302,6 +319,51 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
       const whatsapp = requireWhatsApp(whatsappOf(), serving);
       await whatsapp.unlink();
       return { unlinked: true, state: whatsapp.state() };
+    },
+    'tasks.list': async (p): Promise<TaskListing> => {
+      const groupJid = p.group !== undefined ? core.groups.resolve(p.group).jid : undefined;
+      const { tasks, unreadable } = core.tasks.list(groupJid !== undefined ? { groupJid } : {});
+      return {
+        tasks: tasks.map((task) => core.tasks.view(task)),
+        unreadable: unreadable.map((err) => ({ id: err.taskId, error: err.message })),
+      };
+    },
+    'tasks.add': async (p): Promise<TaskView> =>
+      core.tasks.view(
+        core.tasks.add({
+          group: core.groups.resolve(p.group),
+          prompt: p.prompt,
+          ...(p.cron !== undefined ? { cron: p.cron } : {}),
+          ...(p.every !== undefined ? { every: p.every } : {}),
+          ...(p.at !== undefined ? { at: p.at } : {}),
+          ...(p.timezone !== undefined ? { timezone: p.timezone } : {}),
+          ...(p.contextMode !== undefined ? { contextMode: p.contextMode } : {}),
+          ...(p.postResult !== undefined ? { postResult: p.postResult } : {}),
+          createdBy: 'cli',
+        }),
+      ),
+    'tasks.pause': async (p): Promise<TaskChangeView> => {
+      const task = core.tasks.pause(p.id);
+      return { id: p.id, task: task && core.tasks.view(task) };
+    },
+    'tasks.resume': async (p): Promise<TaskChangeView> => ({
+      id: p.id,
+      task: core.tasks.view(core.tasks.resume(p.id)),
+    }),
+    'tasks.remove': async (p): Promise<TaskChangeView> => {
+      const task = core.tasks.remove(p.id);
+      return { id: p.id, task: task && core.tasks.view(task) };
+    },
+    'tasks.runs': async (p): Promise<TaskRunsView> => {
+      const runs = core.tasks.runs(p.id, p.limit ?? 20);
+      // The run log of a task whose schedule cannot be read is still shown, its times in UTC.
+      let timezone = 'UTC';
+      try {
+        timezone = core.tasks.get(p.id).timezone;
+      } catch {
+        // CorruptTaskError: keep UTC (an unknown id was refused by runs() above).
+      }
+      return { id: p.id, timezone, runs: runs.map((run) => core.tasks.runView(run, timezone)) };
     },
   };
 }

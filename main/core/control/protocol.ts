@@ -5,6 +5,7 @@
  * parsed at the server before anything acts on them.
  */
 import { z } from 'zod';
+import { MAX_TASK_PROMPT_CHARS } from '../store/tasks.js';
 
 /** The longest request line the server reads. @default 1 MiB */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
@@ -12,6 +13,8 @@ export const MAX_REQUEST_BYTES = 1024 * 1024;
 const groupRef = z.string().trim().min(1, 'a group is required').max(256);
 /** One allowlist entry as typed: a phone number, a jid or (local chat) a name. */
 const senderEntry = z.string().trim().min(1, 'a sender is required').max(256);
+/** A task id as typed; the store says whether a task has it. */
+const taskId = z.string().trim().min(1, 'a task id is required').max(64);
 
 export const ControlMethods = {
   status: z.object({}),
@@ -64,6 +67,29 @@ export const ControlMethods = {
   }),
   /** Logs WhatsApp out and wipes its stored auth state (serve only). */
   'whatsapp.unlink': z.object({}),
+  /** Scheduled tasks, all or one group's. */
+  'tasks.list': z.object({ group: groupRef.optional() }),
+  /**
+   * Adds a scheduled task. Exactly one of `cron`, `every`, `at`; the core checks what each
+   * means (scheduler/schedule.ts) and the prompt's content (scheduler/task-admin.ts).
+   */
+  'tasks.add': z.object({
+    group: groupRef,
+    prompt: z
+      .string()
+      .max(MAX_TASK_PROMPT_CHARS, `a prompt may be at most ${MAX_TASK_PROMPT_CHARS} characters`),
+    cron: z.string().max(200).optional(),
+    every: z.string().max(200).optional(),
+    at: z.string().max(200).optional(),
+    timezone: z.string().max(200).optional(),
+    contextMode: z.enum(['group', 'isolated']).optional(),
+    postResult: z.boolean().optional(),
+  }),
+  'tasks.pause': z.object({ id: taskId }),
+  'tasks.resume': z.object({ id: taskId }),
+  'tasks.remove': z.object({ id: taskId }),
+  /** A task's run log, latest first. */
+  'tasks.runs': z.object({ id: taskId, limit: z.number().int().min(1).max(1000).optional() }),
 } as const;
 
 export type ControlMethod = keyof typeof ControlMethods;
