@@ -55,6 +55,22 @@ function partsIn(ms: number, timeZone: string): ZoneParts {
   };
 }
 
+/** The wall-clock fields of `ms` in `timeZone`, as numbers (month 1-12, hour 0-23). */
+export function wallClockIn(
+  ms: number,
+  timeZone: string,
+): { year: number; month: number; day: number; hour: number; minute: number; second: number } {
+  const p = partsIn(ms, timeZone);
+  return {
+    year: Number(p.year),
+    month: Number(p.month),
+    day: Number(p.day),
+    hour: Number(p.hour),
+    minute: Number(p.minute),
+    second: Number(p.second),
+  };
+}
+
 /**
  * The calendar day of `ms` in `timeZone`, as `YYYY-MM-DD`: 23:30 in New York on the 1st is the
  * 1st, though it is already the 2nd in UTC.

@@ -14,6 +14,7 @@
  */
 import cronParser from 'cron-parser';
 import { CoreInputError } from '../errors.js';
+import { wallClockIn } from '../time.js';
 
 /** A validated schedule, as stored with its task. */
 export type Schedule =
@@ -326,34 +327,9 @@ function isRealWallTime(w: WallTime): boolean {
   return date.getUTCMonth() === w.month - 1 && date.getUTCDate() === w.day;
 }
 
-/** One formatter per zone: building an Intl.DateTimeFormat costs far more than using one. */
-const wallFormatters = new Map<string, Intl.DateTimeFormat>();
-
 function wallTimeAt(epochMs: number, timezone: string): WallTime {
-  let formatter = wallFormatters.get(timezone);
-  if (!formatter) {
-    formatter = new Intl.DateTimeFormat('en-US', {
-      timeZone: timezone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      second: '2-digit',
-    });
-    wallFormatters.set(timezone, formatter);
-  }
-  const parts: Record<string, number> = {};
-  for (const part of formatter.formatToParts(new Date(epochMs)))
-    parts[part.type] = Number(part.value);
   return {
-    year: parts.year ?? 1970,
-    month: parts.month ?? 1,
-    day: parts.day ?? 1,
-    hour: parts.hour ?? 0,
-    minute: parts.minute ?? 0,
-    second: parts.second ?? 0,
+    ...wallClockIn(epochMs, timezone),
     ms: ((epochMs % SECOND_MS) + SECOND_MS) % SECOND_MS,
   };
 }
