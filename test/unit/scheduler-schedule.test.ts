@@ -90,14 +90,16 @@ describe('parseSchedule validation', () => {
 
   it('refuses an unknown timezone, suggesting the IANA form', () => {
     expect(errorOf(() => cron('0 8 * * *', 'Mars/Olympus')).message).toBe(
-      'unknown timezone "Mars/Olympus" Use an IANA name such as Europe/Berlin, America/New_York or UTC',
+      'unknown timezone "Mars/Olympus"; use an IANA name such as Europe/Berlin, America/New_York or UTC',
     );
     expect(errorOf(() => cron('0 8 * * *', 'Berlin')).message).toMatch(
       /unknown timezone "Berlin"; did you mean Europe\/Berlin\?/,
     );
-    expect(errorOf(() => cron('0 8 * * *', '+01:00')).message).toMatch(
-      /unknown timezone "\+01:00"/,
-    );
+    // An offset is not a zone (newer Node's Intl accepts one; it would not follow DST).
+    for (const offset of ['+01:00', '-05:00', '0100'])
+      expect(errorOf(() => cron('0 8 * * *', offset)).message).toMatch(
+        /^unknown timezone "[+\-\d]+:?\d*"; use an IANA name/,
+      );
   });
 
   it('checks the default timezone too, and normalises the case of a zone name', () => {

@@ -125,14 +125,20 @@ function boundedText(value: unknown, what: string): string {
  */
 export function validateTimezone(value: unknown): string {
   const zone = boundedText(value, 'timezone');
+  const unknown = (): ScheduleError => {
+    const guess = suggestZone(zone);
+    return new ScheduleError(
+      `unknown timezone "${zone}"${guess ? `; did you mean ${guess}?` : ''}; use ${EXAMPLE_ZONES}`,
+    );
+  };
+  // Newer Node (ICU) takes a UTC offset such as "+01:00" as a time zone. It is not a place: a
+  // task pinned to an offset would not follow daylight saving time, which is what a zone is for.
+  if (/^[+\-\d]/.test(zone)) throw unknown();
   let resolved: string;
   try {
     resolved = new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
   } catch {
-    const guess = suggestZone(zone);
-    throw new ScheduleError(
-      `unknown timezone "${zone}"${guess ? `; did you mean ${guess}?` : ''} Use ${EXAMPLE_ZONES}`,
-    );
+    throw unknown();
   }
   return resolved.toLowerCase() === zone.toLowerCase() ? resolved : zone;
 }
