@@ -5,14 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/clawbar.js';
-import { clawbarIn, okIn, requireBuiltCli, type CliRun } from '../helpers/offline-cli.js';
+import { clawbarIn, okIn, useOfflineHome, type CliRun } from '../helpers/offline-cli.js';
 
-let home: string;
+const homeOf = useOfflineHome();
 
 /** The built CLI in this test's home (see offline-cli.ts), with `extraEnv` and stdin `input`. */
 function clawbar(
@@ -21,7 +20,7 @@ function clawbar(
   timeoutMs = 30_000,
   input?: string,
 ): Promise<CliRun> {
-  return clawbarIn(home, args, {
+  return clawbarIn(homeOf(), args, {
     env: extraEnv,
     timeoutMs,
     ...(input !== undefined ? { input } : {}),
@@ -29,27 +28,16 @@ function clawbar(
 }
 
 /** Runs a command that must succeed, and returns its stdout. */
-const ok = (args: string[]): Promise<string> => okIn(home, args);
+const ok = (args: string[]): Promise<string> => okIn(homeOf(), args);
 
 function messagesInDb(): number {
-  const db = new Database(path.join(home, 'clawbar.db'), { readonly: true });
+  const db = new Database(path.join(homeOf(), 'clawbar.db'), { readonly: true });
   try {
     return (db.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number }).n;
   } finally {
     db.close();
   }
 }
-
-beforeAll(requireBuiltCli);
-
-beforeEach(() => {
-  // Short: the control socket path in it must fit in 108 bytes.
-  home = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-cli-'));
-});
-
-afterEach(() => {
-  fs.rmSync(home, { recursive: true, force: true });
-});
 
 describe('groups and messages without serve', () => {
   it('adds a group and lists it as JSON', async () => {
@@ -69,8 +57,8 @@ describe('groups and messages without serve', () => {
         paused: false,
       },
     ]);
-    expect(fs.existsSync(path.join(home, 'groups', 'family', 'CLAUDE.md'))).toBe(true);
-    expect(fs.existsSync(path.join(home, 'groups', 'global', 'CLAUDE.md'))).toBe(true);
+    expect(fs.existsSync(path.join(homeOf(), 'groups', 'family', 'CLAUDE.md'))).toBe(true);
+    expect(fs.existsSync(path.join(homeOf(), 'groups', 'global', 'CLAUDE.md'))).toBe(true);
   });
 
   it('stores a sent message and says it will be answered when serve starts', async () => {
@@ -211,7 +199,7 @@ describe('refusals without serve', () => {
     const run = await clawbar(['groups', 'add']);
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain('--name is required');
-    expect(fs.existsSync(path.join(home, 'clawbar.db'))).toBe(false);
+    expect(fs.existsSync(path.join(homeOf(), 'clawbar.db'))).toBe(false);
   });
 
   it('--trigger with --no-trigger is refused as a contradiction', async () => {
@@ -226,7 +214,7 @@ describe('refusals without serve', () => {
     ]);
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain('--trigger and --no-trigger contradict each other');
-    expect(fs.existsSync(path.join(home, 'clawbar.db'))).toBe(false);
+    expect(fs.existsSync(path.join(homeOf(), 'clawbar.db'))).toBe(false);
   });
 
   it('--help exits 0 with the usage on stdout', async () => {
@@ -247,7 +235,7 @@ describe('refusals without serve', () => {
   });
 
   it('a CLAWBAR_HOME that is a file is one plain line, for status and every other command', async () => {
-    const file = path.join(home, 'not-a-dir');
+    const file = path.join(homeOf(), 'not-a-dir');
     fs.writeFileSync(file, 'x');
     for (const [args, dir] of [
       [['status'], file],
@@ -341,7 +329,7 @@ function listedCommands(help: string): string[] {
 }
 
 function storedTexts(): string[] {
-  const db = new Database(path.join(home, 'clawbar.db'), { readonly: true });
+  const db = new Database(path.join(homeOf(), 'clawbar.db'), { readonly: true });
   try {
     return (
       db.prepare('SELECT text FROM messages ORDER BY seq').all() as Array<{ text: string }>
@@ -368,7 +356,7 @@ describe('CLI habits', () => {
       expect(run.stdout).toContain('--json');
     }
     // No database, no socket: help touched nothing.
-    expect(fs.readdirSync(home)).toEqual([]);
+    expect(fs.readdirSync(homeOf())).toEqual([]);
   });
 
   it('gives help even after other options, and `clawbar help CMD` is the same help', async () => {
@@ -497,14 +485,14 @@ describe('CLI habits', () => {
       );
     }
     // Refused before anything started: no database, no socket.
-    expect(fs.readdirSync(home)).toEqual([]);
+    expect(fs.readdirSync(homeOf())).toEqual([]);
   });
 });
 
 describe('a database from the future', () => {
   it('is refused with a clear error, and the file is left untouched', async () => {
     await ok(['groups', 'add', '--name', 'Family']);
-    const file = path.join(home, 'clawbar.db');
+    const file = path.join(homeOf(), 'clawbar.db');
     const db = new Database(file);
     db.pragma('user_version = 999');
     db.close();
@@ -531,10 +519,10 @@ describe('a database from the future', () => {
 describe('serve that cannot start', () => {
   it('exits with an error and removes its socket instead of hanging', async () => {
     // A file where the groups folder must go: setting up the data folder fails after the socket is up.
-    fs.writeFileSync(path.join(home, 'groups'), 'not a folder');
+    fs.writeFileSync(path.join(homeOf(), 'groups'), 'not a folder');
     const run = await clawbar(['serve'], {}, 20_000);
     expect(run.code).not.toBe(0);
     expect(run.stderr).toMatch(/EEXIST.*groups/);
-    expect(fs.existsSync(path.join(home, 'clawbar.sock'))).toBe(false);
+    expect(fs.existsSync(path.join(homeOf(), 'clawbar.sock'))).toBe(false);
   });
 });

@@ -3,20 +3,18 @@
  * who may wake the assistant in a group, checks what it is given, and `groups list` shows the
  * policy. Then a stored message shows the policy at work. No Docker needed.
  */
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { clawbarIn, okIn, requireBuiltCli } from '../helpers/offline-cli.js';
+import { describe, expect, it } from 'vitest';
+import { clawbarIn, okIn, useOfflineHome } from '../helpers/offline-cli.js';
 
-let home: string;
-const clawbar = (args: string[]) => clawbarIn(home, args);
-const ok = (args: string[]) => okIn(home, args);
+const homeOf = useOfflineHome();
+const clawbar = (args: string[]) => clawbarIn(homeOf(), args);
+const ok = (args: string[]) => okIn(homeOf(), args);
 
 /** The stored allowlist column, straight from the database. */
 function storedPolicy(folder: string): string | null {
-  const db = new Database(path.join(home, 'clawbar.db'), { readonly: true });
+  const db = new Database(path.join(homeOf(), 'clawbar.db'), { readonly: true });
   try {
     const row = db.prepare('SELECT allowed_senders FROM groups WHERE folder = ?').get(folder) as {
       allowed_senders: string | null;
@@ -26,16 +24,6 @@ function storedPolicy(folder: string): string | null {
     db.close();
   }
 }
-
-beforeAll(requireBuiltCli);
-
-beforeEach(() => {
-  home = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-cli-'));
-});
-
-afterEach(() => {
-  fs.rmSync(home, { recursive: true, force: true });
-});
 
 const TEAM_JID = '120363012345678901@g.us';
 

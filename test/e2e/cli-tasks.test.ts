@@ -3,26 +3,18 @@
  * database itself and manages the tasks there, for the next `serve` to fire. No Docker needed.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { TaskChangeView, TaskRunsView } from '../../main/core/control/handlers.js';
 import type { TaskListing, TaskView } from '../../main/core/scheduler/task-admin.js';
-import { clawbarIn, requireBuiltCli, type CliRun } from '../helpers/offline-cli.js';
+import { clawbarIn, okIn, useOfflineHome, type CliRun } from '../helpers/offline-cli.js';
 
-let home: string;
-
-/** The built CLI in this test's home, the user's timezone Berlin. */
-const clawbar = (args: string[]): Promise<CliRun> =>
-  clawbarIn(home, args, { env: { TZ: 'Europe/Berlin' } });
-
-async function ok(args: string[]): Promise<string> {
-  const run = await clawbar(args);
-  if (run.code !== 0)
-    throw new Error(`clawbar ${args.join(' ')} exited ${run.code}:\n${run.stderr}`);
-  return run.stdout;
-}
+const homeOf = useOfflineHome('clawbar-tasks-');
+/** The user's timezone: Berlin. */
+const USER = { env: { TZ: 'Europe/Berlin' } };
+const clawbar = (args: string[]): Promise<CliRun> => clawbarIn(homeOf(), args, USER);
+const ok = (args: string[]): Promise<string> => okIn(homeOf(), args, USER);
 
 async function json<T>(args: string[]): Promise<T> {
   // Before a `--`, after which it would be part of the prompt.
@@ -30,15 +22,8 @@ async function json<T>(args: string[]): Promise<T> {
   return JSON.parse(await ok([...args.slice(0, end), '--json', ...args.slice(end)])) as T;
 }
 
-beforeAll(requireBuiltCli);
-
 beforeEach(async () => {
-  home = fs.mkdtempSync(path.join(os.tmpdir(), 'clawbar-tasks-'));
   await ok(['groups', 'add', '--name', 'Family']);
-});
-
-afterEach(() => {
-  fs.rmSync(home, { recursive: true, force: true });
 });
 
 describe('clawbar tasks without serve', () => {
@@ -215,7 +200,7 @@ describe('clawbar tasks without serve', () => {
     expect(await ok(['tasks', 'runs', task.id])).toBe(`task ${task.id} has not run yet\n`);
 
     // Runs as the scheduler will log them (it does not exist yet): written straight to the db.
-    const db = new Database(path.join(home, 'clawbar.db'));
+    const db = new Database(path.join(homeOf(), 'clawbar.db'));
     try {
       const insert = db.prepare(`
         INSERT INTO task_runs (task_id, due_at, started_at, finished_at, duration_ms, status,
@@ -267,13 +252,13 @@ describe('clawbar tasks without serve', () => {
   it.each(['list', 'add', 'pause', 'resume', 'remove', 'runs'])(
     'tasks %s answers --help with its usage and touches nothing',
     async (verb) => {
-      fs.rmSync(home, { recursive: true, force: true });
-      fs.mkdirSync(home);
+      fs.rmSync(homeOf(), { recursive: true, force: true });
+      fs.mkdirSync(homeOf());
       const run = await clawbar(['tasks', verb, '--help']);
       expect(run).toMatchObject({ code: 0, stderr: '' });
       expect(run.stdout.split('\n')[0]).toMatch(new RegExp(`^Usage: clawbar tasks ${verb}( |$)`));
       expect(run.stdout).toContain('--json');
-      expect(fs.readdirSync(home)).toEqual([]);
+      expect(fs.readdirSync(homeOf())).toEqual([]);
     },
   );
 

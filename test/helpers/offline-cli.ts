@@ -5,7 +5,9 @@
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { afterEach, beforeAll, beforeEach } from 'vitest';
 import { CLI, ROOT } from './clawbar.js';
 
 export interface CliRun {
@@ -72,9 +74,30 @@ export function clawbarIn(
 }
 
 /** Runs a command that must succeed in `home`, and returns its stdout. */
-export async function okIn(home: string, args: string[]): Promise<string> {
-  const run = await clawbarIn(home, args);
+export async function okIn(
+  home: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
+  const run = await clawbarIn(home, args, opts);
   if (run.code !== 0)
     throw new Error(`clawbar ${args.join(' ')} exited ${run.code}:\n${run.stderr}`);
   return run.stdout;
+}
+
+/**
+ * For a test file of CLI runs: checks the CLI is built, gives each test a fresh home in the temp
+ * dir (short: the control socket path in it must fit in 108 bytes), and removes it after.
+ * Returns the current test's home.
+ */
+export function useOfflineHome(prefix = 'clawbar-cli-'): () => string {
+  let home = '';
+  beforeAll(requireBuiltCli);
+  beforeEach(() => {
+    home = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  });
+  afterEach(() => {
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+  return () => home;
 }
