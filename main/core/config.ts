@@ -59,6 +59,12 @@ export interface ClawbarConfig {
    * it, whatever the container asks. @default 8192 (CLAWBAR_MAX_TOKENS)
    */
   maxTokens: number;
+  /**
+   * How late a scheduled task's missed due time (the app closed, the machine asleep) may still
+   * run once at start or wake; older ones are logged as missed. @default 3600000 (1 h;
+   * CLAWBAR_TASK_GRACE_MS)
+   */
+  taskGraceMs: number;
 }
 
 export class ConfigError extends Error {
@@ -78,6 +84,7 @@ export const DEFAULTS = {
   hardTimeoutMs: 15 * 60_000,
   groupMaxBytes: 2 * 1024 ** 3,
   minFreeBytes: 512 * 1024 ** 2,
+  taskGraceMs: 60 * 60_000,
   /** What the runner asks for; run-limits.ts's default equals it. */
   maxTokens: 8192,
 };
@@ -231,6 +238,7 @@ export function loadConfig(
   const groupMaxBytes = pick('CLAWBAR_GROUP_MAX_BYTES', 'groupMaxBytes');
   const minFreeBytes = pick('CLAWBAR_MIN_FREE_BYTES', 'minFreeBytes');
   const maxTokens = pick('CLAWBAR_MAX_TOKENS', 'maxTokens');
+  const taskGrace = pick('CLAWBAR_TASK_GRACE_MS', 'taskGraceMs');
   const timezone = pick('TZ', 'timezone') ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: timezone });
@@ -270,5 +278,9 @@ export function loadConfig(
     maxTokens: maxTokens
       ? integer('CLAWBAR_MAX_TOKENS', maxTokens, 1, 128_000)
       : DEFAULTS.maxTokens,
+    // Up to a week: a catch-up run older than that is more surprise than help.
+    taskGraceMs: taskGrace
+      ? integer('CLAWBAR_TASK_GRACE_MS', taskGrace, 0, 7 * 86_400_000)
+      : DEFAULTS.taskGraceMs,
   };
 }

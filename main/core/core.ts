@@ -19,6 +19,7 @@ import { CoreInputError } from './errors.js';
 import { DiskGuard, type DiskGuardOptions, type DiskStatus } from './disk.js';
 import { CoreEventBus, type RunActivity } from './events.js';
 import { GroupAdmin, type AddGroupInput } from './group-admin.js';
+import { Scheduler, type TaskWork } from './scheduler/scheduler.js';
 import { TaskAdmin } from './scheduler/task-admin.js';
 import type { Logger } from './logger.js';
 import { OutboxWorker, type OutboxPolicy } from './outbox.js';
@@ -42,7 +43,7 @@ import {
   type SetupProblem,
 } from './setup.js';
 import { type ContainerRuntime, type ImageState, type RuntimeState } from './sandbox/runtime.js';
-import type { Chat, Group, OutboxItem, Store, StoredMessage } from './store/index.js';
+import type { Chat, Group, OutboxItem, Store, StoredMessage, Task } from './store/index.js';
 
 export { CoreInputError };
 
@@ -93,6 +94,8 @@ export interface CoreDeps {
    * agent runs; the next `serve` picks them up. @default true
    */
   dispatch?: boolean;
+  /** The scheduler's clocks (tests): a monotonic clock, and how often it is compared. */
+  schedulerClock?: { monotonic?: () => number; checkMs?: number };
 }
 
 export interface ChannelStatus {
@@ -155,9 +158,6 @@ export class ReplyWaitError extends CoreInputError {
   }
 }
 
-/** A scheduled task's run, as the scheduler hands it over: its turn source, built when it starts. */
-export type TaskSourceFactory = (group: Group) => TurnSource | null;
-
 export class Core {
   readonly events: CoreEventBus;
   readonly local: LocalChannel | null;
@@ -166,6 +166,8 @@ export class Core {
   readonly groups: GroupAdmin;
   /** Scheduled tasks: add, list, pause, resume, remove, run logs (`clawbar tasks`). */
   readonly tasks: TaskAdmin;
+  /** Fires the tasks at their due times through the group queues (started with the core). */
+  readonly scheduler: Scheduler;
   readonly queue: GroupQueue;
   readonly outbox: OutboxWorker;
   /** Group folder budgets and the free-space floor, checked before runs (issue 6). */
@@ -188,7 +190,10 @@ export class Core {
    * passed along then; the core keeps none of its own.
    */
   private readonly runSources = new WeakMap<GroupRun, TurnSource>();
-  private readonly taskSources = new Map<string, { groupJid: string; source: TaskSourceFactory }>();
+  /** Task runs in the queue, by task id: kept until the run ends for good (retries reuse them). */
+  private readonly taskWork = new Map<string, { groupJid: string; work: TaskWork }>();
+  /** Each live task run's task id, to settle its queue entry when the run ends. */
+  private readonly runTasks = new WeakMap<GroupRun, string>();
   /** What each group's live run is doing now (the latest `run:activity`), for progress. */
   private readonly activities = new Map<string, RunActivity>();
   /** Aborted at shutdown: every `send --wait` still waiting is answered then. */
@@ -222,6 +227,7 @@ export class Core {
       store: deps.store,
       timezone: deps.config.timezone,
       now: this.now,
+      onChange: (change) => this.scheduler.taskChanged(change),
     });
     this.outbox = new OutboxWorker({
       store: deps.store,
@@ -239,6 +245,7 @@ export class Core {
       now: this.now,
       log: deps.log,
       limits: this.runLimits,
+      tasks: this.tasks,
     });
     this.setup = new SetupMonitor({
       runtime: deps.runtime,
@@ -261,6 +268,21 @@ export class Core {
       onRunEnded: (_jid, run, outcome, killedBy) => this.onRunEnded(run, outcome, killedBy),
       log: deps.log,
       ...(deps.retry ? { retry: deps.retry } : {}),
+    });
+    this.scheduler = new Scheduler({
+      store: deps.store,
+      events: this.events,
+      enqueue: (groupJid, taskId, work) => this.enqueueTask(groupJid, taskId, work),
+      notify: (groupJid, text) => {
+        deps.store.enqueueOutbound(groupJid, text, null, this.now(), 'notice');
+        this.outbox.notify();
+      },
+      timezone: deps.config.timezone,
+      graceMs: deps.config.taskGraceMs,
+      log: deps.log,
+      now: this.now,
+      ...(deps.schedulerClock?.monotonic ? { monotonic: deps.schedulerClock.monotonic } : {}),
+      ...(deps.schedulerClock?.checkMs ? { clockCheckMs: deps.schedulerClock.checkMs } : {}),
     });
     this.disk = new DiskGuard({
       ...deps.disk,
@@ -305,6 +327,8 @@ export class Core {
     // Folders are measured in the background; a run waits only for its own group's answer.
     if (this.dispatch) this.disk.start();
     this.recoverPending();
+    // Runs cut off by a crash are settled, and due times missed while closed caught up on.
+    if (this.dispatch) this.scheduler.start();
   }
 
   /**
@@ -313,6 +337,7 @@ export class Core {
    */
   async shutdown(graceMs = 10_000): Promise<void> {
     this.stopping.abort();
+    this.scheduler.stop();
     this.setup.stop();
     this.disk.stop();
     await this.queue.shutdown(graceMs);
@@ -380,8 +405,10 @@ export class Core {
   removeGroup(ref: string): Group {
     const group = this.groups.remove(ref);
     this.queue.remove(group.jid);
-    for (const [taskId, task] of this.taskSources) {
-      if (task.groupJid === group.jid) this.taskSources.delete(taskId);
+    for (const [taskId, task] of this.taskWork) {
+      if (task.groupJid !== group.jid) continue;
+      this.taskWork.delete(taskId);
+      task.work.dropped('the group was removed');
     }
     this.events.emit('group:changed', { groupJid: group.jid, change: 'removed' });
     return group;
@@ -415,13 +442,25 @@ export class Core {
   }
 
   /**
-   * Queues one run of a scheduled task for the group. `source` builds the run's turn source
-   * when the run starts (the group's slot is free); returning null skips it.
+   * Queues one run of a scheduled task for the group (the scheduler calls this). `work.source`
+   * builds the run's turn source when the run starts (the group's slot is free), and again if
+   * the queue retries a run that could not start; returning null skips it.
    */
-  enqueueTask(groupJid: string, taskId: string, source: TaskSourceFactory): void {
+  enqueueTask(groupJid: string, taskId: string, work: TaskWork): void {
     if (!this.deps.store.getGroup(groupJid)) throw new CoreInputError(`no group ${groupJid}`);
-    this.taskSources.set(taskId, { groupJid, source });
+    this.taskWork.set(taskId, { groupJid, work });
     if (this.dispatch) this.queue.enqueueTask(groupJid, taskId);
+  }
+
+  /**
+   * Runs a task now, outside its schedule (`clawbar tasks run`); its next due time stays.
+   * @throws UnknownTaskError; CoreInputError when the task or its group is paused, or a run of
+   *   it is already queued or running.
+   */
+  runTask(taskId: string): { task: Task; dueAt: number } {
+    const task = this.tasks.get(taskId);
+    const dueAt = this.scheduler.runNow(task);
+    return { task, dueAt };
   }
 
   /** The chat history of a group, both directions, oldest first. */
@@ -637,9 +676,8 @@ export class Core {
         });
         break;
       case 'task': {
-        const task = this.taskSources.get(work.taskId);
-        this.taskSources.delete(work.taskId);
-        source = task ? task.source(group) : null;
+        source = this.taskWork.get(work.taskId)?.work.source(group) ?? null;
+        if (!source) this.taskWork.delete(work.taskId);
         break;
       }
       default: {
@@ -678,6 +716,7 @@ export class Core {
     );
     this.liveRuns.add(run);
     this.runSources.set(run, source);
+    if (work.kind === 'task') this.runTasks.set(run, work.taskId);
     run.finished
       .finally(() => this.liveRuns.delete(run))
       .catch((err: unknown) => this.log.error({ err }, 'run bookkeeping failed'));
@@ -694,6 +733,11 @@ export class Core {
     const source = this.runSources.get(run);
     this.runSources.delete(run);
     source?.runEnded?.({ outcome, killedBy, now: this.now() });
+    const taskId = this.runTasks.get(run);
+    // A run that could not start is retried by the queue with the same work; any other end is final.
+    if (taskId !== undefined && (outcome.ok || killedBy !== null || outcome.failure === 'final')) {
+      this.taskWork.delete(taskId);
+    }
   }
 
   /**
@@ -737,6 +781,11 @@ export class Core {
     chatNotified: boolean,
   ): void {
     this.events.emit('run:gave-up', { groupJid, error: error.message, attempts });
+    if (work.kind === 'task') {
+      const task = this.taskWork.get(work.taskId);
+      this.taskWork.delete(work.taskId);
+      task?.work.gaveUp(error);
+    }
     if (chatNotified) return;
     const group = this.deps.store.getGroup(groupJid);
     if (!group) return;
@@ -773,7 +822,9 @@ export class Core {
   private dropHeld(groupJid: string, work: readonly WorkItem[]): void {
     for (const item of work) {
       if (item.kind !== 'task') continue;
-      this.taskSources.delete(item.taskId);
+      const task = this.taskWork.get(item.taskId);
+      this.taskWork.delete(item.taskId);
+      task?.work.dropped('the group is paused over its disk budget');
       this.log.info(
         { group: groupJid, task: item.taskId },
         'scheduled task skipped: the group is paused over its disk budget',

@@ -5,10 +5,29 @@
 import { EventEmitter } from 'node:events';
 import type { ChannelName, ChannelState } from './channels/channel.js';
 import type { SetupProblem } from './setup.js';
-import type { OutboxItem, StoredMessage } from './store/index.js';
+import type { OutboxItem, StoredMessage, TaskRunStatus } from './store/index.js';
 
 /** See the `run:activity` event. */
 export type RunActivity = 'starting' | 'thinking' | 'tool';
+
+/** How a due time of a task ended, as the `task:finished` event tells it. */
+export type TaskFinishedStatus = Exclude<TaskRunStatus, 'running'>;
+
+/** The `task:finished` event: one per due time, whatever became of it. */
+export interface TaskFinished {
+  taskId: string;
+  groupJid: string;
+  status: TaskFinishedStatus;
+  /** The due time, epoch ms. */
+  dueAt: number;
+  /** One line: the start of the result, or why it failed, was skipped or missed. */
+  summary: string;
+  durationMs: number | null;
+  /** Failures in a row, this one included (0 after a success). */
+  consecutiveFailures: number;
+  /** This failure made the chat be told the task keeps failing, or paused the task. */
+  alert: 'failing' | 'paused' | null;
+}
 
 export interface CoreEvents {
   'message:stored': { message: StoredMessage; groupJid: string | null; triggered: boolean };
@@ -40,6 +59,11 @@ export interface CoreEvents {
    * being built, with its progress) appeared, changed or was fixed. Work is held while any is open.
    */
   'setup:changed': { ready: boolean; problems: SetupProblem[] };
+  /**
+   * A scheduled task's due time ended: it ran (success, error, timeout), or it did not
+   * (skipped, missed). One per due time; the tray's notifications are built on it.
+   */
+  'task:finished': TaskFinished;
 }
 
 type Listener<K extends keyof CoreEvents> = (payload: CoreEvents[K]) => void;

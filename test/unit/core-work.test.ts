@@ -4,6 +4,7 @@
  */
 import { describe, expect, it, vi } from 'vitest';
 import { taskTurn } from '../../main/core/agent/turns.js';
+import type { TaskWork } from '../../main/core/scheduler/scheduler.js';
 import { lastUserText, textTurn } from '../fakes/anthropic-api.js';
 import { ProcessRuntime } from '../helpers/process-runtime.js';
 import { runnerSuite } from '../helpers/runner-suite.js';
@@ -54,14 +55,18 @@ describe('Core work items', () => {
       () => textTurn('Here is your briefing.', { delayMs: 400 }),
       (request) => textTurn(`You said: ${lastUserText(request).includes('lunch') ? 'lunch' : '?'}`),
     ]);
-    core.enqueueTask(group.jid, 'briefing', (g) =>
-      taskTurn({
-        store,
-        group: g,
-        prompt: 'Morning briefing, please.',
-        history: null,
-        timezone: 'UTC',
-      }),
+    core.enqueueTask(
+      group.jid,
+      'briefing',
+      workOf((g) =>
+        taskTurn({
+          store,
+          group: g,
+          prompt: 'Morning briefing, please.',
+          history: null,
+          timezone: 'UTC',
+        }),
+      ),
     );
     await suite.fake.waitForRequests(1);
     const posted = core.postLocal('Family', 'Alice', '@Andy what about lunch?');
@@ -132,14 +137,24 @@ describe('Core work items', () => {
     core.postLocal('Busy', 'Alice', '@Andy take your time');
     expect(core.queue.snapshot().running).toHaveLength(1);
     let built = 0;
-    core.enqueueTask(gone.jid, 't1', (g) => {
-      built += 1;
-      return taskTurn({ store, group: g, prompt: 'x', history: null, timezone: 'UTC' });
+    const dropped: string[] = [];
+    core.enqueueTask(gone.jid, 't1', {
+      ...workOf((g) => {
+        built += 1;
+        return taskTurn({ store, group: g, prompt: 'x', history: null, timezone: 'UTC' });
+      }),
+      dropped: (reason) => dropped.push(reason),
     });
     expect(core.queue.snapshot().waiting).toEqual([gone.jid]);
     core.removeGroup(gone.jid);
     expect(core.queue.snapshot().waiting).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     expect(built).toBe(0);
+    expect(dropped).toEqual(['the group was removed']);
   });
 });
+
+/** A task's queue work that only builds its source: the scheduler's bookkeeping is not under test here. */
+function workOf(source: TaskWork['source']): TaskWork {
+  return { source, gaveUp: () => undefined, dropped: () => undefined };
+}

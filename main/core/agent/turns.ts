@@ -304,6 +304,12 @@ export interface TaskTurnDeps {
   history: MessageParam[] | null;
   timezone: string;
   /**
+   * Whether the turn's final replies go to the chat. When false they are kept only in the
+   * run's record (what the agent sent with send_message meanwhile was posted anyway).
+   * @default true
+   */
+  postResult?: boolean;
+  /**
    * Extra bookkeeping in the commit's transaction (the scheduler records the run). It runs
    * inside `store.db.transaction`, so a throw rolls the replies back too.
    */
@@ -333,9 +339,12 @@ export function taskTurn(deps: TaskTurnDeps): TurnSource {
         throughSeq: null,
         commit: (result) =>
           store.db.transaction(() => {
-            const items = result.replies.map((text) =>
-              store.enqueueOutbound(group.jid, text, result.turnId, result.now),
-            );
+            const items =
+              deps.postResult === false
+                ? []
+                : result.replies.map((text) =>
+                    store.enqueueOutbound(group.jid, text, result.turnId, result.now),
+                  );
             if (deps.history !== null) {
               const transcript = extendedTranscript(store, group.jid, result.messages);
               if (transcript !== null) store.setTranscript(group.jid, transcript, result.now);
