@@ -223,3 +223,116 @@ describe('TaskAdmin', () => {
     expect(admin.list().unreadable).toEqual([]);
   });
 });
+
+describe('TaskAdmin.update', () => {
+  let db: TempStore;
+  let now: number;
+  let changes: TaskChange[];
+  let admin: TaskAdmin;
+
+  beforeEach(() => {
+    db = tempStore('clawbar-task-update-');
+    now = NOW;
+    changes = [];
+    admin = new TaskAdmin({
+      store: db.store,
+      timezone: 'Europe/Berlin',
+      now: () => now,
+      onChange: (change) => changes.push(change),
+    });
+  });
+
+  afterEach(() => db.close());
+
+  const add = (schedule: { cron?: string; every?: string; at?: string; timezone?: string }) =>
+    admin.add({ group: db.family, prompt: 'morning briefing', createdBy: 'cli', ...schedule });
+
+  it('changes the prompt, context mode and post-result setting, keeping the schedule and next run', () => {
+    const task = add({ cron: '0 8 * * 1-5' });
+    const updated = admin.update(task.id, {
+      prompt: 'evening briefing',
+      contextMode: 'group',
+      postResult: false,
+    });
+    expect(updated).toMatchObject({
+      prompt: 'evening briefing',
+      contextMode: 'group',
+      postResult: false,
+      schedule: task.schedule,
+      nextRun: task.nextRun,
+    });
+    expect(admin.get(task.id)).toEqual(updated);
+    expect(changes).toEqual([
+      { kind: 'added', taskId: task.id },
+      { kind: 'updated', taskId: task.id },
+    ]);
+  });
+
+  it("replaces the schedule, read in the task's own timezone, with the next run computed from now", () => {
+    const task = add({ every: '1h', timezone: 'America/New_York' });
+    now += 20 * MINUTE;
+    const updated = admin.update(task.id, { cron: '30 9 * * *' });
+    expect(updated).toMatchObject({
+      schedule: { kind: 'cron', expr: '30 9 * * *', timezone: 'America/New_York' },
+      timezone: 'America/New_York',
+      // Now is 05:20 in New York (EST), so the next run is 09:30 there today: 14:30 UTC.
+      nextRun: Date.UTC(2026, 10, 25, 14, 30),
+    });
+    const every = admin.update(task.id, { every: '15m' });
+    expect(every).toMatchObject({
+      schedule: { kind: 'interval', everyMs: 15 * MINUTE, anchor: now },
+      nextRun: now + 15 * MINUTE,
+    });
+  });
+
+  it('moves a cron to a new timezone given alone, keeping its wall-clock time', () => {
+    const task = add({ cron: '0 8 * * 1-5' });
+    const updated = admin.update(task.id, { timezone: 'Asia/Tokyo' });
+    expect(updated).toMatchObject({
+      schedule: { kind: 'cron', expr: '0 8 * * 1-5', timezone: 'Asia/Tokyo' },
+      timezone: 'Asia/Tokyo',
+      // Thursday 08:00 in Tokyo (UTC+9) is Wednesday 23:00 UTC.
+      nextRun: Date.UTC(2026, 10, 25, 23, 0),
+    });
+    expect(admin.view(updated).schedule).toBe('every weekday at 08:00 (Asia/Tokyo)');
+  });
+
+  it('keeps a paused task without a next run; resuming computes it from the new schedule', () => {
+    const task = add({ every: '1h' });
+    admin.pause(task.id);
+    const updated = admin.update(task.id, { cron: '0 18 * * *' });
+    expect(updated).toMatchObject({ status: 'paused', nextRun: null });
+    // 18:00 in Berlin (CET) is 17:00 UTC.
+    expect(admin.resume(task.id).nextRun).toBe(Date.UTC(2026, 10, 25, 17, 0));
+  });
+
+  it('refuses a bad schedule, two schedules, an unknown timezone, a bad prompt or no change, changing nothing', () => {
+    const task = add({ cron: '0 8 * * 1-5' });
+    changes = [];
+    expect(() => admin.update(task.id, { cron: '0 8 * *' })).toThrow(/needs 5/);
+    expect(() => admin.update(task.id, { cron: '0 9 * * *', every: '1h' })).toThrow(
+      /conflicting schedules/,
+    );
+    expect(() => admin.update(task.id, { timezone: 'Berlin' })).toThrow(
+      /unknown timezone "Berlin"; did you mean Europe\/Berlin\?/,
+    );
+    expect(() => admin.update(task.id, { at: '2026-11-25T09:00Z' })).toThrow(/in the past/);
+    expect(() => admin.update(task.id, { prompt: ' ' })).toThrow(/prompt is empty/);
+    expect(() =>
+      admin.update(task.id, { contextMode: 'everything' as unknown as 'group' }),
+    ).toThrow(CoreInputError);
+    expect(() => admin.update(task.id, {})).toThrow(/nothing to change/);
+    expect(admin.get(task.id)).toEqual(task);
+    expect(changes).toEqual([]);
+  });
+
+  it('refuses to change a one-off that has already run, and an unknown id', () => {
+    const task = add({ at: '2026-11-25T12:00Z' });
+    db.store.setTaskStatus(task.id, 'done', NOW, { nextRun: null });
+    expect(() => admin.update(task.id, { prompt: 'again' })).toThrow(
+      /one-off that has already run; add a new task/,
+    );
+    expect(admin.get(task.id).prompt).toBe('morning briefing');
+    expect(() => admin.update('t_zzzzzzzz', { prompt: 'x' })).toThrow(UnknownTaskError);
+  });
+});

@@ -10,12 +10,17 @@
  *
  * `list_chats` is for the main group only: it shows every chat the channels know, which a
  * non-main group (a chat of other people) has no business seeing.
+ *
+ * The scheduled-task calls (schedule_task, list_tasks, update_task, pause_task, resume_task,
+ * cancel_task) are in {@link TaskTools}: each group manages its own tasks, main any group's.
  */
 import { HostCallArgsSchemas, LIST_CHATS_MAX, type HostCallName } from './protocol.js';
 import { resolveRunLimits, type RunLimits } from './run-limits.js';
+import { TaskTools } from './task-tools.js';
 import type { z } from 'zod';
 import type { Logger } from '../logger.js';
 import type { OutboxWorker } from '../outbox.js';
+import type { TaskAdmin } from '../scheduler/task-admin.js';
 import type { Chat, Group, Store } from '../store/index.js';
 
 /**
@@ -54,6 +59,11 @@ export interface HostToolsDeps {
   sendConfirmMs?: number;
   /** Only `maxSendsPerTurn` and `maxSendsPerMinute` apply here. @default DEFAULT_RUN_LIMITS */
   limits?: Partial<RunLimits>;
+  /**
+   * The scheduled tasks the task calls act on. Without it (hosts that schedule nothing, such as
+   * tests of other calls) those calls answer that scheduling is not available here.
+   */
+  tasks?: TaskAdmin;
 }
 
 /** The window `maxSendsPerMinute` counts over. */
@@ -74,6 +84,7 @@ export class HostTools {
   private readonly maxSendsPerMinute: number;
   /** Per group; one small entry for each group that ever sent, so it stays bounded. */
   private readonly sends = new Map<string, SendHistory>();
+  private readonly taskTools: TaskTools | null;
 
   /** @throws {RangeError} when a limit in `deps.limits` is not a positive whole number */
   constructor(private readonly deps: HostToolsDeps) {
@@ -81,6 +92,9 @@ export class HostTools {
     const limits = resolveRunLimits(deps.limits);
     this.maxSendsPerTurn = limits.maxSendsPerTurn;
     this.maxSendsPerMinute = limits.maxSendsPerMinute;
+    this.taskTools = deps.tasks
+      ? new TaskTools({ store: deps.store, tasks: deps.tasks, log: this.log })
+      : null;
   }
 
   /** Runs one host call for the bound run. Never throws: failures become `ok: false`. */
@@ -97,6 +111,30 @@ export class HostTools {
           const args = parseArgs(name, HostCallArgsSchemas.list_chats, rawArgs);
           return args.ok ? this.listChats(binding, args.data) : args;
         }
+        case 'schedule_task': {
+          const args = parseArgs(name, HostCallArgsSchemas.schedule_task, rawArgs);
+          return args.ok ? this.withTasks((tasks) => tasks.schedule(binding, args.data)) : args;
+        }
+        case 'list_tasks': {
+          const args = parseArgs(name, HostCallArgsSchemas.list_tasks, rawArgs);
+          return args.ok ? this.withTasks((tasks) => tasks.list(binding, args.data)) : args;
+        }
+        case 'update_task': {
+          const args = parseArgs(name, HostCallArgsSchemas.update_task, rawArgs);
+          return args.ok ? this.withTasks((tasks) => tasks.update(binding, args.data)) : args;
+        }
+        case 'pause_task': {
+          const args = parseArgs(name, HostCallArgsSchemas.pause_task, rawArgs);
+          return args.ok ? this.withTasks((tasks) => tasks.pause(binding, args.data)) : args;
+        }
+        case 'resume_task': {
+          const args = parseArgs(name, HostCallArgsSchemas.resume_task, rawArgs);
+          return args.ok ? this.withTasks((tasks) => tasks.resume(binding, args.data)) : args;
+        }
+        case 'cancel_task': {
+          const args = parseArgs(name, HostCallArgsSchemas.cancel_task, rawArgs);
+          return args.ok ? this.withTasks((tasks) => tasks.cancel(binding, args.data)) : args;
+        }
         default: {
           const unreachable: never = name;
           return { ok: false, result: `unhandled host call ${String(unreachable)}` };
@@ -106,6 +144,13 @@ export class HostTools {
       this.log.error({ group: binding.groupJid, call: name, err }, 'host call failed');
       return { ok: false, result: `${name} failed on the host` };
     }
+  }
+
+  private withTasks(call: (tasks: TaskTools) => HostCallResult): HostCallResult {
+    if (!this.taskTools) {
+      return { ok: false, result: 'scheduled tasks are not available on this host' };
+    }
+    return call(this.taskTools);
   }
 
   private async sendMessage(

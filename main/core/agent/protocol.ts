@@ -115,7 +115,16 @@ export type StartFrame = z.infer<typeof StartFrameSchema>;
 // ── runner → host ──────────────────────────────────────────────────────────
 
 /** Names of the calls the runner may make to the host. Authorization happens on the host. */
-export const HOST_CALLS = ['send_message', 'list_chats'] as const;
+export const HOST_CALLS = [
+  'send_message',
+  'list_chats',
+  'schedule_task',
+  'list_tasks',
+  'update_task',
+  'pause_task',
+  'resume_task',
+  'cancel_task',
+] as const;
 export type HostCallName = (typeof HOST_CALLS)[number];
 
 export const RunnerToHostSchema = z.discriminatedUnion('type', [
@@ -173,6 +182,42 @@ export type RunnerToHost = z.infer<typeof RunnerToHostSchema>;
  */
 export const LIST_CHATS_MAX = 200;
 
+/**
+ * The longest prompt a scheduled task takes: the store's `MAX_TASK_PROMPT_CHARS`, repeated
+ * here because this module may not import the store (it is bundled into the runner).
+ */
+export const TASK_PROMPT_MAX_CHARS = 10_000;
+
+/**
+ * The most tasks one `list_tasks` answer shows, so the model's context stays bounded.
+ * @default 200
+ */
+export const LIST_TASKS_MAX = 200;
+
+/**
+ * Bounds only: what a schedule means is checked by the host's TaskAdmin, whose errors say
+ * what is wrong and how to fix it, so that the model can correct itself.
+ */
+const taskScheduleArgs = {
+  /** 5 fields: minute hour day-of-month month day-of-week, e.g. `0 8 * * 1-5`. */
+  cron: z.string().min(1).max(200).optional(),
+  /** A duration such as `30s`, `15m`, `2h`, `1d` or `1h30m`. */
+  every: z.string().min(1).max(50).optional(),
+  /** An ISO 8601 date-time; without an offset it is read in the task's timezone. */
+  at: z.string().min(1).max(64).optional(),
+  /** An IANA timezone name; defaults to the user's (or, for update_task, the task's own). */
+  timezone: z.string().min(1).max(64).optional(),
+};
+const taskOptionArgs = {
+  /** `group`: the run sees and joins the chat's conversation; `isolated`: a fresh one. */
+  context_mode: z.enum(['group', 'isolated']).optional(),
+  /** Whether the run's final answer is posted to the chat. */
+  post_result: z.boolean().optional(),
+};
+const taskIdArg = z.string().min(1).max(64);
+/** A registered group's folder; only the main group may name another group than its own. */
+const groupFolderArg = z.string().min(1).max(64);
+
 /** Arguments of each host call, parsed on the host before authorization. */
 export const HostCallArgsSchemas = {
   send_message: z.object({
@@ -184,6 +229,30 @@ export const HostCallArgsSchemas = {
   list_chats: z.object({
     query: z.string().max(100).optional(),
   }),
+  // The task calls are strict: a field the host does not know is refused, not ignored, so a
+  // misspelt option never silently does nothing.
+  /** A new task in the caller's group, or (main only) in the group with `group_folder`. */
+  schedule_task: z.strictObject({
+    prompt: z.string().min(1).max(TASK_PROMPT_MAX_CHARS),
+    ...taskScheduleArgs,
+    ...taskOptionArgs,
+    group_folder: groupFolderArg.optional(),
+  }),
+  /** The caller's group's tasks; main sees every group's, or the group with `group_folder`. */
+  list_tasks: z.strictObject({
+    group_folder: groupFolderArg.optional(),
+  }),
+  /** Changes to one task; at least one field besides `task_id`. */
+  update_task: z.strictObject({
+    task_id: taskIdArg,
+    prompt: z.string().min(1).max(TASK_PROMPT_MAX_CHARS).optional(),
+    ...taskScheduleArgs,
+    ...taskOptionArgs,
+  }),
+  pause_task: z.strictObject({ task_id: taskIdArg }),
+  resume_task: z.strictObject({ task_id: taskIdArg }),
+  /** Removes the task and its run log. */
+  cancel_task: z.strictObject({ task_id: taskIdArg }),
 } satisfies Record<HostCallName, z.ZodType>;
 
 // ── text shared by both sides ──────────────────────────────────────────────

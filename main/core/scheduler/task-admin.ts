@@ -25,6 +25,7 @@ import {
   formatInZone,
   nextRun,
   parseSchedule,
+  type Schedule,
   type ScheduleInput,
   validateTimezone,
 } from './schedule.js';
@@ -41,7 +42,7 @@ export class UnknownTaskError extends CoreInputError {
 
 /** What changed, for the scheduler to re-arm (or disarm) the task's timer. */
 export interface TaskChange {
-  kind: 'added' | 'paused' | 'resumed' | 'removed';
+  kind: 'added' | 'updated' | 'paused' | 'resumed' | 'removed';
   taskId: string;
 }
 
@@ -66,6 +67,16 @@ export interface AddTaskInput extends ScheduleInput {
   postResult?: boolean;
   /** `cli`, or `agent:<group folder>`. */
   createdBy: string;
+}
+
+/**
+ * Changes to a task, as the CLI or a host tool gives them; every field optional, at least one
+ * given. A new schedule is at most one of `cron`, `every`, `at`.
+ */
+export interface UpdateTaskInput extends ScheduleInput {
+  prompt?: string;
+  contextMode?: TaskContextMode;
+  postResult?: boolean;
 }
 
 /** A task as `tasks list` and the agent see it: times in the task's zone and in UTC. */
@@ -204,6 +215,81 @@ export class TaskAdmin {
       onCorrupt: (err) => unreadable.push(err),
     });
     return { tasks, unreadable };
+  }
+
+  /**
+   * Changes a task's prompt, schedule, timezone, context mode or whether its result is posted.
+   *
+   * A new schedule is validated like a new task's and read in the given timezone, else in the
+   * task's own (not the user's: a task someone put in New York stays there). An active task's
+   * next run is computed afresh from now; a paused one stays without a next run until resumed.
+   * A timezone alone moves a cron to that zone (08:00 there); for an interval or a one-off it
+   * only changes how times are shown, since those are fixed instants.
+   *
+   * @throws UnknownTaskError; CoreInputError when nothing is changed, for a one-off that has
+   *   already run, or a bad prompt or option; ScheduleError for a bad schedule or timezone;
+   *   CorruptTaskError when the task cannot be read (remove it and add it again).
+   */
+  update(id: string, changes: UpdateTaskInput): Task {
+    const changesSomething = (
+      ['prompt', 'cron', 'every', 'at', 'timezone', 'contextMode', 'postResult'] as const
+    ).some((key) => changes[key] !== undefined);
+    if (!changesSomething) {
+      throw new CoreInputError(
+        'nothing to change: give a new prompt, schedule (cron, every or at), timezone, context mode or post-result setting',
+      );
+    }
+    const newSchedule =
+      changes.cron !== undefined || changes.every !== undefined || changes.at !== undefined;
+    const task = this.get(id);
+    if (task.status === 'done') {
+      throw new CoreInputError(
+        `task ${id} is a one-off that has already run; add a new task instead of changing it`,
+      );
+    }
+    const prompt = changes.prompt !== undefined ? checkPrompt(changes.prompt) : undefined;
+    const now = this.now();
+    const zone = validateTimezone(changes.timezone ?? task.timezone);
+    let schedule: Schedule | undefined;
+    if (newSchedule) {
+      schedule = parseSchedule(
+        {
+          ...(changes.cron !== undefined ? { cron: changes.cron } : {}),
+          ...(changes.every !== undefined ? { every: changes.every } : {}),
+          ...(changes.at !== undefined ? { at: changes.at } : {}),
+          timezone: zone,
+        },
+        now,
+        this.deps.timezone,
+      );
+    } else if (changes.timezone !== undefined && task.schedule.kind === 'cron') {
+      schedule = { ...task.schedule, timezone: zone };
+    }
+    // A paused task gets its next run when resumed; an active one from its (new) schedule now.
+    let next: number | null | undefined;
+    if (schedule !== undefined && task.status === 'active') {
+      next = nextRun(schedule, now);
+      if (next === null) {
+        throw new CoreInputError('this schedule has no future run; check the date it names');
+      }
+    }
+    const updated = this.storeInput(() =>
+      this.deps.store.updateTask(
+        id,
+        {
+          ...(prompt !== undefined ? { prompt } : {}),
+          ...(schedule !== undefined ? { schedule } : {}),
+          ...(changes.timezone !== undefined || schedule !== undefined ? { timezone: zone } : {}),
+          ...(changes.contextMode !== undefined ? { contextMode: changes.contextMode } : {}),
+          ...(changes.postResult !== undefined ? { postResult: changes.postResult } : {}),
+          ...(next !== undefined ? { nextRun: next } : {}),
+        },
+        now,
+      ),
+    );
+    if (!updated) throw new UnknownTaskError(id);
+    this.deps.onChange?.({ kind: 'updated', taskId: id });
+    return updated;
   }
 
   /**
