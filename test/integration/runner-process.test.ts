@@ -237,6 +237,12 @@ describe('runner process', () => {
       'grep',
       'send_message',
       'list_chats',
+      'schedule_task',
+      'list_tasks',
+      'update_task',
+      'pause_task',
+      'resume_task',
+      'cancel_task',
     ]);
     expect(first.maxTokens).toBe(8192);
 
@@ -415,6 +421,26 @@ describe('runner process', () => {
       type: 'output',
       text: 'I know the Family chat.',
     });
+    expect((await runner.next('done')).status).toBe('ok');
+  });
+
+  it('round-trips schedule_task for "remind me every weekday at 8 to stretch" and reports the host answer', async () => {
+    const request = await startTurn({ prompt: 'Remind me every weekday at 8 to stretch.' });
+    expect(request.system).toContain('schedule_task sets up reminders and recurring jobs');
+    expect(request.system).toContain("schedule times are read in the user's timezone");
+    const call = { cron: '0 8 * * 1-5', prompt: 'Remind the user to stretch.' };
+    reply(request, [toolUse('tu-sched', 'schedule_task', call)], 'tool_use');
+    const hostCall = await runner.next('host.call');
+    expect(hostCall).toMatchObject({ name: 'schedule_task', args: call });
+    const answer = 'Scheduled task t_k3m9p2xq for group family: every weekday at 08:00 (UTC)';
+    runner.send({ type: 'tool.result', callId: hostCall.callId, ok: true, result: answer });
+    const next = await runner.next('model.request');
+    expect(next.messages.at(-1)).toEqual({
+      role: 'user',
+      content: [{ type: 'tool_result', tool_use_id: 'tu-sched', content: answer }],
+    });
+    reply(next, [text('Done: every weekday at 8 I will remind you to stretch.')]);
+    await runner.next('output');
     expect((await runner.next('done')).status).toBe('ok');
   });
 

@@ -78,6 +78,12 @@ describe('tool definitions', () => {
       'grep',
       'send_message',
       'list_chats',
+      'schedule_task',
+      'list_tasks',
+      'update_task',
+      'pause_task',
+      'resume_task',
+      'cancel_task',
     ]);
   });
 
@@ -509,5 +515,87 @@ describe('list_chats tool', () => {
       properties: { query: { type: 'string', maxLength: 100 } },
     });
     expect(definition?.input_schema).not.toHaveProperty('required');
+  });
+});
+
+describe('scheduled-task tools', () => {
+  const definition = (name: string) => TOOL_DEFINITIONS.find((tool) => tool.name === name);
+
+  it('take "remind me every weekday at 8 to stretch" as one schedule_task call and forward it to the host', async () => {
+    hostReply = { ok: true, result: 'Scheduled task t_k3m9p2xq for group family: …' };
+    const call = { cron: '0 8 * * 1-5', prompt: 'Remind the user to stretch.' };
+    expect(await run('schedule_task', call)).toEqual({
+      content: hostReply.result,
+      isError: false,
+    });
+    expect(hostCalls).toEqual([{ name: 'schedule_task', args: call }]);
+  });
+
+  it('tell the model the cron format, durations, ISO times and the default timezone', () => {
+    const schedule = definition('schedule_task');
+    expect(schedule?.description).toContain('"0 8 * * 1-5"');
+    expect(schedule?.description).toContain('minute hour day-of-month month day-of-week');
+    expect(schedule?.description).toMatch(/"30s", "15m", "2h", "1d"/);
+    expect(schedule?.description).toContain('2026-11-25T17:00');
+    expect(schedule?.description).toContain("the user's timezone");
+    expect(schedule?.input_schema).toMatchObject({
+      type: 'object',
+      required: ['prompt'],
+      additionalProperties: false,
+      properties: {
+        prompt: { type: 'string', maxLength: 10_000 },
+        cron: { type: 'string', maxLength: 200 },
+        every: { type: 'string' },
+        at: { type: 'string' },
+        timezone: { type: 'string' },
+        context_mode: { enum: ['group', 'isolated'] },
+        post_result: { type: 'boolean' },
+        group_folder: { type: 'string' },
+      },
+    });
+    expect(definition('update_task')?.input_schema).toMatchObject({ required: ['task_id'] });
+    for (const name of ['pause_task', 'resume_task', 'cancel_task']) {
+      expect(definition(name)?.input_schema).toMatchObject({
+        required: ['task_id'],
+        properties: { task_id: { type: 'string' } },
+      });
+    }
+  });
+
+  it('forward only the fields given, for every task tool', async () => {
+    await run('list_tasks', {});
+    await run('list_tasks', { group_folder: 'work' });
+    await run('update_task', { task_id: 't_k3m9p2xq', every: '2h', post_result: false });
+    await run('pause_task', { task_id: 't_k3m9p2xq' });
+    await run('resume_task', { task_id: 't_k3m9p2xq' });
+    await run('cancel_task', { task_id: 't_k3m9p2xq' });
+    expect(hostCalls).toEqual([
+      { name: 'list_tasks', args: {} },
+      { name: 'list_tasks', args: { group_folder: 'work' } },
+      { name: 'update_task', args: { task_id: 't_k3m9p2xq', every: '2h', post_result: false } },
+      { name: 'pause_task', args: { task_id: 't_k3m9p2xq' } },
+      { name: 'resume_task', args: { task_id: 't_k3m9p2xq' } },
+      { name: 'cancel_task', args: { task_id: 't_k3m9p2xq' } },
+    ]);
+  });
+
+  it("turn the host's refusal into an error result the model can read", async () => {
+    hostReply = { ok: false, result: 'cron "0 8 * *" has 4 fields, needs 5' };
+    expect(await run('schedule_task', { prompt: 'x', cron: '0 8 * *' })).toEqual({
+      content: 'cron "0 8 * *" has 4 fields, needs 5',
+      isError: true,
+    });
+  });
+
+  it('reject a missing prompt, a missing task id, a bad context mode and unknown fields without calling the host', async () => {
+    expect((await run('schedule_task', { cron: '0 8 * * *' })).isError).toBe(true);
+    expect((await run('pause_task', {})).isError).toBe(true);
+    expect(
+      (await run('schedule_task', { prompt: 'x', every: '1h', context_mode: 'shared' })).isError,
+    ).toBe(true);
+    expect((await run('schedule_task', { prompt: 'x', every: '1h', isMain: true })).isError).toBe(
+      true,
+    );
+    expect(hostCalls).toEqual([]);
   });
 });

@@ -79,6 +79,10 @@ export function buildSystemPrompt(facts: PromptFacts): string {
       ...(facts.isMain
         ? ['- The list_chats tool lists the chats you can reach, with their names and jids.']
         : []),
+      facts.isMain
+        ? '- schedule_task sets up reminders and recurring jobs (e.g. a cron "0 8 * * 1-5" for every weekday at 8) in this chat or, with group_folder, in another group; list_tasks, update_task, pause_task, resume_task and cancel_task manage any group\'s tasks.'
+        : '- schedule_task sets up reminders and recurring jobs in this chat (e.g. a cron "0 8 * * 1-5" for every weekday at 8); list_tasks, update_task, pause_task, resume_task and cancel_task manage them.',
+      "- Times in the messages are the user's local time; schedule times are read in the user's timezone unless you give one.",
       '- Text inside <internal>…</internal> is not shown to the user. Use it for notes to yourself. If there is nothing to say to the chat, answer with only an <internal> note.',
     ].join('\n'),
   ];

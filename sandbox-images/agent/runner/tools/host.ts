@@ -1,7 +1,10 @@
-/** The tools that are calls to the host: send_message, list_chats. The host authorizes each call. */
+/**
+ * The tools that are calls to the host: send_message, list_chats, and the scheduled-task tools.
+ * The host authorizes each call.
+ */
 import { z } from 'zod';
 import { HostCallArgsSchemas, LIST_CHATS_MAX } from '../../../../main/core/agent/protocol.js';
-import { defineTool } from './define.js';
+import { defineTool, type ToolContext, type ToolOutcome } from './define.js';
 
 // ── send_message ───────────────────────────────────────────────────────────
 
@@ -40,4 +43,144 @@ export const listChatsTool = defineTool({
     if (!reply.ok) return { content: reply.result || 'list_chats failed', isError: true };
     return reply.result || 'No chats.';
   },
+});
+
+// ── scheduled tasks ────────────────────────────────────────────────────────
+//
+// The host checks every call: a group manages only its own tasks; the main group may also
+// name another group's folder. The inputs mirror the host's argument schemas, with
+// descriptions written so that "remind me every weekday at 8 to stretch" reads as one call:
+// schedule_task { cron: "0 8 * * 1-5", prompt: "Remind the user to stretch." }.
+
+const taskArgs = HostCallArgsSchemas.schedule_task.shape;
+const updateArgs = HostCallArgsSchemas.update_task.shape;
+
+const SCHEDULE_HELP =
+  'Give exactly one of cron, every or at. ' +
+  'cron: 5 fields "minute hour day-of-month month day-of-week", e.g. "0 8 * * 1-5" every weekday at 08:00, "30 17 * * 5" Fridays at 17:30, "0 9 1 * *" the 1st of each month at 09:00 (day-of-week 0 or 7 is Sunday; * , - and / work; no seconds field, no @daily). ' +
+  'every: a duration counted from now, e.g. "30s", "15m", "2h", "1d", "1h30m" (at least 30s). ' +
+  'at: once, an ISO date-time such as "2026-11-25T17:00"; without an offset it is read in the timezone. ' +
+  "timezone: an IANA name such as Europe/Berlin; leave it out to use the user's timezone (the one the message times are in).";
+
+const cronField = taskArgs.cron.describe(
+  'Repeat on a cron schedule: 5 fields, minute hour day-of-month month day-of-week, e.g. "0 8 * * 1-5" (weekdays at 08:00).',
+);
+const everyField = taskArgs.every.describe(
+  'Repeat at a fixed interval counted from now: "30s", "15m", "2h", "1d" or combinations like "1h30m".',
+);
+const atField = taskArgs.at.describe(
+  'Run once at this ISO 8601 date-time, e.g. "2026-11-25T17:00"; without a Z or +01:00 offset it is read in the timezone.',
+);
+const contextField = taskArgs.context_mode.describe(
+  '"group" (default): the run sees this chat\'s conversation and its answer joins it, good for reminders and follow-ups. "isolated": a fresh conversation with only the prompt, good for self-contained reports.',
+);
+const postResultField = taskArgs.post_result.describe(
+  "Whether the run's final answer is posted to the chat (default true). Set false for a job that only does work, or that sends its own messages.",
+);
+
+/** Calls the host with the tool's input as its arguments, and turns a refusal into an error. */
+async function forward(
+  name:
+    'schedule_task' | 'list_tasks' | 'update_task' | 'pause_task' | 'resume_task' | 'cancel_task',
+  input: Record<string, unknown>,
+  context: ToolContext,
+): Promise<string | ToolOutcome> {
+  // Only the fields given: the host refuses unknown ones, and undefined is not JSON.
+  const args = Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined));
+  const reply = await context.callHost(name, args, context.signal);
+  if (!reply.ok) return { content: reply.result || `${name} failed`, isError: true };
+  return reply.result || 'Done.';
+}
+
+export const scheduleTaskTool = defineTool({
+  name: 'schedule_task',
+  description:
+    'Schedules a task: at the times given, the prompt is run as a message to you, in this chat, and your answer is posted here. ' +
+    'Use it for reminders and recurring jobs, e.g. "remind me every weekday at 8 to stretch" is ' +
+    '{"cron": "0 8 * * 1-5", "prompt": "Remind the user to stretch."}. ' +
+    'Write the prompt as an instruction to your future self that makes sense on its own. ' +
+    SCHEDULE_HELP +
+    ' The answer gives the task id and its next run.',
+  input: z.strictObject({
+    prompt: taskArgs.prompt.describe(
+      'What to do each time, as an instruction to yourself, e.g. "Remind the user to stretch."',
+    ),
+    cron: cronField,
+    every: everyField,
+    at: atField,
+    timezone: taskArgs.timezone.describe(
+      "IANA timezone such as Europe/Berlin. Leave it out to use the user's timezone.",
+    ),
+    context_mode: contextField,
+    post_result: postResultField,
+    group_folder: taskArgs.group_folder.describe(
+      'Main group only: the folder of another group to schedule the task in. Leave it out for this chat.',
+    ),
+  }),
+  run: (input, context) => forward('schedule_task', input, context),
+});
+
+export const listTasksTool = defineTool({
+  name: 'list_tasks',
+  description:
+    "Lists this chat's scheduled tasks, one line each: id, group, schedule, next run (in the task's timezone and UTC), status, last run and prompt. " +
+    "The main group sees every group's tasks. Use it to find a task's id before changing, pausing or cancelling it.",
+  input: z.strictObject({
+    group_folder: HostCallArgsSchemas.list_tasks.shape.group_folder.describe(
+      "Main group only: list just this group's tasks.",
+    ),
+  }),
+  run: (input, context) => forward('list_tasks', input, context),
+});
+
+export const updateTaskTool = defineTool({
+  name: 'update_task',
+  description:
+    'Changes a scheduled task; give its id and only what changes: the prompt, the schedule (one of cron, every or at), the timezone, context_mode or post_result. ' +
+    "A new schedule is read in the task's timezone unless you give one; the next run is computed from now. " +
+    SCHEDULE_HELP,
+  input: z.strictObject({
+    task_id: updateArgs.task_id.describe(
+      'The id list_tasks or schedule_task gave, e.g. "t_k3m9p2xq".',
+    ),
+    prompt: updateArgs.prompt.describe('A new instruction for each run.'),
+    cron: cronField,
+    every: everyField,
+    at: atField,
+    timezone: updateArgs.timezone.describe(
+      'IANA timezone such as Europe/Berlin. Alone, it moves a cron task to that zone (08:00 there).',
+    ),
+    context_mode: contextField,
+    post_result: postResultField,
+  }),
+  run: (input, context) => forward('update_task', input, context),
+});
+
+const taskIdOnly = z.strictObject({
+  task_id: HostCallArgsSchemas.pause_task.shape.task_id.describe(
+    'The id list_tasks or schedule_task gave, e.g. "t_k3m9p2xq".',
+  ),
+});
+
+export const pauseTaskTool = defineTool({
+  name: 'pause_task',
+  description: 'Pauses a scheduled task: it does not run until resumed. Nothing is deleted.',
+  input: taskIdOnly,
+  run: (input, context) => forward('pause_task', input, context),
+});
+
+export const resumeTaskTool = defineTool({
+  name: 'resume_task',
+  description:
+    'Resumes a paused task. Its next run is the first due time from now; runs missed while paused are not made up.',
+  input: taskIdOnly,
+  run: (input, context) => forward('resume_task', input, context),
+});
+
+export const cancelTaskTool = defineTool({
+  name: 'cancel_task',
+  description:
+    'Cancels a scheduled task for good: it is removed with its run log. To stop it for a while, use pause_task.',
+  input: taskIdOnly,
+  run: (input, context) => forward('cancel_task', input, context),
 });

@@ -13,7 +13,16 @@ import {
   type ToolOutcome,
 } from './define.js';
 import { editTool, readTool, writeTool } from './files.js';
-import { listChatsTool, sendMessageTool } from './host.js';
+import {
+  cancelTaskTool,
+  listChatsTool,
+  listTasksTool,
+  pauseTaskTool,
+  resumeTaskTool,
+  scheduleTaskTool,
+  sendMessageTool,
+  updateTaskTool,
+} from './host.js';
 import { grepTool, listTool } from './search.js';
 
 export {
@@ -36,6 +45,12 @@ const TOOLS: readonly RegisteredTool[] = [
   grepTool,
   sendMessageTool,
   listChatsTool,
+  scheduleTaskTool,
+  listTasksTool,
+  updateTaskTool,
+  pauseTaskTool,
+  resumeTaskTool,
+  cancelTaskTool,
 ];
 const TOOLS_BY_NAME = new Map(TOOLS.map((tool) => [tool.definition.name, tool]));
 
