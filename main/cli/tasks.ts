@@ -8,15 +8,8 @@ import type { CommandSpec } from './args.js';
 import { withControl } from './control.js';
 import { CliError, type Output } from './output.js';
 import { ControlRequestError } from '../core/control/client.js';
-import type { TaskChangeView, TaskRunsView } from '../core/control/handlers.js';
+import type { TaskChangeView, TaskRunStarted, TaskRunsView } from '../core/control/handlers.js';
 import type { TaskListing, TaskRunView, TaskView } from '../core/scheduler/task-admin.js';
-
-/**
- * Said with every listing until the scheduler lands (issue 9): tasks are stored, validated and
- * managed for real, but nothing fires them yet, and a user must not think otherwise.
- */
-const NOT_FIRING_YET =
-  'note: this version keeps scheduled tasks but does not run them yet; the scheduler that fires them comes next';
 
 /** How much of a prompt `tasks list` shows on its line. */
 const PROMPT_PREVIEW_CHARS = 60;
@@ -140,7 +133,7 @@ export function taskCommands(out: Output): CommandSpec[] {
         const listing = (await withControl((c) =>
           c.request('tasks.list', group !== undefined ? { group } : {}),
         )) as TaskListing;
-        out.print(listing, () => `${listingText(listing)}\n\n${NOT_FIRING_YET}`);
+        out.print(listing, () => listingText(listing));
       },
     },
     {
@@ -204,13 +197,33 @@ export function taskCommands(out: Output): CommandSpec[] {
         out.print(
           task,
           () =>
-            `added task ${task.id} to ${groupName(task)}: ${task.schedule}; next run ${nextRunText(task)}\n${NOT_FIRING_YET}`,
+            `added task ${task.id} to ${groupName(task)}: ${task.schedule}; next run ${nextRunText(task)}`,
         );
       },
     },
     byId('pause', 'stop firing a task until it is resumed', 'paused'),
     byId('resume', 'fire a paused task again, from now on', 'resumed'),
     byId('remove', 'delete a task and its run log', 'removed'),
+    {
+      name: 'tasks run',
+      synopsis: 'ID',
+      summary: 'run a task now, outside its schedule',
+      details: [
+        'Queues one run of the task in its group now (needs `clawbar serve`). Its next scheduled',
+        'run stays as it was. The run shows in `clawbar tasks runs ID` when it ends.',
+      ].join('\n'),
+      options: {},
+      positionals: { min: 1, max: 1 },
+      async run({ positionals }) {
+        const id = positionals[0] as string;
+        const result = (await withControl((c) => c.request('tasks.run', { id }))) as TaskRunStarted;
+        out.print(
+          result,
+          () =>
+            `queued a run of task ${id} in ${groupName(result.task)}; see \`clawbar tasks runs ${id}\` for how it went`,
+        );
+      },
+    },
     {
       name: 'tasks runs',
       synopsis: 'ID [--limit N]',

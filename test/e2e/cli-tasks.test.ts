@@ -40,7 +40,7 @@ describe('clawbar tasks without serve', () => {
     ]);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(
-      /^added task (t_[a-z0-9]{8}) to Family: every weekday at 08:00 \(Europe\/Berlin\); next run \d{4}-\d\d-\d\d 08:00 CES?T \(\d{4}-\d\d-\d\d 0[67]:00 UTC\)\nnote: this version keeps scheduled tasks but does not run them yet; the scheduler that fires them comes next\n$/,
+      /^added task (t_[a-z0-9]{8}) to Family: every weekday at 08:00 \(Europe\/Berlin\); next run \d{4}-\d\d-\d\d 08:00 CES?T \(\d{4}-\d\d-\d\d 0[67]:00 UTC\)\n$/,
     );
     const [task] = (await json<TaskListing>(['tasks', 'list'])).tasks;
     expect(task).toMatchObject({
@@ -180,8 +180,7 @@ describe('clawbar tasks without serve', () => {
       `removed task ${task.id} (Family: every 1h)\n`,
     );
     expect(await ok(['tasks', 'list'])).toBe(
-      'no tasks yet; add one with `clawbar tasks add --group G --cron EXPR PROMPT`\n\n' +
-        'note: this version keeps scheduled tasks but does not run them yet; the scheduler that fires them comes next\n',
+      'no tasks yet; add one with `clawbar tasks add --group G --cron EXPR PROMPT`\n',
     );
   });
 
@@ -249,7 +248,7 @@ describe('clawbar tasks without serve', () => {
     expect(bad.stderr).toContain('--limit must be a whole number from 1 to 1000');
   });
 
-  it.each(['list', 'add', 'pause', 'resume', 'remove', 'runs'])(
+  it.each(['list', 'add', 'pause', 'resume', 'run', 'remove', 'runs'])(
     'tasks %s answers --help with its usage and touches nothing',
     async (verb) => {
       fs.rmSync(homeOf(), { recursive: true, force: true });
@@ -262,9 +261,11 @@ describe('clawbar tasks without serve', () => {
     },
   );
 
-  it('does not advertise `tasks run`, which needs the scheduler', async () => {
-    const run = await clawbar(['tasks', 'run', 't_zzzzzzzz']);
-    expect(run.code).toBe(2);
-    expect(run.stderr).toContain('unknown tasks command "run"');
+  it('says that `tasks run` needs serve, which runs the agents, and runs nothing', async () => {
+    const task = await json<TaskView>(['tasks', 'add', '--group', 'Family', '--every', '1h', 'hi']);
+    const run = await clawbar(['tasks', 'run', task.id]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('running a task needs `clawbar serve` running');
+    expect((await json<TaskRunsView>(['tasks', 'runs', task.id])).runs).toEqual([]);
   });
 });

@@ -122,6 +122,13 @@ export interface TaskChangeView {
   task: TaskView | null;
 }
 
+/** The answer to `tasks.run`: the task, and the due time its run stands for (ISO UTC). */
+export interface TaskRunStarted {
+  id: string;
+  task: TaskView;
+  dueAt: string;
+}
+
 /** The answer to `tasks.runs`: latest first, times also in `timezone` (the task's). */
 export interface TaskRunsView {
   id: string;
@@ -353,6 +360,15 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
     'tasks.remove': async (p): Promise<TaskChangeView> => {
       const task = core.tasks.remove(p.id);
       return { id: p.id, task: task && core.tasks.view(task) };
+    },
+    'tasks.run': async (p): Promise<TaskRunStarted> => {
+      if (!serving) {
+        throw new CoreInputError(
+          'running a task needs `clawbar serve` running: it runs the agents. Start it, then try again',
+        );
+      }
+      const { task, dueAt } = core.runTask(p.id);
+      return { id: p.id, task: core.tasks.view(task), dueAt: new Date(dueAt).toISOString() };
     },
     'tasks.runs': async (p): Promise<TaskRunsView> => {
       const runs = core.tasks.runs(p.id, p.limit ?? 20);

@@ -88,6 +88,8 @@ export const ControlMethods = {
   'tasks.pause': z.object({ id: taskId }),
   'tasks.resume': z.object({ id: taskId }),
   'tasks.remove': z.object({ id: taskId }),
+  /** Runs a task now, outside its schedule; its next due time stays. Needs serve. */
+  'tasks.run': z.object({ id: taskId }),
   /** A task's run log, latest first. */
   'tasks.runs': z.object({ id: taskId, limit: z.number().int().min(1).max(1000).optional() }),
 } as const;
