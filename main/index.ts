@@ -6,7 +6,8 @@
  *  3. Boot the core (database, configuration, runtime, model broker); from here on, quitting
  *     shuts it down cleanly first.
  *  4. Serve the control socket, so the CLI reaches this app as it reaches `clawbar serve`.
- *  5. Start the core: folders, orphaned containers, channels, recovery of unanswered messages.
+ *  5. Start the core: folders, orphaned containers, channels, recovery of unanswered messages,
+ *     the scheduler (re-armed when the machine wakes).
  *  6. Register the IPC handlers, gated to the tray window.
  *  7. Create the tray icon and its menu, and desktop notifications.
  *  8. Hide the Dock icon on macOS.
@@ -23,6 +24,7 @@ import {
   Menu,
   nativeImage,
   Notification,
+  powerMonitor,
   Tray,
   type WebContents,
 } from 'electron';
@@ -33,6 +35,7 @@ import {
   hideDockIcon,
   keepChromiumDataIn,
   keepRunningWithoutWindows,
+  rearmTasksOnWake,
   shutdownOnQuit,
   startControlSocket,
 } from './app/lifecycle.js';
@@ -66,6 +69,7 @@ async function onReady(): Promise<void> {
   );
 
   await core.start();
+  rearmTasksOnWake(powerMonitor, core.scheduler, log);
   if (!booted.config.apiKey)
     log.warn('ANTHROPIC_API_KEY is not set: the agent cannot answer until it is');
 

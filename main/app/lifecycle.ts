@@ -117,3 +117,32 @@ export function failStartup(app: AppLike, dialog: DialogLike, err: unknown): voi
   dialog.showErrorBox('Clawbar could not start', message);
   app.exit(1);
 }
+
+/** The parts of Electron's `powerMonitor` used here. */
+export interface PowerMonitorLike {
+  on(event: 'resume', listener: () => void): unknown;
+  off(event: 'resume', listener: () => void): unknown;
+}
+
+/**
+ * Re-arms the scheduled tasks when the machine wakes from sleep. Timers count time awake only,
+ * so a task due during the sleep would otherwise fire late; on wake it runs within the grace
+ * window or is logged as missed (scheduler.ts). The scheduler's own clock check catches this
+ * too, within seconds; the wake event makes it immediate. Returns the function that stops
+ * listening.
+ */
+export function rearmTasksOnWake(
+  powerMonitor: PowerMonitorLike,
+  scheduler: { rearm(reason: string): void },
+  log: Logger,
+): () => void {
+  const onResume = (): void => {
+    try {
+      scheduler.rearm('the machine woke from sleep');
+    } catch (err) {
+      log.error({ err }, 'could not re-arm scheduled tasks after a wake');
+    }
+  };
+  powerMonitor.on('resume', onResume);
+  return () => powerMonitor.off('resume', onResume);
+}

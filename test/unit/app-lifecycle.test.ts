@@ -6,6 +6,7 @@ import {
   hideDockIcon,
   keepChromiumDataIn,
   keepRunningWithoutWindows,
+  rearmTasksOnWake,
   shutdownOnQuit,
 } from '../../main/app/lifecycle.js';
 import { silentLogger } from '../../main/core/logger.js';
@@ -91,5 +92,37 @@ describe('starting', () => {
       { title: 'Clawbar could not start', content: 'the database is from a newer Clawbar' },
     ]);
     expect(app.exitCode).toBe(1);
+  });
+});
+
+describe('sleep and wake', () => {
+  it('re-arms the scheduled tasks when the machine wakes, until told to stop listening', () => {
+    const powerMonitor = new EventEmitter();
+    const reasons: string[] = [];
+    const stop = rearmTasksOnWake(
+      powerMonitor,
+      { rearm: (reason) => reasons.push(reason) },
+      silentLogger(),
+    );
+    powerMonitor.emit('resume');
+    expect(reasons).toEqual(['the machine woke from sleep']);
+    stop();
+    powerMonitor.emit('resume');
+    expect(reasons).toHaveLength(1);
+    expect(powerMonitor.listenerCount('resume')).toBe(0);
+  });
+
+  it('a scheduler that throws on wake is logged, not thrown into Electron', () => {
+    const powerMonitor = new EventEmitter();
+    rearmTasksOnWake(
+      powerMonitor,
+      {
+        rearm: () => {
+          throw new Error('database is locked');
+        },
+      },
+      silentLogger(),
+    );
+    expect(() => powerMonitor.emit('resume')).not.toThrow();
   });
 });
