@@ -410,6 +410,7 @@ export class Core {
       this.taskWork.delete(taskId);
       task.work.dropped('the group was removed');
     }
+    this.scheduler.groupRemoved();
     this.events.emit('group:changed', { groupJid: group.jid, change: 'removed' });
     return group;
   }

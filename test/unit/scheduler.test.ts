@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RunTimeoutError } from '../../main/core/agent/agent-run.js';
+import { RunLimitError } from '../../main/core/agent/run-limits.js';
 import type { RunEnding, TurnSource } from '../../main/core/agent/turns.js';
 import { CoreInputError } from '../../main/core/errors.js';
 import { CoreEventBus, type TaskFinished } from '../../main/core/events.js';
@@ -195,6 +196,16 @@ describe('Scheduler', () => {
       expect(taskNow(task).nextRun).toBe(anchor + 5 * 15 * MINUTE);
     });
 
+    it('fires every task due at the same instant in the same tick, in due order', async () => {
+      const at = '2026-11-25T07:30:00';
+      const tasks = Array.from({ length: 100 }, () => add({ at }));
+      await vi.advanceTimersByTimeAsync(30 * MINUTE);
+      expect(queued).toHaveLength(100);
+      // Not one timer tick (1 ms) apart each, as node-schedule alone would fire them.
+      expect(new Set(queued.map((q) => q.at))).toEqual(new Set([NOW + 30 * MINUTE]));
+      expect(new Set(queued.map((q) => q.taskId))).toEqual(new Set(tasks.map((t) => t.id)));
+    });
+
     it('fires a one-off once and then marks it done', async () => {
       const task = add({ at: '2026-11-25T07:30:00' }); // Berlin time: 06:30 UTC
       await vi.advanceTimersByTimeAsync(30 * MINUTE);
@@ -295,6 +306,34 @@ describe('Scheduler', () => {
       expect(events.map((e) => [e.status, e.consecutiveFailures])).toEqual([
         ['timeout', 1],
         ['error', 2],
+      ]);
+    });
+
+    it('records a turn stopped at a time limit as a timeout, with the reason the chat was given', async () => {
+      const task = add({ every: '1h' });
+      await vi.advanceTimersByTimeAsync(HOUR);
+      const { source } = start(queued[0] as Queued);
+      const reason = 'the agent made no progress for 15 min';
+      plans.get(source)?.skip('turn-1', reason, Date.now());
+      source.runEnded?.(
+        ending({ ok: false, error: new RunLimitError('silence', reason), failure: 'final' }),
+      );
+      expect(runsOf(task)).toMatchObject([{ status: 'timeout', error: reason }]);
+      expect(taskNow(task).lastStatus).toBe('timeout');
+    });
+
+    it('records a turn the agent gave up on as an error with its reason', async () => {
+      const task = add({ every: '1h' });
+      await vi.advanceTimersByTimeAsync(HOUR);
+      const { source } = start(queued[0] as Queued);
+      plans.get(source)?.skip('turn-1', 'the agent could not finish (tool loop)', Date.now());
+      source.runEnded?.(ending({ ok: true }));
+      expect(runsOf(task)).toMatchObject([
+        { status: 'error', error: 'the agent could not finish (tool loop)' },
+      ]);
+      // The chat was told at once, by the turn's own notice.
+      expect(db.store.undeliveredOutbox(db.family.jid).map((i) => i.text)).toEqual([
+        'A scheduled task could not run: the agent could not finish (tool loop)',
       ]);
     });
 

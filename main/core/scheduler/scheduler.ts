@@ -39,6 +39,7 @@ import {
 import type { RunEnding, TurnResult, TurnSource } from '../agent/turns.js';
 import { taskTurn } from '../agent/turns.js';
 import { RunTimeoutError } from '../agent/agent-run.js';
+import { RunLimitError } from '../agent/run-limits.js';
 import { DEFAULT_GRACE_MS, formatDuration, formatInZone, missedRuns, nextRun } from './schedule.js';
 import type { TaskChange } from './task-admin.js';
 
@@ -162,6 +163,13 @@ export class Scheduler {
     if (task) this.arm(task);
   }
 
+  /** A group was removed, and its tasks with it: their timers go too. */
+  groupRemoved(): void {
+    for (const taskId of [...this.armed.keys()]) {
+      if (!this.readTask(taskId)) this.disarm(taskId);
+    }
+  }
+
   /** When the task's timer is set for, or null when none is: for status and tests. */
   armedFor(taskId: string): number | null {
     return this.armed.get(taskId)?.dueAt ?? null;
@@ -242,10 +250,7 @@ export class Scheduler {
 
   private setTimer(taskId: string, dueAt: number): void {
     this.disarm(taskId);
-    const job = schedule.scheduleJob(new Date(dueAt), () => {
-      this.armed.delete(taskId);
-      this.onTimer(taskId, dueAt);
-    });
+    const job = schedule.scheduleJob(new Date(dueAt), () => this.fireDue());
     if (!job) {
       // The due time passed between the check and here.
       queueMicrotask(() => this.onTimer(taskId, dueAt));
@@ -265,6 +270,23 @@ export class Scheduler {
     const next = nextRun(task.schedule, now);
     this.deps.store.setNextRun(task.id, next, now);
     if (next !== null) this.setTimer(task.id, next);
+  }
+
+  /**
+   * A timer fired: every task due by now fires, in due order, in this one tick. node-schedule
+   * runs one job per timer tick (each next one on a fresh 1 ms timeout), so a hundred tasks due
+   * in the same second would otherwise fire over a hundred ticks, the last over 100 ms late.
+   */
+  private fireDue(): void {
+    const now = this.now();
+    const due = [...this.armed.entries()]
+      .filter(([, timer]) => timer.dueAt <= now)
+      .sort(([, a], [, b]) => a.dueAt - b.dueAt);
+    for (const [taskId, timer] of due) {
+      timer.job.cancel();
+      this.armed.delete(taskId);
+      this.onTimer(taskId, timer.dueAt);
+    }
   }
 
   private onTimer(taskId: string, dueAt: number): void {
@@ -413,6 +435,8 @@ export class Scheduler {
   ): TurnSource {
     const { store } = this.deps;
     let startedAt = 0;
+    /** Why the turn was closed without a result; the run's end decides error or timeout. */
+    let skipReason: string | null = null;
     const inner = taskTurn({
       store,
       group,
@@ -442,7 +466,7 @@ export class Scheduler {
         }
       },
       onSkip: (reason) => {
-        this.endClaimed(task, pending, 'error', `the agent could not finish: ${reason}`, startedAt);
+        skipReason = reason;
       },
     });
     return {
@@ -466,7 +490,7 @@ export class Scheduler {
       },
       runEnded: (ending: RunEnding) => {
         try {
-          this.runEnded(task, pending, manual, ending, startedAt, settle);
+          this.runEnded(task, pending, manual, ending, { startedAt, skipReason }, settle);
         } catch (err) {
           this.log.error({ task: task.id, err }, "could not record the end of a task's run");
         }
@@ -479,7 +503,7 @@ export class Scheduler {
     pending: PendingRun,
     manual: boolean,
     ending: RunEnding,
-    startedAt: number,
+    turn: { startedAt: number; skipReason: string | null },
     settle: () => void,
   ): void {
     const { outcome, killedBy } = ending;
@@ -506,16 +530,14 @@ export class Scheduler {
     }
     settle();
     // A run that succeeded was recorded in its commit; finishing it again changes nothing.
-    let status: 'error' | 'timeout' = 'error';
+    const status = !outcome.ok && isTimeout(outcome.error) ? 'timeout' : 'error';
     let error: string;
     if (killedBy === 'stop') error = 'stopped on request (`clawbar groups stop`)';
     else if (killedBy === 'shutdown') error = 'Clawbar shut down during the run';
+    else if (turn.skipReason !== null) error = turn.skipReason;
     else if (outcome.ok) error = 'the run ended before the task was done';
-    else {
-      status = outcome.error instanceof RunTimeoutError ? 'timeout' : 'error';
-      error = outcome.error.message;
-    }
-    this.endClaimed(task, pending, status, error, startedAt);
+    else error = outcome.error.message;
+    this.endClaimed(task, pending, status, error, turn.startedAt);
   }
 
   /** Ends a claimed run that did not succeed, and tells everyone. */
@@ -719,6 +741,17 @@ export class Scheduler {
       nextRun: null,
     });
   }
+}
+
+/** Limits on time, as opposed to amounts: a run stopped at one of these timed out. */
+const TIME_LIMITS: ReadonlySet<string> = new Set(['silence', 'turnWallClockMs', 'runWallClockMs']);
+
+/** Whether a run ended because it ran out of time (no progress, or past a wall-clock cap). */
+function isTimeout(error: Error): boolean {
+  return (
+    error instanceof RunTimeoutError ||
+    (error instanceof RunLimitError && TIME_LIMITS.has(error.limit))
+  );
 }
 
 /** The task's prompt as the agent gets it: what it is, and when it was due. */
