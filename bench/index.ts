@@ -27,6 +27,11 @@ const BENCHMARKS: Benchmark[] = [
     name: 'cli-start',
     run: async (log) => (await import('./cli-start.js')).cliStartBench({ log }),
   },
+  // Real-time timers: also before any container shares the CPU with it.
+  {
+    name: 'scheduler',
+    run: async (log) => (await import('./scheduler.js')).schedulerBench({ log }),
+  },
   {
     name: 'latency',
     run: async (log) => (await import('./latency.js')).latencyBench({ log }),
