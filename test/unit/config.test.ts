@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_GRACE_MS } from '../../main/core/scheduler/schedule.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_RUN_LIMITS } from '../../main/core/agent/run-limits.js';
 import { ConfigError, defaultHome, loadConfig, resolveHome } from '../../main/core/config.js';
@@ -192,6 +193,17 @@ describe('bad values', () => {
     for (const raw of ['0', 'lots', '200000']) {
       expect(configError({ CLAWBAR_MAX_TOKENS: raw }).message).toMatch(
         /^CLAWBAR_MAX_TOKENS must be a whole number from 1 to 128000/,
+      );
+    }
+  });
+
+  it('takes the scheduled tasks grace window, an hour by default, and refuses a bad one', () => {
+    expect(configWith({}).taskGraceMs).toBe(DEFAULT_GRACE_MS);
+    expect(configWith({ CLAWBAR_TASK_GRACE_MS: '0' }).taskGraceMs).toBe(0);
+    expect(configWith({}, { taskGraceMs: '600000' }).taskGraceMs).toBe(600_000);
+    for (const raw of ['-1', 'an hour', String(8 * 86_400_000)]) {
+      expect(configError({ CLAWBAR_TASK_GRACE_MS: raw }).message).toMatch(
+        /^CLAWBAR_TASK_GRACE_MS must be a whole number from 0 to 604800000/,
       );
     }
   });
