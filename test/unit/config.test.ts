@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_GRACE_MS } from '../../main/core/scheduler/schedule.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_RUN_LIMITS } from '../../main/core/agent/run-limits.js';
 import { ConfigError, defaultHome, loadConfig, resolveHome } from '../../main/core/config.js';
+import { DEFAULT_GRACE_MS } from '../../main/core/scheduler/schedule.js';
 
 let tmp: string;
 
