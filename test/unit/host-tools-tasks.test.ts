@@ -10,7 +10,10 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HostTools, type RunBinding } from '../../main/core/agent/host-tools.js';
 import { TASK_PROMPT_MAX_CHARS } from '../../main/core/agent/protocol.js';
-import { AGENT_TASK_DEFAULT_CONTEXT } from '../../main/core/agent/task-tools.js';
+import {
+  AGENT_TASK_DEFAULT_CONTEXT,
+  MAX_AGENT_TASKS_PER_GROUP,
+} from '../../main/core/agent/task-tools.js';
 import { formatOutbound } from '../../main/core/router.js';
 import { TaskAdmin, type TaskChange } from '../../main/core/scheduler/task-admin.js';
 import {
@@ -128,6 +131,27 @@ describe('schedule_task', () => {
     );
     expect(changes).toEqual([{ kind: 'added', taskId: task!.id }]);
     expect(denials()).toEqual([]);
+  });
+
+  it(`refuses a group's task past ${MAX_AGENT_TASKS_PER_GROUP} live ones, counting none that are done`, async () => {
+    for (let n = 0; n < MAX_AGENT_TASKS_PER_GROUP - 1; n++) taskIn(FAMILY, `task ${n}`);
+    const done = admin.add({
+      group: store.getGroup(FAMILY)!,
+      prompt: 'once',
+      at: '2026-11-26T09:00',
+      createdBy: 'cli',
+    });
+    store.setTaskStatus(done.id, 'done', NOW);
+    const call = () => tools.call(familyRun, 'schedule_task', { prompt: 'one more', every: '30s' });
+    expect((await call()).ok).toBe(true);
+    const refused = await call();
+    expect(refused.ok).toBe(false);
+    expect(refused.result).toContain(`already has ${MAX_AGENT_TASKS_PER_GROUP} tasks`);
+    expect(admin.list({ groupJid: FAMILY }).tasks).toHaveLength(MAX_AGENT_TASKS_PER_GROUP + 1);
+    // Another group is not held back by this one's tasks.
+    expect((await tools.call(workRun, 'schedule_task', { prompt: 'x', every: '1h' })).ok).toBe(
+      true,
+    );
   });
 
   it('a non-main group may name its own folder', async () => {

@@ -18,6 +18,7 @@ import { HostCallArgsSchemas, LIST_CHATS_MAX, type HostCallName } from './protoc
 import { resolveRunLimits, type RunLimits } from './run-limits.js';
 import { TaskTools } from './task-tools.js';
 import type { z } from 'zod';
+import { clip, oneLine } from '../text.js';
 import type { Logger } from '../logger.js';
 import type { OutboxWorker } from '../outbox.js';
 import type { TaskAdmin } from '../scheduler/task-admin.js';
@@ -215,7 +216,7 @@ export class HostTools {
     // The store hands them out most recently active first.
     const chats = this.deps.store
       .listChats()
-      .map((chat) => ({ chat, name: cleanChatText(chat.name) }))
+      .map((chat) => ({ chat, name: oneLine(chat.name) }))
       .filter(
         ({ chat, name }) =>
           query === '' ||
@@ -288,10 +289,10 @@ export class HostTools {
 
 /** One line of `list_chats`. `name` is already cleaned; everything else from the chat is cleaned here. */
 function chatLine(chat: Chat, name: string, group: Group | undefined): string {
-  const jid = clip(cleanChatText(chat.jid), CHAT_JID_MAX_CHARS);
+  const jid = clip(oneLine(chat.jid), CHAT_JID_MAX_CHARS);
   const shownName = name === '' ? '(no name)' : JSON.stringify(clip(name, CHAT_NAME_MAX_CHARS));
   const enabled = group
-    ? `enabled, folder ${cleanChatText(group.folder)}${group.isMain ? ' (the main group)' : ''}`
+    ? `enabled, folder ${oneLine(group.folder)}${group.isMain ? ' (the main group)' : ''}`
     : 'not enabled';
   return [
     jid,
@@ -301,24 +302,6 @@ function chatLine(chat: Chat, name: string, group: Group | undefined): string {
     formatActivity(chat.lastActivity),
     enabled,
   ].join(' | ');
-}
-
-/**
- * Line breaks and other control characters, which could fake extra lines, become spaces;
- * bidirectional overrides, which could make text read backwards, are dropped.
- */
-const CONTROL_CHARS = /[\p{Cc}\p{Zl}\p{Zp}]+/gu;
-const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-
-/** Text from a chat made safe to show on one line: no control characters, spaces collapsed. */
-function cleanChatText(text: string): string {
-  return text.replace(BIDI_CONTROLS, '').replace(CONTROL_CHARS, ' ').replace(/\s+/g, ' ').trim();
-}
-
-/** Cuts `text` to `max` characters (code points, so no emoji is split in half), marking the cut. */
-function clip(text: string, max: number): string {
-  const chars = Array.from(text);
-  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
 }
 
 /** A chat's last activity as `2026-11-24 12:00`, or a word when there is none or it is nonsense. */

@@ -22,6 +22,7 @@ import { CorruptTaskError, type Group, type Store, type Task } from '../store/in
 import { LIST_TASKS_MAX, type HostCallArgsSchemas } from './protocol.js';
 import type { HostCallResult, RunBinding } from './host-tools.js';
 import type { z } from 'zod';
+import { clip, oneLine } from '../text.js';
 
 type Args<Name extends keyof typeof HostCallArgsSchemas> = z.output<
   (typeof HostCallArgsSchemas)[Name]
@@ -35,6 +36,13 @@ type Args<Name extends keyof typeof HostCallArgsSchemas> = z.output<
  * `isolated`, which keeps their runs small and out of the chat's history.
  */
 export const AGENT_TASK_DEFAULT_CONTEXT = 'group' as const;
+
+/**
+ * The most live tasks (active or paused) a group may have when an agent schedules one more. A
+ * prompt-injected agent could otherwise fill the scheduler with tasks that each call the model
+ * every 30 seconds. The CLI is not bound by it: a person adding tasks knows what they cost.
+ */
+export const MAX_AGENT_TASKS_PER_GROUP = 50;
 
 /** Characters of a task's prompt `list_tasks` shows; the whole prompt is in the task. */
 const PROMPT_PREVIEW_CHARS = 120;
@@ -55,6 +63,21 @@ export class TaskTools {
   schedule(binding: RunBinding, args: Args<'schedule_task'>): HostCallResult {
     const group = this.targetGroup(binding, args.group_folder, 'schedule a task for');
     if ('ok' in group) return group;
+    const live = this.deps.tasks
+      .list({ groupJid: group.jid })
+      .tasks.filter((task) => task.status !== 'done').length;
+    if (live >= MAX_AGENT_TASKS_PER_GROUP) {
+      this.deps.log.warn(
+        { group: binding.groupJid, target: group.jid, tasks: live },
+        'refused: the group has as many tasks as an agent may schedule',
+      );
+      return {
+        ok: false,
+        result:
+          `not scheduled: group ${oneLine(group.folder)} already has ${live} tasks, the most an assistant may set up; ` +
+          'cancel ones that are no longer needed (list_tasks shows them), or ask the user to add it with `clawbar tasks add`',
+      };
+    }
     return this.admin(() => {
       const task = this.deps.tasks.add({
         group,
@@ -84,7 +107,7 @@ export class TaskTools {
     const scope =
       groupJid === undefined
         ? 'in all groups'
-        : `in group ${cleanText(args.group_folder ?? binding.folder)}`;
+        : `in group ${oneLine(args.group_folder ?? binding.folder)}`;
     if (tasks.length === 0 && unreadable.length === 0) {
       return { ok: true, result: `No scheduled tasks ${scope}.` };
     }
@@ -162,7 +185,7 @@ export class TaskTools {
     }
     if (!binding.isMain) {
       this.deps.log.warn(
-        { group: binding.groupJid, folder: cleanText(folder) },
+        { group: binding.groupJid, folder: oneLine(folder) },
         `denied: non-main group tried to ${action} another group`,
       );
       return {
@@ -178,7 +201,7 @@ export class TaskTools {
         .join(', ');
       return {
         ok: false,
-        result: `no registered group has the folder ${JSON.stringify(cleanText(folder))}; the groups are: ${known}`,
+        result: `no registered group has the folder ${JSON.stringify(oneLine(folder))}; the groups are: ${known}`,
       };
     }
     return group;
@@ -193,8 +216,8 @@ export class TaskTools {
     const unknown: Refusal = {
       ok: false,
       result: binding.isMain
-        ? `no task has the id ${JSON.stringify(cleanText(id))}; list_tasks shows the ids`
-        : `no task of this group has the id ${JSON.stringify(cleanText(id))}; list_tasks shows this group's tasks`,
+        ? `no task has the id ${JSON.stringify(oneLine(id))}; list_tasks shows the ids`
+        : `no task of this group has the id ${JSON.stringify(oneLine(id))}; list_tasks shows this group's tasks`,
     };
     let task: Task;
     try {
@@ -253,7 +276,7 @@ function scheduleOf(args: { cron?: string; every?: string; at?: string; timezone
 }
 
 function groupLabel(view: TaskView): string {
-  return `group ${cleanText(view.group.folder ?? view.group.jid)}`;
+  return `group ${oneLine(view.group.folder ?? view.group.jid)}`;
 }
 
 /** "every weekday at 08:00 (Europe/Berlin); next run 2026-11-26 08:00 CET (07:00 UTC); …". */
@@ -276,13 +299,13 @@ function taskLine(view: TaskView): string {
     view.nextRunLocal === null ? 'no next run' : `${view.nextRunLocal} (${view.nextRunUtc})`;
   const status =
     view.status === 'paused' && view.pausedReason
-      ? `paused (${cleanText(view.pausedReason)})`
+      ? `paused (${oneLine(view.pausedReason)})`
       : view.status;
   const last =
     view.lastStatus === null
       ? 'never run'
       : `last ${view.lastStatus}` +
-        (view.lastError ? `: ${clip(cleanText(view.lastError), ERROR_PREVIEW_CHARS)}` : '');
+        (view.lastError ? `: ${clip(oneLine(view.lastError), ERROR_PREVIEW_CHARS)}` : '');
   return [
     view.id,
     groupLabel(view),
@@ -290,20 +313,6 @@ function taskLine(view: TaskView): string {
     next,
     status,
     last,
-    JSON.stringify(clip(cleanText(view.prompt), PROMPT_PREVIEW_CHARS)),
+    JSON.stringify(clip(oneLine(view.prompt), PROMPT_PREVIEW_CHARS)),
   ].join(' | ');
-}
-
-const CONTROL_CHARS = /[\p{Cc}\p{Zl}\p{Zp}]+/gu;
-const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-
-/** Text made safe to show on one line: no control characters, spaces collapsed. */
-function cleanText(text: string): string {
-  return text.replace(BIDI_CONTROLS, '').replace(CONTROL_CHARS, ' ').replace(/\s+/g, ' ').trim();
-}
-
-/** Cuts `text` to `max` characters (code points), marking the cut. */
-function clip(text: string, max: number): string {
-  const chars = Array.from(text);
-  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
 }

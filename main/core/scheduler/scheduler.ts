@@ -42,6 +42,7 @@ import { RunTimeoutError } from '../agent/agent-run.js';
 import { RunLimitError } from '../agent/run-limits.js';
 import { DEFAULT_GRACE_MS, formatDuration, formatInZone, missedRuns, nextRun } from './schedule.js';
 import type { TaskChange } from './task-admin.js';
+import { clip, oneLine } from '../text.js';
 
 /** Failures in a row after which the chat is told that a task keeps failing. */
 export const ALERT_AFTER_FAILURES = 3;
@@ -779,14 +780,4 @@ function runUsage(usage: TokenUsage): { inputTokens: number; outputTokens: numbe
     inputTokens: usage.inputTokens + usage.cacheReadTokens + usage.cacheWriteTokens,
     outputTokens: usage.outputTokens,
   };
-}
-
-function oneLine(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f\s]+/g, ' ').trim();
-}
-
-function clip(text: string, max: number): string {
-  const chars = Array.from(text);
-  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
 }
