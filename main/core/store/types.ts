@@ -174,9 +174,13 @@ export interface TaskRun {
   taskId: string;
   /** The due time this row stands for; unique per task. */
   dueAt: number;
-  /** null for a skipped or missed due time. */
+  /**
+   * When the run's turn began in its container: after any wait in the queue and the container's
+   * start, which `startedAt - dueAt` shows. null for a skipped or missed due time.
+   */
   startedAt: number | null;
   finishedAt: number | null;
+  /** From `startedAt` to the end: how long the agent worked on the task. */
   durationMs: number | null;
   status: TaskRunStatus;
   resultSummary: string | null;
