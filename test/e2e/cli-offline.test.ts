@@ -313,6 +313,7 @@ const COMMANDS = [
   'tasks pause',
   'tasks resume',
   'tasks remove',
+  'tasks run',
   'tasks runs',
   'chats',
   'pair',
