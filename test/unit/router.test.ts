@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { formatOutbound, isTriggerMessage, triggerPattern } from '../../main/core/router.js';
-import type { Group, StoredMessage } from '../../main/core/store/index.js';
+import {
+  DEFAULT_GROUP_SETTINGS,
+  type Group,
+  type StoredMessage,
+} from '../../main/core/store/index.js';
 
 const group = (over: Partial<Group> = {}): Group => ({
   jid: 'local:family',
@@ -12,6 +16,7 @@ const group = (over: Partial<Group> = {}): Group => ({
   paused: false,
   networkAllowed: false,
   allowedSenders: null,
+  ...DEFAULT_GROUP_SETTINGS,
   createdAt: 0,
   ...over,
 });

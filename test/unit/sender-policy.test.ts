@@ -12,7 +12,7 @@ import type { InboundMessage } from '../../main/core/channels/channel.js';
 import { normalizeSenderEntry } from '../../main/core/group-admin.js';
 import { hasPendingTrigger, isTriggerMessage, senderKey } from '../../main/core/router.js';
 import { migrate } from '../../main/core/store/database.js';
-import { openStore, type Group } from '../../main/core/store/index.js';
+import { DEFAULT_GROUP_SETTINGS, openStore, type Group } from '../../main/core/store/index.js';
 import { ProcessRuntime } from '../helpers/process-runtime.js';
 import { scriptedRunner } from '../helpers/scripted-runner.js';
 import { tempStore } from '../helpers/store.js';
@@ -125,6 +125,7 @@ describe('the router', () => {
     paused: false,
     networkAllowed: false,
     allowedSenders: [ALICE],
+    ...DEFAULT_GROUP_SETTINGS,
     createdAt: 0,
     ...over,
   });

@@ -238,6 +238,11 @@ describe('groups', () => {
       paused: false,
       networkAllowed: false,
       allowedSenders: null,
+      model: null,
+      webSearch: true,
+      webFetch: false,
+      dailyBudget: { tokens: null, usd: null },
+      extraMounts: [],
       createdAt: NOON,
     });
     expect(store.cursorOf(FAMILY)).toBe(3);
@@ -334,6 +339,57 @@ describe('groups', () => {
     expect(store.setPaused(FAMILY, false)).toBe(true);
     expect(store.getGroup(FAMILY)?.paused).toBe(false);
     expect(store.setPaused('local:nobody', true)).toBe(false);
+  });
+});
+
+describe('group settings', () => {
+  it('change only the fields given, and read back as stored', () => {
+    store.addGroup(group(), NOON);
+    const changed = store.updateGroupSettings(FAMILY, {
+      model: 'claude-haiku-4-5',
+      webFetch: true,
+      dailyBudget: { tokens: 200_000, usd: null },
+      extraMounts: [{ hostPath: '~/projects', readonly: false }],
+    });
+    expect(changed).toMatchObject({
+      model: 'claude-haiku-4-5',
+      webSearch: true,
+      webFetch: true,
+      networkAllowed: false,
+      dailyBudget: { tokens: 200_000, usd: null },
+      extraMounts: [{ hostPath: '~/projects', readonly: false }],
+    });
+    const again = store.updateGroupSettings(FAMILY, { webSearch: false, networkAllowed: true });
+    expect(again).toMatchObject({
+      model: 'claude-haiku-4-5',
+      webSearch: false,
+      networkAllowed: true,
+      dailyBudget: { tokens: 200_000, usd: null },
+    });
+    expect(store.updateGroupSettings(FAMILY, { model: null, extraMounts: [] })).toMatchObject({
+      model: null,
+      extraMounts: [],
+    });
+    expect(store.updateGroupSettings('local:nobody', { webFetch: true })).toBeUndefined();
+  });
+
+  it('refuses a budget that is not positive, leaving the group as it was', () => {
+    store.addGroup(group(), NOON);
+    expect(() =>
+      store.updateGroupSettings(FAMILY, { dailyBudget: { tokens: 0, usd: null } }),
+    ).toThrow(/positive whole number/);
+    expect(() =>
+      store.updateGroupSettings(FAMILY, { dailyBudget: { tokens: null, usd: -1 } }),
+    ).toThrow(/CHECK constraint failed/);
+    expect(store.getGroup(FAMILY)?.dailyBudget).toEqual({ tokens: null, usd: null });
+  });
+
+  it('drops stored mount entries that are not of a request’s shape', () => {
+    store.addGroup(group(), NOON);
+    store.db
+      .prepare(`UPDATE groups SET extra_mounts = ? WHERE jid = ?`)
+      .run(JSON.stringify([{ hostPath: '/srv/data' }, 'junk', { hostPath: 3 }, null]), FAMILY);
+    expect(store.getGroup(FAMILY)?.extraMounts).toEqual([{ hostPath: '/srv/data' }]);
   });
 });
 

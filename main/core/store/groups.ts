@@ -1,6 +1,18 @@
 /** Registered groups: the chats the assistant answers in. */
 import type { Db } from './database.js';
-import type { Group, NewGroup } from './types.js';
+import type { ExtraMountRequest, Group, GroupSettingsChanges, NewGroup } from './types.js';
+
+/** The agent settings of a group that nobody has changed, as migration 007 gives them. */
+export const DEFAULT_GROUP_SETTINGS = {
+  model: null,
+  webSearch: true,
+  webFetch: false,
+  dailyBudget: { tokens: null, usd: null },
+  extraMounts: [],
+} as const satisfies Pick<
+  Group,
+  'model' | 'webSearch' | 'webFetch' | 'dailyBudget' | 'extraMounts'
+>;
 
 interface GroupRow {
   jid: string;
@@ -12,6 +24,12 @@ interface GroupRow {
   paused: number;
   network_allowed: number;
   allowed_senders: string | null;
+  model: string | null;
+  web_search: number;
+  web_fetch: number;
+  daily_token_budget: number | null;
+  daily_budget_usd: number | null;
+  extra_mounts: string | null;
   created_at: number;
 }
 
@@ -37,8 +55,35 @@ function toGroup(row: GroupRow): Group {
     paused: row.paused === 1,
     networkAllowed: row.network_allowed === 1,
     allowedSenders: parseAllowedSenders(row.allowed_senders),
+    model: row.model,
+    webSearch: row.web_search === 1,
+    webFetch: row.web_fetch === 1,
+    dailyBudget: { tokens: row.daily_token_budget, usd: row.daily_budget_usd },
+    extraMounts: parseExtraMounts(row.extra_mounts),
     createdAt: row.created_at,
   };
+}
+
+/**
+ * The stored mount requests, read defensively: entries that are not of a request's shape are
+ * dropped. What a request may see is decided at every run, against the allowlist file.
+ */
+function parseExtraMounts(raw: string | null): ExtraMountRequest[] {
+  if (raw === null) return [];
+  const parsed = JSON.parse(raw) as unknown;
+  if (!Array.isArray(parsed)) return [];
+  const requests: ExtraMountRequest[] = [];
+  for (const entry of parsed as unknown[]) {
+    if (typeof entry !== 'object' || entry === null) continue;
+    const { hostPath, containerPath, readonly } = entry as Record<string, unknown>;
+    if (typeof hostPath !== 'string' || hostPath === '') continue;
+    requests.push({
+      hostPath,
+      ...(typeof containerPath === 'string' ? { containerPath } : {}),
+      ...(typeof readonly === 'boolean' ? { readonly } : {}),
+    });
+  }
+  return requests;
 }
 
 export function groupQueries(db: Db) {
@@ -62,6 +107,11 @@ export function groupQueries(db: Db) {
   const remove = db.prepare(`DELETE FROM groups WHERE jid = ?`);
   const setPaused = db.prepare(`UPDATE groups SET paused = ? WHERE jid = ?`);
   const setAllowedSenders = db.prepare(`UPDATE groups SET allowed_senders = ? WHERE jid = ?`);
+  const setSettings = db.prepare(`
+    UPDATE groups SET model = @model, web_search = @webSearch, web_fetch = @webFetch,
+      network_allowed = @networkAllowed, daily_token_budget = @budgetTokens,
+      daily_budget_usd = @budgetUsd, extra_mounts = @extraMounts
+    WHERE jid = @jid`);
 
   return {
     /**
@@ -112,5 +162,35 @@ export function groupQueries(db: Db) {
       const value = senders === null ? null : JSON.stringify([...new Set(senders)]);
       return setAllowedSenders.run(value, jid).changes === 1;
     },
+    /**
+     * Changes the group's agent settings (model, web tools, network, daily budget, extra
+     * mounts); fields left out stay. The caller validates what they mean (a known model, a
+     * positive budget); the table's CHECKs refuse what is out of shape. Returns the group as it
+     * now is, or undefined when no group has this jid.
+     */
+    updateGroupSettings: db.transaction(
+      (jid: string, changes: GroupSettingsChanges): Group | undefined => {
+        const row = byJid.get(jid) as GroupRow | undefined;
+        if (!row) return undefined;
+        const before = toGroup(row);
+        const budget = changes.dailyBudget ?? before.dailyBudget;
+        // daily_token_budget predates CHECKs on added columns (migration 001): checked here.
+        if (budget.tokens !== null && !(Number.isSafeInteger(budget.tokens) && budget.tokens > 0)) {
+          throw new RangeError('a daily token budget must be a positive whole number');
+        }
+        const mounts = changes.extraMounts ?? before.extraMounts;
+        setSettings.run({
+          jid,
+          model: changes.model !== undefined ? changes.model : before.model,
+          webSearch: (changes.webSearch ?? before.webSearch) ? 1 : 0,
+          webFetch: (changes.webFetch ?? before.webFetch) ? 1 : 0,
+          networkAllowed: (changes.networkAllowed ?? before.networkAllowed) ? 1 : 0,
+          budgetTokens: budget.tokens,
+          budgetUsd: budget.usd,
+          extraMounts: mounts.length === 0 ? null : JSON.stringify(mounts),
+        });
+        return toGroup(byJid.get(jid) as GroupRow);
+      },
+    ),
   };
 }

@@ -36,6 +36,7 @@ export function openStore(file: string): Store {
 }
 
 export * from './types.js';
+export { DEFAULT_GROUP_SETTINGS } from './groups.js';
 export { DatabaseFromTheFutureError, MigrationError } from './database.js';
 export type { FailedAttempt, TurnCommit } from './run-state.js';
 export { MAX_TURN_ERROR_CHARS, type TurnAttempt } from './turn-attempts.js';

@@ -48,7 +48,43 @@ export interface Group {
    * others are stored all the same, as context.
    */
   allowedSenders: string[] | null;
+  /** The model the group's calls use; null for the configured default (`CLAWBAR_MODEL`). */
+  model: string | null;
+  /** Anthropic's server-side web search for the group's calls. On by default. */
+  webSearch: boolean;
+  /**
+   * Anthropic's server-side web fetch. Off by default: a prompt-injected agent can put data
+   * into a URL it fetches.
+   */
+  webFetch: boolean;
+  /** Caps on the group's usage per local day; null for none. */
+  dailyBudget: { tokens: number | null; usd: number | null };
+  /**
+   * Host folders the group asks to see in its container, as stored. Each is checked against
+   * the mount allowlist file at every run; an entry that is not a request's shape is dropped.
+   */
+  extraMounts: ExtraMountRequest[];
   createdAt: number;
+}
+
+/** A host folder a group asks to have mounted in its container (checked at every run). */
+export interface ExtraMountRequest {
+  /** An absolute host path, or one starting with `~/`. */
+  hostPath: string;
+  /** Where it appears under `/workspace/extra/`; defaults to the folder's name. */
+  containerPath?: string;
+  /** Asks for write access; granted only where the allowlist permits. @default true (read-only) */
+  readonly?: boolean;
+}
+
+/** What {@link Store} `updateGroupSettings` may change; fields left out stay as they are. */
+export interface GroupSettingsChanges {
+  model?: string | null;
+  webSearch?: boolean;
+  webFetch?: boolean;
+  networkAllowed?: boolean;
+  dailyBudget?: { tokens: number | null; usd: number | null };
+  extraMounts?: ExtraMountRequest[];
 }
 
 export interface NewGroup {

@@ -8,6 +8,7 @@ import { migration003 } from './003-host-transcript.js';
 import { migration004 } from './004-whatsapp-auth.js';
 import { migration005 } from './005-sender-allowlist.js';
 import { migration006 } from './006-tasks.js';
+import { migration007 } from './007-group-settings.js';
 
 export interface Migration {
   /** Equals its position in {@link MIGRATIONS}, starting at 1. */
@@ -24,4 +25,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration004,
   migration005,
   migration006,
+  migration007,
 ];
