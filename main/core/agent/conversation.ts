@@ -14,7 +14,8 @@
 import type { ContentBlock, MessageParam } from './protocol.js';
 
 /**
- * The JSON size past which the oldest turns of a stored transcript are dropped.
+ * The JSON size past which the oldest turns of a stored transcript are dropped: a hard limit
+ * behind compaction (compaction.ts), which summarises well before it.
  * @default 400 KB of JSON
  */
 export const TRANSCRIPT_MAX_BYTES = 400_000;
@@ -150,8 +151,9 @@ function keptFrom(
  * the start, so it stays valid: it begins at a user's plain message and no tool_result loses
  * its tool_use. The latest turn is always kept, even when it alone is larger.
  *
- * This forgets old turns outright. Proper compaction, which summarises them and archives the
- * full text to the group folder (DESIGN.md §4), comes later.
+ * This forgets old turns outright. It is the last resort: the host compacts a transcript
+ * before it gets here (compaction.ts summarises the old turns and archives them to the group
+ * folder), and archives what this drops at a commit.
  */
 export function trimConversation(
   messages: readonly MessageParam[],

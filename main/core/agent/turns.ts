@@ -83,6 +83,13 @@ export interface TurnSource {
    * (a store error); the run logs it.
    */
   resetHistory?(now: number): void;
+  /**
+   * Called once by the run before its container starts, and awaited: keeps the stored
+   * conversation resumable (compaction.ts may summarise its old turns through the model). It
+   * must stop early when `signal` aborts (the run was stopped) and never throw. Absent when
+   * the source has nothing to prepare.
+   */
+  prepare?(signal: AbortSignal): Promise<void>;
   /** The next turn, or null when there is nothing (more) to do. */
   next(): PlannedTurn | null;
   /**
@@ -121,9 +128,22 @@ export interface MessageTurnsDeps {
    * closed.
    */
   onGaveUp?(turnId: string, throughSeq: number): void;
+  /**
+   * Keeps the group's transcript within budget: compaction before the run (`prepare`), and a
+   * hard trim that archives what it drops at each commit. Without it, a commit trims old turns
+   * outright (trimConversation).
+   */
+  upkeep?: TranscriptUpkeep;
   /** @default Date.now */
   now?: () => number;
   log?: Logger;
+}
+
+/** What a turn source needs of the transcript's keeper (compaction.ts `TranscriptCompactor`). */
+export interface TranscriptUpkeep {
+  prepare(signal: AbortSignal): Promise<unknown>;
+  /** The transcript kept under the hard limit; sync, for the commit. */
+  trimForCommit(transcript: MessageParam[]): MessageParam[];
 }
 
 /**
@@ -182,6 +202,13 @@ export function messageTurns(deps: MessageTurnsDeps): TurnSource {
     takesMessages: true,
     history: () => store.transcriptOf(groupJid, deps.log),
     resetHistory: (at) => store.setTranscript(groupJid, [], at),
+    ...(deps.upkeep
+      ? {
+          prepare: async (signal: AbortSignal) => {
+            await deps.upkeep?.prepare(signal);
+          },
+        }
+      : {}),
     next(): PlannedTurn | null {
       const group = store.getGroup(groupJid);
       if (!group || group.paused) return null;
@@ -212,7 +239,7 @@ export function messageTurns(deps: MessageTurnsDeps): TurnSource {
             throughSeq,
             turnId: result.turnId,
             replies: result.replies.map((text) => ({ chatJid: groupJid, text })),
-            transcript: extendedTranscript(store, groupJid, result.messages),
+            transcript: extendedTranscript(store, groupJid, result.messages, deps.upkeep),
             now: result.now,
           }),
         skip: (turnId, reason, now) =>
@@ -315,6 +342,12 @@ export interface TaskTurnDeps {
    */
   onCommit?(result: TurnResult, items: OutboxItem[]): void;
   onSkip?(reason: string): void;
+  /**
+   * For a run that continues the group's conversation: compaction before the run, and the
+   * archiving trim at commit, as for chat turns. The conversation is then read after the
+   * compaction, not from `history`, which only says that there is one to continue.
+   */
+  upkeep?: TranscriptUpkeep;
 }
 
 /**
@@ -327,7 +360,15 @@ export function taskTurn(deps: TaskTurnDeps): TurnSource {
   return {
     kind: 'task',
     takesMessages: false,
-    history: () => deps.history ?? [],
+    history: () =>
+      deps.history === null ? [] : deps.upkeep ? store.transcriptOf(group.jid) : deps.history,
+    ...(deps.history !== null && deps.upkeep
+      ? {
+          prepare: async (signal: AbortSignal) => {
+            await deps.upkeep?.prepare(signal);
+          },
+        }
+      : {}),
     ...(deps.history !== null
       ? { resetHistory: (now: number) => store.setTranscript(group.jid, [], now) }
       : {}),
@@ -346,7 +387,7 @@ export function taskTurn(deps: TaskTurnDeps): TurnSource {
                     store.enqueueOutbound(group.jid, text, result.turnId, result.now),
                   );
             if (deps.history !== null) {
-              const transcript = extendedTranscript(store, group.jid, result.messages);
+              const transcript = extendedTranscript(store, group.jid, result.messages, deps.upkeep);
               if (transcript !== null) store.setTranscript(group.jid, transcript, result.now);
             }
             deps.onCommit?.(result, items);
@@ -370,14 +411,17 @@ export function taskTurn(deps: TaskTurnDeps): TurnSource {
 }
 
 /**
- * The group's stored transcript with a turn's messages appended, trimmed to its budget; null
- * when the host refused the turn's messages, so the stored transcript stays as it was.
+ * The group's stored transcript with a turn's messages appended, trimmed to its budget (by
+ * `upkeep`, which archives what it drops, when there is one); null when the host refused the
+ * turn's messages, so the stored transcript stays as it was.
  */
 function extendedTranscript(
   store: Store,
   groupJid: string,
   messages: MessageParam[] | null,
+  upkeep?: TranscriptUpkeep,
 ): MessageParam[] | null {
   if (messages === null) return null;
-  return trimConversation([...store.transcriptOf(groupJid), ...messages]);
+  const transcript = [...store.transcriptOf(groupJid), ...messages];
+  return upkeep ? upkeep.trimForCommit(transcript) : trimConversation(transcript);
 }

@@ -36,7 +36,7 @@ import {
   type Task,
   type TokenUsage,
 } from '../store/index.js';
-import type { RunEnding, TurnResult, TurnSource } from '../agent/turns.js';
+import type { RunEnding, TranscriptUpkeep, TurnResult, TurnSource } from '../agent/turns.js';
 import { taskTurn } from '../agent/turns.js';
 import { RunTimeoutError } from '../agent/agent-run.js';
 import { RunLimitError } from '../agent/run-limits.js';
@@ -87,6 +87,11 @@ export interface SchedulerDeps {
   monotonic?: () => number;
   /** @default CLOCK_CHECK_MS */
   clockCheckMs?: number;
+  /**
+   * The keeper of a group's conversation (compaction.ts), for runs in context mode `group`:
+   * they compact and archive it as chat runs do. Without it they trim it at commit.
+   */
+  upkeepFor?: (group: Group) => TranscriptUpkeep;
 }
 
 /** A due time handed to the queue and not yet ended. */
@@ -443,6 +448,9 @@ export class Scheduler {
       group,
       prompt: taskPrompt(task, pending.dueAt, manual),
       history: task.contextMode === 'group' ? store.transcriptOf(group.jid) : null,
+      ...(task.contextMode === 'group' && this.deps.upkeepFor
+        ? { upkeep: this.deps.upkeepFor(group) }
+        : {}),
       timezone: this.deps.timezone,
       postResult: task.postResult,
       onCommit: (result) => {
@@ -475,6 +483,9 @@ export class Scheduler {
       takesMessages: inner.takesMessages,
       history: () => inner.history(),
       ...(inner.resetHistory ? { resetHistory: (now: number) => inner.resetHistory?.(now) } : {}),
+      ...(inner.prepare
+        ? { prepare: (signal: AbortSignal) => inner.prepare?.(signal) ?? Promise.resolve() }
+        : {}),
       next: () => {
         if (pending.claimedRunId !== null) return null;
         const now = this.now();
