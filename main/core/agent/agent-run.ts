@@ -43,10 +43,17 @@ import { UnsafePathError } from '../safe-fs.js';
 import { containerUser, prepareGroupFolders } from '../sandbox/folders.js';
 import { groupMounts, InvalidFolderNameError, MountPolicyError } from '../sandbox/mounts.js';
 import {
+  loadMountAllowlist,
+  mountAllowlistPath,
+  resolveExtraMounts,
+  type ExtraMountResult,
+} from '../sandbox/mount-allowlist.js';
+import {
   DEFAULT_LIMITS,
   ImageMissingError,
   RuntimeUnavailableError,
   type ContainerRuntime,
+  type Mount,
   type RunningContainer,
 } from '../sandbox/runtime.js';
 import type { Group, TokenUsage } from '../store/index.js';
@@ -75,6 +82,7 @@ import {
   RunLimitError,
   type RunLimits,
 } from './run-limits.js';
+import { runLogsRoot, writeRunLog } from './run-log.js';
 import { turnProblem, type BrokeredAnswer } from './turn-check.js';
 import type { PlannedTurn, TurnSource } from './turns.js';
 
@@ -104,6 +112,12 @@ export interface AgentRunConfig {
   stopTimeoutMs?: number;
   /** Amounts the run and each of its turns may use. @default DEFAULT_RUN_LIMITS */
   limits?: Partial<RunLimits>;
+  /** The extra mounts' allowlist (mount-allowlist.ts). @default `<home>/mount-allowlist.json` */
+  mountAllowlistFile?: string;
+  /** Where each run's log file goes, a folder per group (run-log.ts). @default `<home>/logs/runs` */
+  runLogsDir?: string;
+  /** Run log files kept per group. @default 50 */
+  runLogsKept?: number;
 }
 
 export interface AgentRunDeps {
@@ -265,6 +279,11 @@ export class AgentRun implements GroupRun {
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private settle!: (outcome: RunOutcome) => void;
+  /** For the run log (run-log.ts): when the run began, what it mounted, how it exited. */
+  private readonly startedAt: number;
+  private mounts: Mount[] = [];
+  private refusedMounts: ExtraMountResult['refused'] = [];
+  private exitCode: number | null = null;
 
   constructor(
     private readonly deps: AgentRunDeps,
@@ -272,6 +291,7 @@ export class AgentRun implements GroupRun {
     private readonly source: TurnSource,
   ) {
     this.limits = resolveRunLimits(deps.config.limits);
+    this.startedAt = deps.now();
     this.log = deps.log.child({
       mod: 'agent-run',
       group: group.folder,
@@ -422,6 +442,7 @@ export class AgentRun implements GroupRun {
     this.activity('starting');
     let container: RunningContainer;
     try {
+      await this.prepareSource();
       const dirs = await prepareGroupFolders({
         groupsDir: config.groupsDir,
         globalDir: config.globalDir,
@@ -434,7 +455,9 @@ export class AgentRun implements GroupRun {
         groupDir: dirs.group,
         globalDir: config.globalDir,
         isMain: this.group.isMain,
+        extra: this.extraMounts(),
       });
+      this.mounts = mounts;
       const user = containerUser();
       container = await runtime.start(
         {
@@ -490,6 +513,20 @@ export class AgentRun implements GroupRun {
     this.attach(container);
   }
 
+  /**
+   * The source's own step before the container (turns.ts `prepare`: compaction, which may call
+   * the model). It has a deadline of its own, so the container's ready deadline is held until
+   * it is done, then started afresh. Stopped meanwhile, the run's aborted signal ends it early
+   * and the container start that follows fails as a stop during start does.
+   */
+  private async prepareSource(): Promise<void> {
+    if (!this.source.prepare) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.source.prepare(this.abort.signal);
+    if (this.state === 'starting') this.to('starting'); // Re-arms the ready deadline.
+  }
+
   private attach(container: RunningContainer): void {
     const decoder = new FrameDecoder(RunnerToHostSchema);
     container.stdout.setEncoding('utf8');
@@ -532,7 +569,39 @@ export class AgentRun implements GroupRun {
     );
   }
 
+  /**
+   * The group's extra mounts that pass the allowlist, checked now. A refused one is skipped,
+   * never fatal: the run goes on without it, the log says why, and so do the run log and
+   * `clawbar groups mounts G`.
+   */
+  private extraMounts(): Mount[] {
+    if (this.group.extraMounts.length === 0) return [];
+    const { config } = this.deps;
+    const allowlist = loadMountAllowlist(
+      config.mountAllowlistFile ?? mountAllowlistPath(config.home),
+    );
+    const result = resolveExtraMounts(this.group.extraMounts, {
+      home: config.home,
+      isMain: this.group.isMain,
+      allowlist,
+    });
+    this.refusedMounts = result.refused;
+    for (const { request, reason } of result.refused) {
+      this.log.warn(
+        { hostPath: request.hostPath, reason },
+        'extra mount refused; the run goes on without it',
+      );
+    }
+    for (const mount of result.mounts) {
+      if (mount.notes.length > 0) {
+        this.log.info({ hostPath: mount.hostPath, notes: mount.notes }, 'extra mount narrowed');
+      }
+    }
+    return result.mounts;
+  }
+
   private onExit(exitCode: number): void {
+    this.exitCode = exitCode;
     if (this.state === 'ended') return;
     if (this.failure) {
       this.end(this.failure);
@@ -583,6 +652,7 @@ export class AgentRun implements GroupRun {
     this.runTimer = null;
     if (failure) this.log.warn({ err: failure.error, kind: failure.kind }, 'run failed');
     else this.log.info({ turns: this.turnCount }, 'run finished');
+    this.keepRunLog(failure);
     // A container that is still up after a failure must not linger.
     if (failure) this.killSoon();
     // Messages offered for a turn that never came go back to the queue, however the run ended;
@@ -608,6 +678,43 @@ export class AgentRun implements GroupRun {
       ok: failure === null,
       ...(failure ? { error: failure.error.message } : {}),
     });
+  }
+
+  /**
+   * Writes the run's log file (run-log.ts). A failure to write is logged, never thrown: the run
+   * has ended either way. The exit code is the one seen by now; a container still exiting
+   * (killed at the stop deadline) has none.
+   */
+  private keepRunLog(failure: Failure | null): void {
+    const { config } = this.deps;
+    try {
+      writeRunLog(
+        config.runLogsDir ?? runLogsRoot(config.home),
+        {
+          runId: this.runId,
+          group: { name: this.group.name, folder: this.group.folder, jid: this.group.jid },
+          work: this.source.kind,
+          image: config.image,
+          container: this.container?.name ?? null,
+          startedAt: this.startedAt,
+          endedAt: this.now(),
+          exitCode: this.exitCode,
+          turns: this.turnCount,
+          outcome: failure
+            ? { ok: false, kind: failure.kind, error: failure.error.message }
+            : { ok: true },
+          mounts: this.mounts,
+          refusedMounts: this.refusedMounts.map((r) => ({
+            hostPath: r.request.hostPath,
+            reason: r.reason,
+          })),
+          stderr: this.stderrTail,
+        },
+        config.runLogsKept !== undefined ? { keep: config.runLogsKept } : {},
+      );
+    } catch (err) {
+      this.log.warn({ err }, 'could not write the run log');
+    }
   }
 
   /**

@@ -11,6 +11,11 @@
  * There is no session folder: the conversation transcript lives in the host's store, where no
  * container can rewrite it (issue 6).
  *
+ * Beyond those, a group may have extra mounts under `/workspace/extra/`, each one checked
+ * against the mount allowlist first (mount-allowlist.ts). Only what passed reaches
+ * {@link groupMounts}, which checks each again here as a last line: a resolved path outside the
+ * data root, never holding it.
+ *
  * Every host path is checked before it reaches the runtime, because a bind mount is the one
  * place where a mistake hands the agent the rest of the disk: a `..` segment, a symlink placed
  * in a group folder by the agent itself, or a path outside the data root would all widen what
@@ -28,6 +33,9 @@ export const CONTAINER_PATHS = {
   group: '/workspace/group',
   global: '/workspace/global',
 } as const;
+
+/** Where extra mounts (mount-allowlist.ts) appear inside the container. */
+export const EXTRA_MOUNTS_DIR = '/workspace/extra';
 
 /**
  * Folder names no group may take. `global` is the global memory folder
@@ -78,6 +86,11 @@ export interface GroupMountInput {
   globalDir: string;
   /** The main group may edit global memory; every other group only reads it. */
   isMain: boolean;
+  /**
+   * Extra mounts that passed the allowlist (`resolveExtraMounts`), each with its real host
+   * path and a container path under {@link EXTRA_MOUNTS_DIR}. @default none
+   */
+  extra?: readonly Mount[];
 }
 
 /** How the policy resolves paths; injectable so a test can simulate a filesystem race. */
@@ -121,6 +134,8 @@ export function groupMounts(input: GroupMountInput, deps: MountPolicyDeps = {}):
     }
   });
 
+  for (const mount of input.extra ?? []) mounts.push(checkExtraMount(mount, home, realpath));
+
   for (const [i, a] of mounts.entries()) {
     for (const b of mounts.slice(i + 1)) {
       if (
@@ -136,6 +151,40 @@ export function groupMounts(input: GroupMountInput, deps: MountPolicyDeps = {}):
     }
   }
   return mounts;
+}
+
+/**
+ * Checks an extra mount once more, whatever let it through: its host path resolved and outside
+ * the data root (neither in it nor holding it), its container path a plain path under
+ * {@link EXTRA_MOUNTS_DIR}. Returns a copy with only the mount's own fields.
+ */
+function checkExtraMount(mount: Mount, home: string, realpath: (p: string) => string): Mount {
+  checkResolved(mount.hostPath, 'extra mount', realpath);
+  if (mount.hostPath === home || isStrictlyInside(home, mount.hostPath)) {
+    throw new MountPolicyError(
+      `extra mount ${mount.hostPath} is inside the data root ${home}; it is never mounted`,
+      mount.hostPath,
+    );
+  }
+  if (isStrictlyInside(mount.hostPath, home)) {
+    throw new MountPolicyError(
+      `extra mount ${mount.hostPath} holds the data root ${home}; it is never mounted`,
+      mount.hostPath,
+    );
+  }
+  const rel = path.posix.relative(EXTRA_MOUNTS_DIR, mount.containerPath);
+  if (
+    !mount.containerPath.startsWith(`${EXTRA_MOUNTS_DIR}/`) ||
+    rel === '' ||
+    rel.split('/').some((s) => s === '..' || s === '.' || s === '') ||
+    mount.containerPath !== path.posix.join(EXTRA_MOUNTS_DIR, rel)
+  ) {
+    throw new MountPolicyError(
+      `extra mount ${mount.hostPath} would appear at ${mount.containerPath}, not under ${EXTRA_MOUNTS_DIR}/`,
+      mount.hostPath,
+    );
+  }
+  return { hostPath: mount.hostPath, containerPath: mount.containerPath, readOnly: mount.readOnly };
 }
 
 /**
