@@ -10,10 +10,13 @@ import { localChannelFor } from './channels/local.js';
 import { whatsappChannelFor } from './channels/whatsapp/boot.js';
 import { Core } from './core.js';
 import { createLogger, type Logger } from './logger.js';
+import { AppleContainerRuntime } from './sandbox/apple-container.js';
+import { appleImageBuilder } from './sandbox/apple-image-builder.js';
 import { DockerRuntime } from './sandbox/docker.js';
 import { dockerImageBuilder } from './sandbox/image-builder.js';
 import type { ContainerRuntime } from './sandbox/runtime.js';
 import { scopeForHome } from './sandbox/runtime.js';
+import type { ImageBuilder } from './setup.js';
 import { openStore, type Store } from './store/index.js';
 
 export interface BootOptions {
@@ -43,14 +46,23 @@ export function createRuntime(config: ClawbarConfig, log: Logger): ContainerRunt
     case 'docker':
       return new DockerRuntime({ log, scope: scopeForHome(config.home) });
     case 'apple':
-      throw new Error(
-        'the Apple Container runtime is not available yet; set CLAWBAR_RUNTIME=docker',
-      );
+      return new AppleContainerRuntime({ log, scope: scopeForHome(config.home) });
     default: {
       const unreachable: never = config.runtime;
       throw new Error(`unknown runtime ${String(unreachable)}`);
     }
   }
+}
+
+/** How `serve` builds a missing or stale image with the chosen runtime. */
+function imageBuilderFor(
+  config: ClawbarConfig,
+  log: Logger,
+  runtime: ContainerRuntime,
+): ImageBuilder {
+  return runtime instanceof AppleContainerRuntime
+    ? appleImageBuilder(config, log, runtime)
+    : dockerImageBuilder(config, log);
 }
 
 export function bootCore(opts: BootOptions = {}): BootedCore {
@@ -83,9 +95,7 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
       config,
       store,
       runtime,
-      ...(opts.buildImage && config.runtime === 'docker'
-        ? { imageBuilder: dockerImageBuilder(config, log) }
-        : {}),
+      ...(opts.buildImage ? { imageBuilder: imageBuilderFor(config, log, runtime) } : {}),
       broker,
       log,
       channels: whatsapp ? [local, whatsapp.channel] : [local],

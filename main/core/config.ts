@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import { defaultRuntime, probeRuntimes } from './sandbox/runtime-choice.js';
+
 export type RuntimeKind = 'docker' | 'apple';
 
 export interface ClawbarConfig {
@@ -26,7 +28,7 @@ export interface ClawbarConfig {
   baseURL: string | undefined;
   /** @default 'claude-sonnet-4-6' */
   model: string;
-  /** @default 'docker' */
+  /** @default 'docker'; on macOS with no Docker and Apple's `container` installed, 'apple' */
   runtime: RuntimeKind;
   /** @default 'clawbar-agent:latest' */
   image: string;
@@ -208,7 +210,12 @@ export function loadConfig(
     return fromSetting || undefined;
   };
 
-  const runtime = pick('CLAWBAR_RUNTIME', 'runtime') ?? DEFAULTS.runtime;
+  // Unset: Docker, except on a Mac with no Docker and Apple's `container` installed.
+  const runtime =
+    pick('CLAWBAR_RUNTIME', 'runtime') ??
+    (process.platform === 'darwin'
+      ? defaultRuntime(process.platform, probeRuntimes(env))
+      : DEFAULTS.runtime);
   if (runtime !== 'docker' && runtime !== 'apple') {
     throw new ConfigError(
       `CLAWBAR_RUNTIME must be "docker" or "apple", got ${JSON.stringify(runtime)}`,
