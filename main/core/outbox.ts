@@ -12,11 +12,16 @@
  * - with backoff after a failed attempt, and after the last attempt the item is marked failed,
  *   kept for inspection, and the chat is told.
  *
+ * An item may carry a file (the agent's send_file): the channel gets its staged copy, and the
+ * copy is removed once the item is sent or failed for good.
+ *
  * Every item keeps its id from the first attempt to the last, across restarts, and the channel
  * receives it, so a channel can make a resend after a crash idempotent. Nothing here polls:
  * it works when it is told something was queued, when a channel opens, or when a backoff or
  * rate-limit timer it set itself runs out.
  */
+import fs from 'node:fs';
+import { describeSentFile } from './agent/send-file.js';
 import type { Channel, ChannelName, ChannelState } from './channels/channel.js';
 import type { Logger } from './logger.js';
 import type { OutboxItem, Store } from './store/index.js';
@@ -225,12 +230,14 @@ export class OutboxWorker {
         outboxId: item.id,
         chatJid: item.chatJid,
         text: item.text,
+        ...(item.attachment ? { attachment: item.attachment } : {}),
       });
       const recorded = store.markDelivered(item, {
         id: sent.id,
         sender: 'assistant',
         senderName: this.deps.assistantName,
         timestamp: sent.timestamp,
+        ...recordedText(item, sent.recordedText),
       });
       if (recorded) {
         this.log.debug({ outboxId: item.id, chat: item.chatJid }, 'delivered');
@@ -279,6 +286,7 @@ export class OutboxWorker {
   }
 
   private settled(item: OutboxItem, outcome: 'sent' | 'failed'): void {
+    this.removeStagedFile(item);
     const set = this.waiters.get(item.id);
     this.waiters.delete(item.id);
     for (const waiter of set ?? []) waiter(outcome);
@@ -286,6 +294,23 @@ export class OutboxWorker {
       this.deps.onSettled?.(item, outcome);
     } catch (err) {
       this.log.error({ err, outboxId: item.id }, 'an outbox listener threw');
+    }
+  }
+
+  /**
+   * A file item's staged copy is needed until the item is sent or failed for good, across
+   * restarts; then it goes. (The local chat has moved it into its archive by then, if it kept
+   * it.) A failure to remove it is logged, never thrown: delivery is already recorded.
+   */
+  private removeStagedFile(item: OutboxItem): void {
+    if (!item.attachment) return;
+    try {
+      fs.rmSync(item.attachment.stagedPath, { force: true });
+    } catch (err) {
+      this.log.warn(
+        { err, outboxId: item.id },
+        'the staged file of a settled item was not removed',
+      );
     }
   }
 
@@ -313,4 +338,14 @@ export class OutboxWorker {
     }
     return bucket;
   }
+}
+
+/**
+ * What the history records for a delivered item, when not its text: the channel's own words,
+ * else, for a file, a line naming it (its caption alone may be empty).
+ */
+function recordedText(item: OutboxItem, fromChannel: string | undefined): { text?: string } {
+  if (fromChannel !== undefined) return { text: fromChannel };
+  if (item.attachment) return { text: describeSentFile(item.attachment, item.text) };
+  return {};
 }

@@ -424,6 +424,7 @@ describe('commitTurn', () => {
         nextAttemptAt: null,
         createdAt: NOON,
         failedAt: null,
+        attachment: null,
       },
       {
         id: 2,
@@ -437,6 +438,7 @@ describe('commitTurn', () => {
         nextAttemptAt: null,
         createdAt: NOON,
         failedAt: null,
+        attachment: null,
       },
     ]);
     expect(store.queuedOutbox()).toEqual(items);

@@ -5,7 +5,7 @@
  * chat names) through them. Outbound messages reach a channel only through the outbox worker,
  * and only while the channel says it is open.
  */
-import type { ChannelName, NewMessage } from '../store/index.js';
+import type { ChannelName, NewMessage, OutboxAttachment } from '../store/index.js';
 
 export type { ChannelName };
 
@@ -59,7 +59,13 @@ export interface OutboundMessage {
    */
   outboxId: number;
   chatJid: string;
+  /** The message; with an attachment, its caption (may be empty). */
   text: string;
+  /**
+   * A file to send, staged by the host outside every group folder. A channel that cannot
+   * carry files rejects the message.
+   */
+  attachment?: OutboxAttachment;
 }
 
 /** What the channel reports back for a message it sent. */
@@ -67,6 +73,11 @@ export interface SentMessage {
   /** The channel's id for the sent message; recorded in the chat history. */
   id: string;
   timestamp: number;
+  /**
+   * What the chat history records for it, when that is not the message's text: a file is
+   * recorded as a line that names it (and, for the local chat, where it is kept).
+   */
+  recordedText?: string;
 }
 
 /** How the core hears from a channel. The core supplies these at {@link Channel.connect}. */

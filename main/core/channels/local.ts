@@ -1,9 +1,12 @@
 /**
  * The local chat: the built-in channel that the CLI (and the tray window) use. Its chats
  * have jids `local:<folder>`. The messages table is the whole conversation, so sending
- * needs no transport: the outbox records the delivered reply in the chat history.
+ * needs no transport: the outbox records the delivered reply in the chat history. A file the
+ * agent sent is moved from the outbox's staging folder into the host's `sent` folder, and the
+ * history records a line naming it with that path.
  */
 import { randomUUID } from 'node:crypto';
+import { archiveStagedFile, describeSentFile } from '../agent/send-file.js';
 import type {
   Channel,
   ChannelHooks,
@@ -73,7 +76,11 @@ export class LocalChannel implements Channel {
     if (this.current.state !== 'open') throw new Error('the local chat is not open');
     if (!this.owns(message.chatJid)) throw new Error(`${message.chatJid} is not a local chat`);
     // Derived from the outbox id, so a resend of the same item is the same message.
-    return { id: `out-${message.outboxId}`, timestamp: this.now() };
+    const sent: SentMessage = { id: `out-${message.outboxId}`, timestamp: this.now() };
+    if (!message.attachment) return sent;
+    // A file is kept where the person at this computer can open it, and the history names it.
+    const keptAt = archiveStagedFile(message.attachment);
+    return { ...sent, recordedText: describeSentFile(message.attachment, message.text, keptAt) };
   }
 
   async setTyping(chatJid: string, typing: boolean): Promise<void> {

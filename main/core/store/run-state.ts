@@ -9,7 +9,14 @@ import { conversationProblem } from '../agent/conversation.js';
 import { MessageParamSchema, type MessageParam } from '../agent/protocol.js';
 import type { Logger } from '../logger.js';
 import type { Db } from './database.js';
-import type { OutboxItem, OutboxKind, OutboxState, TokenUsage } from './types.js';
+import type {
+  OutboxAttachment,
+  OutboxFileKind,
+  OutboxItem,
+  OutboxKind,
+  OutboxState,
+  TokenUsage,
+} from './types.js';
 
 interface OutboxRow {
   id: number;
@@ -23,6 +30,12 @@ interface OutboxRow {
   next_attempt_at: number | null;
   created_at: number;
   failed_at: number | null;
+  // Migration 008: all set or all null (a trigger refuses anything else).
+  file_path: string | null;
+  file_name: string | null;
+  file_mimetype: string | null;
+  file_kind: OutboxFileKind | null;
+  file_bytes: number | null;
 }
 
 function toOutbox(row: OutboxRow): OutboxItem {
@@ -38,6 +51,16 @@ function toOutbox(row: OutboxRow): OutboxItem {
     nextAttemptAt: row.next_attempt_at,
     createdAt: row.created_at,
     failedAt: row.failed_at,
+    attachment:
+      row.file_path === null
+        ? null
+        : {
+            stagedPath: row.file_path,
+            fileName: row.file_name ?? 'file',
+            mimetype: row.file_mimetype ?? 'application/octet-stream',
+            kind: row.file_kind ?? 'document',
+            bytes: row.file_bytes ?? 0,
+          },
   };
 }
 
@@ -49,6 +72,26 @@ export interface FailedAttempt {
   nextAttemptAt: number;
   /** True when this was the last attempt: the item is marked failed for good. */
   giveUp: boolean;
+}
+
+interface UsageRow {
+  group_jid: string;
+  model: string;
+  calls: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+}
+
+/** One group's usage of one model on one day (migration 009). */
+export interface ModelUsage {
+  groupJid: string;
+  /** `''` for usage recorded before the model was (migration 009). */
+  model: string;
+  /** Model calls counted; 0 for rows from before migration 009. */
+  calls: number;
+  usage: TokenUsage;
 }
 
 export interface TurnCommit {
@@ -107,6 +150,11 @@ export function runStateQueries(db: Db) {
   const enqueue = db.prepare(`
     INSERT INTO outbox (chat_jid, text, turn_id, kind, state, created_at)
     VALUES (?, ?, ?, ?, 'queued', ?)`);
+  const enqueueFile = db.prepare(`
+    INSERT INTO outbox (chat_jid, text, turn_id, kind, state, created_at,
+      file_path, file_name, file_mimetype, file_kind, file_bytes)
+    VALUES (@chatJid, @text, @turnId, 'reply', 'queued', @now,
+      @stagedPath, @fileName, @mimetype, @fileKind, @bytes)`);
   const outboxById = db.prepare(`SELECT * FROM outbox WHERE id = ?`);
   const queued = db.prepare(`SELECT * FROM outbox WHERE state = 'queued' ORDER BY id`);
   const chatsWithQueued = db.prepare(
@@ -142,15 +190,21 @@ export function runStateQueries(db: Db) {
     INSERT INTO messages (chat_jid, id, sender, sender_name, text, timestamp, from_me, from_bot, turn_id)
     VALUES (@chatJid, @id, @sender, @senderName, @text, @timestamp, 1, 1, @turnId)
     ON CONFLICT (chat_jid, id) DO NOTHING`);
+  // One row per group, day and model (migration 009); each call adds to its row.
   const addUsage = db.prepare(`
-    INSERT INTO usage (group_jid, day, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
-    VALUES (@groupJid, @day, @inputTokens, @outputTokens, @cacheReadTokens, @cacheWriteTokens)
-    ON CONFLICT (group_jid, day) DO UPDATE SET
+    INSERT INTO usage (group_jid, day, model, calls, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+    VALUES (@groupJid, @day, @model, 1, @inputTokens, @outputTokens, @cacheReadTokens, @cacheWriteTokens)
+    ON CONFLICT (group_jid, day, model) DO UPDATE SET
+      calls = calls + 1,
       input_tokens = input_tokens + excluded.input_tokens,
       output_tokens = output_tokens + excluded.output_tokens,
       cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
       cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens`);
-  const usageOf = db.prepare(`SELECT * FROM usage WHERE group_jid = ? AND day = ?`);
+  const usageOf = db.prepare(`
+    SELECT SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
+      SUM(cache_read_tokens) AS cache_read_tokens, SUM(cache_write_tokens) AS cache_write_tokens
+    FROM usage WHERE group_jid = ? AND day = ?`);
+  const usageRowsOfDay = db.prepare(`SELECT * FROM usage WHERE day = ? ORDER BY group_jid, model`);
   const getSetting = db.prepare(`SELECT value FROM settings WHERE key = ?`);
   const setSetting = db.prepare(`
     INSERT INTO settings (key, value) VALUES (@key, @value) ON CONFLICT (key) DO UPDATE SET value = @value`);
@@ -203,6 +257,25 @@ export function runStateQueries(db: Db) {
     },
     /** Queues one outgoing message (e.g. from the agent's send_message tool). */
     enqueueOutbound,
+    /** Queues one outgoing file with its caption (`text`, maybe empty): the agent's send_file. */
+    enqueueOutboundFile(
+      chatJid: string,
+      file: { text: string; turnId: string | null; now: number; attachment: OutboxAttachment },
+    ): OutboxItem {
+      const { attachment } = file;
+      const id = enqueueFile.run({
+        chatJid,
+        text: file.text,
+        turnId: file.turnId,
+        now: file.now,
+        stagedPath: attachment.stagedPath,
+        fileName: attachment.fileName,
+        mimetype: attachment.mimetype,
+        fileKind: attachment.kind,
+        bytes: attachment.bytes,
+      }).lastInsertRowid;
+      return toOutbox(outboxById.get(id) as OutboxRow);
+    },
     outboxItem,
     queuedOutbox(): OutboxItem[] {
       return (queued.all() as OutboxRow[]).map(toOutbox);
@@ -280,7 +353,14 @@ export function runStateQueries(db: Db) {
     markDelivered: db.transaction(
       (
         item: OutboxItem,
-        delivered: { id: string; sender: string; senderName: string; timestamp: number },
+        delivered: {
+          id: string;
+          sender: string;
+          senderName: string;
+          timestamp: number;
+          /** What the history records, when it is not the item's text (a file's description). */
+          text?: string;
+        },
       ): boolean => {
         if (markSent.run(delivered.timestamp, item.id).changes === 0) return false;
         insertBotMessage.run({
@@ -288,7 +368,7 @@ export function runStateQueries(db: Db) {
           id: delivered.id,
           sender: delivered.sender,
           senderName: delivered.senderName,
-          text: item.text,
+          text: delivered.text ?? item.text,
           timestamp: delivered.timestamp,
           turnId: item.turnId,
         });
@@ -313,11 +393,38 @@ export function runStateQueries(db: Db) {
     markUndeliverable(id: number, error: string, now: number): OutboxItem | undefined {
       return markUndeliverable.run(error, now, id).changes === 1 ? outboxItem(id) : undefined;
     },
-    addUsage(groupJid: string, day: string, usage: TokenUsage): void {
-      addUsage.run({ groupJid, day, ...usage });
+    /**
+     * Adds one model call's usage to the group's row for the day and model.
+     * @param model the model that made the call; `''` when unknown (never priced)
+     */
+    addUsage(groupJid: string, day: string, usage: TokenUsage, model = ''): void {
+      addUsage.run({
+        groupJid,
+        day,
+        model,
+        inputTokens: usage.inputTokens,
+        outputTokens: usage.outputTokens,
+        cacheReadTokens: usage.cacheReadTokens,
+        cacheWriteTokens: usage.cacheWriteTokens,
+      });
     },
+    /** Every group's usage on `day`, one entry per group and model. */
+    usageOnDay(day: string): ModelUsage[] {
+      return (usageRowsOfDay.all(day) as UsageRow[]).map((row) => ({
+        groupJid: row.group_jid,
+        model: row.model,
+        calls: row.calls,
+        usage: {
+          inputTokens: row.input_tokens,
+          outputTokens: row.output_tokens,
+          cacheReadTokens: row.cache_read_tokens,
+          cacheWriteTokens: row.cache_write_tokens,
+        },
+      }));
+    },
+    /** The group's usage on `day`, summed over models. */
     usageOf(groupJid: string, day: string): TokenUsage {
-      const row = usageOf.get(groupJid, day) as Record<string, number> | undefined;
+      const row = usageOf.get(groupJid, day) as Record<string, number | null> | undefined;
       return {
         inputTokens: row?.input_tokens ?? 0,
         outputTokens: row?.output_tokens ?? 0,

@@ -118,6 +118,26 @@ export interface OutboxItem {
   createdAt: number;
   /** When it was given up, for a failed item. */
   failedAt: number | null;
+  /** A file sent with it (the agent's send_file); `text` is then its caption, maybe empty. */
+  attachment: OutboxAttachment | null;
+}
+
+/** How a channel presents a file: WhatsApp's image, audio and document messages. */
+export type OutboxFileKind = 'image' | 'audio' | 'document';
+
+/**
+ * A file an outbox item carries: a copy staged on the host when the agent asked to send it
+ * (agent/send-file.ts), outside every group folder, removed once the item is sent or failed.
+ */
+export interface OutboxAttachment {
+  /** Absolute host path of the staged copy. */
+  stagedPath: string;
+  /** The name shown to the chat, cleaned of control characters and separators. */
+  fileName: string;
+  /** Sniffed from the file's first bytes, never taken from its extension. */
+  mimetype: string;
+  kind: OutboxFileKind;
+  bytes: number;
 }
 
 export interface TokenUsage {

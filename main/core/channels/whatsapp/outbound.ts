@@ -9,6 +9,9 @@
  * or a grapheme (an emoji with its modifiers stays whole). A ``` code block is kept in one
  * part when it fits; when it cannot, it is cut at a line, closed at the end of one part and
  * reopened (with its language) at the start of the next, so each part renders as code.
+ *
+ * A file the agent sent (send_file) goes as WhatsApp media, by the kind sniffed from its bytes:
+ * {@link whatsappFileMessages}.
  */
 
 /** The longest part {@link splitForWhatsApp} makes, in UTF-16 code units. @default 4000 */
@@ -202,4 +205,52 @@ export function typingDelayMs(text: string, pace: TypingPace = {}): number {
   const msPerChar = pace.msPerChar ?? 25;
   const chars = Array.from(text.trim()).length;
   return Math.round(Math.min(maxMs, Math.max(minMs, chars * msPerChar)));
+}
+
+/** A file as {@link whatsappFileMessages} needs it: the outbox's staged copy, typed. */
+export interface WhatsAppFile {
+  /** The host's staged copy; Baileys streams it from here (never from a group folder). */
+  stagedPath: string;
+  fileName: string;
+  /** Sniffed from the bytes (agent/send-file.ts). */
+  mimetype: string;
+  kind: 'image' | 'audio' | 'document';
+}
+
+/** One message content for Baileys' `sendMessage`, in the shapes the channel sends. */
+export type WhatsAppOutgoingContent =
+  | { text: string }
+  | { image: { url: string }; mimetype: string; caption?: string }
+  | { audio: { url: string }; mimetype: string; ptt: false }
+  | { document: { url: string }; mimetype: string; fileName: string; caption?: string };
+
+/**
+ * The WhatsApp messages that carry a file and its caption: an image or a document with the
+ * caption on it, or an audio message followed by the caption as a text (WhatsApp audio has no
+ * caption). A caption gets `prefix` (the assistant's name), as every reply does, so the
+ * assistant's own messages are recognised when they come back; a file without a caption is
+ * recognised by its message id.
+ */
+export function whatsappFileMessages(
+  file: WhatsAppFile,
+  caption: string,
+  prefix: string,
+): WhatsAppOutgoingContent[] {
+  const media = { url: file.stagedPath };
+  const captioned = caption.trim() === '' ? {} : { caption: `${prefix}${caption.trim()}` };
+  switch (file.kind) {
+    case 'image':
+      return [{ image: media, mimetype: file.mimetype, ...captioned }];
+    case 'document':
+      return [{ document: media, mimetype: file.mimetype, fileName: file.fileName, ...captioned }];
+    case 'audio': {
+      // Not a voice note (ptt): the file is a recording the agent made or found, not speech.
+      const audio: WhatsAppOutgoingContent = { audio: media, mimetype: file.mimetype, ptt: false };
+      return captioned.caption ? [audio, { text: captioned.caption }] : [audio];
+    }
+    default: {
+      const unreachable: never = file.kind;
+      throw new Error(`unknown file kind ${String(unreachable)}`);
+    }
+  }
 }

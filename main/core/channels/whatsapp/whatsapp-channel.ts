@@ -68,6 +68,7 @@ import {
   type SaveMediaResult,
 } from './media.js';
 import { downloadMessageMedia, mediaOriginForWaUrl } from './media-download.js';
+import { whatsappFileMessages, type WhatsAppOutgoingContent } from './outbound.js';
 
 /** The part of a Baileys socket the channel uses; tests pass a fake with a real-shaped `ev`. */
 export interface WhatsAppSocket {
@@ -86,7 +87,7 @@ export interface WhatsAppSocket {
   logout(msg?: string): Promise<void>;
   sendMessage(
     jid: string,
-    content: { text: string },
+    content: WhatsAppOutgoingContent,
     options?: { messageId?: string },
   ): Promise<WAMessage | undefined>;
   sendPresenceUpdate(type: WAPresence, toJid?: string): Promise<void>;
@@ -366,18 +367,15 @@ export class WhatsAppChannel implements Channel {
     if (!this.owns(message.chatJid)) throw new Error(`${message.chatJid} is not a WhatsApp chat`);
     const prefix =
       this.deps.prefixReplies === false ? '' : botPrefix(this.deps.config.assistantName);
-    const parts = this.splitText(message.text).filter((part) => part.trim() !== '');
-    if (parts.length === 0) parts.push(message.text);
+    const parts = this.outgoingContents(message, prefix);
     const progress = this.partsSent.get(message.outboxId) ?? { ids: [] };
     this.partsSent.set(message.outboxId, progress);
     for (let i = progress.ids.length; i < parts.length; i++) {
       // The same id on every attempt, across restarts: a part resent after a crash (sent, but
       // not yet recorded) is one WhatsApp and the phones already have, not a second message.
-      const sent = await sock.sendMessage(
-        message.chatJid,
-        { text: `${prefix}${parts[i]}` },
-        { messageId: this.messageIdFor(message.outboxId, i) },
-      );
+      const sent = await sock.sendMessage(message.chatJid, parts[i]!, {
+        messageId: this.messageIdFor(message.outboxId, i),
+      });
       const id = sent?.key?.id;
       if (!id) throw new Error('WhatsApp accepted the message but returned no id');
       this.sentIds.set(id, true);
@@ -385,6 +383,14 @@ export class WhatsAppChannel implements Channel {
     }
     this.partsSent.delete(message.outboxId);
     return { id: progress.ids[progress.ids.length - 1]!, timestamp: this.now() };
+  }
+
+  /** The messages one outbox item becomes: its text's parts, or a file and its caption. */
+  private outgoingContents(message: OutboundMessage, prefix: string): WhatsAppOutgoingContent[] {
+    if (message.attachment) return whatsappFileMessages(message.attachment, message.text, prefix);
+    const parts = this.splitText(message.text).filter((part) => part.trim() !== '');
+    if (parts.length === 0) parts.push(message.text);
+    return parts.map((part) => ({ text: `${prefix}${part}` }));
   }
 
   async setTyping(chatJid: string, typing: boolean): Promise<void> {
