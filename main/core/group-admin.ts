@@ -13,7 +13,15 @@ import { templatesDir } from './paths.js';
 import { InvalidPhoneNumberError, normalizePhoneNumber } from './channels/whatsapp-control.js';
 import { allowlistKey, defaultTrigger, senderKey } from './router.js';
 import { folderFromName, validateFolderName } from './sandbox/mounts.js';
-import type { Group, Store } from './store/index.js';
+import {
+  changeGroupMounts,
+  loadMountAllowlist,
+  mountAllowlistPath,
+  type GroupMountsView,
+  type MountChange,
+} from './sandbox/mount-allowlist.js';
+import { modelNameProblem } from './agent/agent-settings.js';
+import type { Group, GroupSettingsChanges, Store } from './store/index.js';
 
 export interface AddGroupInput {
   name: string;
@@ -37,6 +45,68 @@ export interface SenderPolicyChange {
   deny?: readonly string[];
   /** Drop the list: anyone in the chat may wake the agent again. */
   everyone?: boolean;
+}
+
+/**
+ * A change to a group's agent settings (`clawbar groups set`); fields left out stay as they are.
+ * The daily budget's two caps change independently.
+ */
+export interface GroupSettingsInput {
+  /** An Anthropic model id; null for the configured default (`CLAWBAR_MODEL`). */
+  model?: string | null;
+  webSearch?: boolean;
+  webFetch?: boolean;
+  networkAllowed?: boolean;
+  /** Tokens per local day; null for no cap. */
+  budgetTokens?: number | null;
+  /** US dollars per local day (estimated from the token counts); null for no cap. */
+  budgetUsd?: number | null;
+}
+
+/** The highest daily budgets accepted: above them a cap is a typo, not a limit. */
+export const MAX_DAILY_BUDGET_TOKENS = 1_000_000_000;
+export const MAX_DAILY_BUDGET_USD = 100_000;
+
+/** The store's change for `input`, every value checked; throws a {@link CoreInputError}. */
+export function settingsChanges(group: Group, input: GroupSettingsInput): GroupSettingsChanges {
+  const changes: GroupSettingsChanges = {};
+  if (input.model !== undefined) {
+    const model = input.model === null ? null : input.model.trim();
+    const problem = model === null ? null : modelNameProblem(model);
+    if (problem) throw new CoreInputError(problem);
+    changes.model = model;
+  }
+  if (input.webSearch !== undefined) changes.webSearch = input.webSearch;
+  if (input.webFetch !== undefined) changes.webFetch = input.webFetch;
+  if (input.networkAllowed !== undefined) changes.networkAllowed = input.networkAllowed;
+  const { budgetTokens, budgetUsd } = input;
+  if (budgetTokens !== undefined || budgetUsd !== undefined) {
+    if (
+      budgetTokens != null &&
+      !(
+        Number.isSafeInteger(budgetTokens) &&
+        budgetTokens >= 1 &&
+        budgetTokens <= MAX_DAILY_BUDGET_TOKENS
+      )
+    ) {
+      throw new CoreInputError(
+        `a daily token budget must be a whole number from 1 to ${MAX_DAILY_BUDGET_TOKENS}, or none; got ${budgetTokens}`,
+      );
+    }
+    if (
+      budgetUsd != null &&
+      !(Number.isFinite(budgetUsd) && budgetUsd > 0 && budgetUsd <= MAX_DAILY_BUDGET_USD)
+    ) {
+      throw new CoreInputError(
+        `a daily budget in USD must be above 0 and at most ${MAX_DAILY_BUDGET_USD}, or none; got ${budgetUsd}`,
+      );
+    }
+    changes.dailyBudget = {
+      tokens: budgetTokens === undefined ? group.dailyBudget.tokens : budgetTokens,
+      usd: budgetUsd === undefined ? group.dailyBudget.usd : budgetUsd,
+    };
+  }
+  return changes;
 }
 
 /** The most senders one group's allowlist holds. */
@@ -90,7 +160,8 @@ function printable(text: string): string {
 
 export interface GroupAdminDeps {
   store: Store;
-  config: Pick<ClawbarConfig, 'groupsDir' | 'globalDir' | 'assistantName'>;
+  config: Pick<ClawbarConfig, 'groupsDir' | 'globalDir' | 'assistantName'> &
+    Partial<Pick<ClawbarConfig, 'home'>>;
   now(): number;
   /** Told when a memory template is not installed because a link sits in its place. */
   log?: Logger;
@@ -186,6 +257,36 @@ export class GroupAdmin {
     const group = this.resolve(ref);
     this.deps.store.setPaused(group.jid, paused);
     return { ...group, paused };
+  }
+
+  /**
+   * `clawbar groups mounts`: the group's extra mounts as the allowlist judges them now, after
+   * adding (checked at once, refused with the reason) or removing one (mount-allowlist.ts).
+   */
+  mounts(ref: string, change: MountChange = {}): GroupMountsView {
+    const group = this.resolve(ref);
+    // groupsDir is always `<home>/groups` (config.ts); home is given by the core.
+    const home = this.deps.config.home ?? path.dirname(this.deps.config.groupsDir);
+    const allowlist = loadMountAllowlist(mountAllowlistPath(home));
+    return changeGroupMounts(group, change, { home, allowlist }, (extraMounts) => {
+      if (!this.deps.store.updateGroupSettings(group.jid, { extraMounts })) {
+        throw new UnknownGroupError(ref);
+      }
+    });
+  }
+
+  /**
+   * Changes the group's agent settings. Every value is checked before anything changes; an
+   * input with no fields changes nothing and returns the group as it is.
+   */
+  updateSettings(ref: string, input: GroupSettingsInput): Group {
+    const group = this.resolve(ref);
+    const changes = settingsChanges(group, input);
+    if (Object.keys(changes).length === 0) return group;
+    const updated = this.deps.store.updateGroupSettings(group.jid, changes);
+    // Removed between the lookup and the write (another client): say so, as for any unknown group.
+    if (!updated) throw new UnknownGroupError(ref);
+    return updated;
   }
 
   /**

@@ -215,8 +215,14 @@ describe('ModelBroker', () => {
       'system',
       'tools',
     ]);
+    // The broker's own cache mark on the last tool is the only thing added.
     expect(body?.tools).toEqual([
-      { name: 'search', description: 'Search', input_schema: { type: 'object' } },
+      {
+        name: 'search',
+        description: 'Search',
+        input_schema: { type: 'object' },
+        cache_control: { type: 'ephemeral' },
+      },
     ]);
   });
 
@@ -503,7 +509,11 @@ describe('ModelBroker', () => {
       { type: 'text', text: 'You are Andy.', cache_control: { type: 'ephemeral' } },
     ]);
     expect(body?.messages).toEqual([
-      { role: 'user', content: [{ type: 'text', text: 'first' }] },
+      // Where the previous request ended, three messages back: its own mark, not the container's.
+      {
+        role: 'user',
+        content: [{ type: 'text', text: 'first', cache_control: { type: 'ephemeral' } }],
+      },
       {
         role: 'assistant',
         content: [{ type: 'tool_use', id: 'toolu_1', name: 'bash', input: {} }],
@@ -690,9 +700,21 @@ describe('what the broker forwards', () => {
 
     expect(second.content).toEqual([{ type: 'text', text: 'A cat.' }]);
     expect(fake.requests).toHaveLength(2);
-    expect(fake.requests[0]?.body.tools).toEqual(tools);
+    // As they are, but for the broker's cache mark on the last tool.
+    expect(fake.requests[0]?.body.tools).toEqual(
+      tools.map((tool, i) =>
+        i === tools.length - 1 ? { ...tool, cache_control: { type: 'ephemeral' } } : tool,
+      ),
+    );
     expect(fake.requests[1]?.body.messages).toEqual([
-      opening,
+      // Where the first request ended: the broker's second cache mark.
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'What is in this picture?' },
+          { ...BASE64_IMAGE, cache_control: { type: 'ephemeral' } },
+        ],
+      },
       {
         role: 'assistant',
         content: [{ type: 'tool_use', id: 'toolu_9', name: 'bash', input: { command: 'ls' } }],

@@ -98,10 +98,14 @@ describe('turnProblem', () => {
       { role: 'user', content: PROMPT },
       { role: 'assistant', content: [text('Searching.'), search, text('Found it.')] },
     ];
-    // Server-side tools exist only when the host turns web search on.
+    // Server-side tools exist only when the host turns web search on; the broker can (per group).
     const webSearch = { thinking: false, webSearch: true };
     expect(turnProblem(turn, { prompt: PROMPT, answers, features: webSearch })).toBeNull();
-    expect(check(turn, answers)).toMatch(/the host has not turned server-side tools on/);
+    expect(check(turn, answers)).toBeNull();
+    const plain = { thinking: false, webSearch: false };
+    expect(turnProblem(turn, { prompt: PROMPT, answers, features: plain })).toMatch(
+      /the host has not turned server-side tools on/,
+    );
     expect(expectedAssistantMessages(answers)).toEqual([
       [text('Searching.'), search, text('Found it.')],
     ]);

@@ -37,22 +37,34 @@ export interface HostFeatures {
    * and `web_search_result_location` citations on text.
    */
   webSearch: boolean;
+  /**
+   * Anthropic's server-side web fetch: `server_tool_use` blocks named `web_fetch` and
+   * `web_fetch_tool_result` blocks (the fetched page as a plain-text or PDF document).
+   * @default false
+   */
+  webFetch?: boolean;
 }
 
-/** What the broker turns on today: nothing beyond plain tool use. */
+/** Plain tool use, nothing more. */
 export const NO_HOST_FEATURES: Readonly<HostFeatures> = Object.freeze({
   thinking: false,
   webSearch: false,
+  webFetch: false,
 });
 
 /**
- * The features the model broker turns on in its requests, and so the blocks their answers bring
- * that it lets back through. None today: turning thinking or web search on means adding it to
- * the broker's request body (model-broker.ts) and here. Everything that judges a conversation by
- * what the broker would forward (the turn check, the stored transcript) uses this same set, so
- * nothing is kept that a later request would be refused for.
+ * Every feature the model broker can turn on in its requests (web search and web fetch, per
+ * group: web-tools.ts), and so the blocks their answers bring. Everything that judges a stored
+ * conversation by what the broker would forward (the turn check, the stored transcript, the
+ * shape check of a request's history) uses this set, so that nothing is kept that a later
+ * request would be refused for; the broker then sends a group only the blocks of the features
+ * that group has on (`withoutDisabledWebBlocks`), and accepts answers by that narrower set.
  */
-export const BROKER_FEATURES: Readonly<HostFeatures> = NO_HOST_FEATURES;
+export const BROKER_FEATURES: Readonly<HostFeatures> = Object.freeze({
+  thinking: false,
+  webSearch: true,
+  webFetch: true,
+});
 
 /** The image types the Messages API takes in a base64 source. */
 export const IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'] as const;
@@ -163,14 +175,17 @@ const redactedThinkingBlock = z.strictObject({
   data: z.string(),
 });
 
-const serverToolUseBlock = z.strictObject({
-  type: z.literal('server_tool_use'),
-  id: blockId,
-  name: z.literal('web_search'),
-  input: z.record(z.string(), z.unknown()),
-  caller: directCaller,
-  cache_control: cacheControl,
-});
+/** A call of one of the server tools the host turned on (`web_search`, `web_fetch`). */
+function serverToolUseBlock(names: readonly [string, ...string[]]) {
+  return z.strictObject({
+    type: z.literal('server_tool_use'),
+    id: blockId,
+    name: z.enum(names),
+    input: z.record(z.string(), z.unknown()),
+    caller: directCaller,
+    cache_control: cacheControl,
+  });
+}
 
 const webSearchToolResultBlock = z.strictObject({
   type: z.literal('web_search_tool_result'),
@@ -186,6 +201,44 @@ const webSearchToolResultBlock = z.strictObject({
       }),
     ),
     z.strictObject({ type: z.literal('web_search_tool_result_error'), error_code: z.string() }),
+  ]),
+  caller: directCaller,
+  cache_control: cacheControl,
+});
+
+/**
+ * A fetched page as the API returns it: plain text, or a PDF in base64. Its content is data for
+ * the model; only the API's own fetch (which the broker offers per group) makes a request.
+ */
+const fetchedDocument = z.strictObject({
+  type: z.literal('document'),
+  source: z.union([
+    z.strictObject({
+      type: z.literal('text'),
+      media_type: z.literal('text/plain'),
+      data: z.string(),
+    }),
+    z.strictObject({
+      type: z.literal('base64'),
+      media_type: z.literal('application/pdf'),
+      data: base64Data,
+    }),
+  ]),
+  title: z.string().nullable().optional(),
+  citations: z.strictObject({ enabled: z.boolean() }).nullable().optional(),
+});
+
+const webFetchToolResultBlock = z.strictObject({
+  type: z.literal('web_fetch_tool_result'),
+  tool_use_id: blockId,
+  content: z.union([
+    z.strictObject({
+      type: z.literal('web_fetch_result'),
+      url: z.string(),
+      content: fetchedDocument,
+      retrieved_at: z.string().nullable().optional(),
+    }),
+    z.strictObject({ type: z.literal('web_fetch_tool_result_error'), error_code: z.string() }),
   ]),
   caller: directCaller,
   cache_control: cacheControl,
@@ -212,10 +265,16 @@ function allowlistFor(features: HostFeatures): Allowlist {
     assistant.set('thinking', thinkingBlock);
     assistant.set('redacted_thinking', redactedThinkingBlock);
   }
-  if (features.webSearch) {
-    assistant.set('server_tool_use', serverToolUseBlock);
-    assistant.set('web_search_tool_result', webSearchToolResultBlock);
+  const serverTools = [
+    ...(features.webSearch ? ['web_search'] : []),
+    ...(features.webFetch ? ['web_fetch'] : []),
+  ];
+  const [firstServerTool, ...moreServerTools] = serverTools;
+  if (firstServerTool !== undefined) {
+    assistant.set('server_tool_use', serverToolUseBlock([firstServerTool, ...moreServerTools]));
   }
+  if (features.webSearch) assistant.set('web_search_tool_result', webSearchToolResultBlock);
+  if (features.webFetch) assistant.set('web_fetch_tool_result', webFetchToolResultBlock);
   return {
     user: new Map<string, BlockSchema>([
       ['text', text],
@@ -235,7 +294,7 @@ function allowlistFor(features: HostFeatures): Allowlist {
 const allowlists = new Map<string, Allowlist>();
 
 function allowlist(features: HostFeatures): Allowlist {
-  const key = `${features.thinking ? 't' : '-'}${features.webSearch ? 'w' : '-'}`;
+  const key = `${features.thinking ? 't' : '-'}${features.webSearch ? 'w' : '-'}${features.webFetch ? 'f' : '-'}`;
   let list = allowlists.get(key);
   if (!list) {
     list = allowlistFor(features);

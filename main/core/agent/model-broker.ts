@@ -11,9 +11,11 @@
  * - Only an allowlist of content reaches the API (content-policy.ts): a URL or file source,
  *   which Anthropic would fetch or read on the container's behalf, or any block or field the
  *   runner does not need, is refused before any call, as a non-retryable `refused` error.
- * - Everything that costs money is the broker's choice: the model comes from config, the
- *   output ceiling is the host's (the run's `maxTokens` limit, applied by AgentRun before the
- *   request gets here), and prompt-cache breakpoints are set here.
+ * - Everything that costs money is the broker's choice: the model comes from config or the
+ *   group's settings, the output ceiling is the host's (the run's `maxTokens` limit, applied by
+ *   AgentRun before the request gets here), server-side web tools and their `max_uses` caps are
+ *   added here per the group's settings (agent-settings.ts), and prompt-cache breakpoints are
+ *   set here.
  * - Usage is taken from the API's own answer and handed to the caller's `recordUsage` for
  *   every call, failed ones included when the API reported any; the container's own figures
  *   are never used.
@@ -22,6 +24,15 @@
 import Anthropic, { type ClientOptions } from '@anthropic-ai/sdk';
 import type { Logger } from '../logger.js';
 import { redactSecrets, registerSecret, serializeError } from '../redact.js';
+import {
+  betasFor,
+  hostFeaturesFor,
+  modelNameProblem,
+  SERVER_TOOL_NAMES,
+  serverToolsFor,
+  withoutDisabledWebBlocks,
+  type GroupModelSettings,
+} from './agent-settings.js';
 import { BROKER_FEATURES, checkAnswer, checkRequest } from './content-policy.js';
 import {
   ModelError,
@@ -56,7 +67,10 @@ export interface ModelBrokerDeps {
    * @default 'https://api.anthropic.com'
    */
   baseURL?: string;
-  /** The model for every call. Requests cannot override it. */
+  /**
+   * The model for every call whose group has none of its own ({@link CompleteOptions.settings}).
+   * Requests cannot override it.
+   */
   model: string;
   log: Logger;
   /**
@@ -98,6 +112,12 @@ export interface CompleteOptions {
   /** The group the call is for; only used in logs. */
   group?: string;
   /**
+   * The group's settings that shape the call: its model (null: the configured one) and which
+   * server-side web tools the broker adds. Read by the caller at each call, so a change applies
+   * from the next one. Absent: the configured model and no web tools.
+   */
+  settings?: GroupModelSettings;
+  /**
    * Told the tokens of each API answer, from the API's own figures: once per successful call,
    * and for a call that failed after the API reported usage (a stream cut off half-way).
    * The core records them per group and day. A throw is logged, never passed on: the call
@@ -135,6 +155,7 @@ const CACHEABLE_BLOCK_TYPES = new Set([
   'tool_result',
   'server_tool_use',
   'web_search_tool_result',
+  'web_fetch_tool_result',
 ]);
 
 /** Makes model calls for the agents with the host's key and the configured model. */
@@ -198,13 +219,33 @@ export class ModelBroker {
     }
     if (opts.signal?.aborted) throw abortedError();
 
-    const checked = checkRequest(req, BROKER_FEATURES);
-    if (!checked.ok) {
-      const error = refusedError(checked.reason);
-      this.log.warn({ group, kind: error.kind, reason: checked.reason }, 'model request refused');
+    const { settings } = opts;
+    const model = settings?.model ?? this.model;
+    // Checked again here, though the CLI checks it: a bad name must never reach the body.
+    const modelProblem = settings?.model ? modelNameProblem(settings.model) : null;
+    if (modelProblem) {
+      const error = refusedError(`the group's model setting: ${modelProblem}`);
+      this.log.warn({ group, kind: error.kind, reason: error.message }, 'model request refused');
       throw error;
     }
-    const { system, messages, tools } = checked.value;
+    const features = hostFeaturesFor(settings);
+    // The history may hold blocks of any web feature the broker ever turned on for this group;
+    // those of features now off are left out below, so the API sees only what it was offered.
+    const checked = checkRequest(req, BROKER_FEATURES);
+    const clash = checked.ok
+      ? checked.value.tools.find((tool) => SERVER_TOOL_NAMES.has(tool.name))
+      : undefined;
+    if (!checked.ok || clash) {
+      const reason = checked.ok
+        ? `tool "${clash?.name}" has the name of a server-side tool the host adds itself`
+        : checked.reason;
+      const error = refusedError(reason);
+      this.log.warn({ group, kind: error.kind, reason }, 'model request refused');
+      throw error;
+    }
+    const { system, tools } = checked.value;
+    const messages = withoutDisabledWebBlocks(checked.value.messages, features);
+    const serverTools = settings ? serverToolsFor(settings) : [];
     const maxTokens = req.maxTokens;
     if (!Number.isSafeInteger(maxTokens) || maxTokens < 1) {
       const error = refusedError(
@@ -216,13 +257,15 @@ export class ModelBroker {
     // Built field by field from the checked request, so nothing but these reaches the API: the
     // container cannot pick the model, the service tier, thinking budgets or anything else
     // billed.
+    const apiTools: Anthropic.ToolUnion[] = [...tools.map(toApiTool), ...serverTools];
     const body: Anthropic.MessageStreamParams = {
-      model: this.model,
+      model,
       max_tokens: maxTokens,
       messages: this.withCacheBreakpoint(messages),
       ...(system ? { system: [this.withCacheMark({ type: 'text' as const, text: system })] } : {}),
-      ...(tools.length > 0 ? { tools: tools.map(toApiTool) } : {}),
+      ...(apiTools.length > 0 ? { tools: this.withToolsBreakpoint(apiTools) } : {}),
     };
+    const betas = settings ? betasFor(settings) : [];
 
     // One deadline over the whole call. The SDK's own timeout only covers the wait for response
     // headers of each attempt, so a stream that stalls half-way would otherwise hang forever.
@@ -237,20 +280,31 @@ export class ModelBroker {
 
     const started = Date.now();
     this.log.debug(
-      { group, messages: messages.length, tools: tools.length, maxTokens },
+      {
+        group,
+        model,
+        messages: messages.length,
+        tools: tools.length,
+        serverTools: serverTools.map((tool) => tool.name),
+        maxTokens,
+      },
       'model call started',
     );
     let stream: ReturnType<Anthropic['messages']['stream']> | null = null;
     let recorded = false;
     try {
-      stream = this.client.messages.stream(body, { signal: deadline.signal });
+      stream = this.client.messages.stream(body, {
+        signal: deadline.signal,
+        ...(betas.length > 0 ? { headers: { 'anthropic-beta': betas.join(',') } } : {}),
+      });
       const message = await stream.finalMessage();
       const usage = usageOf(message.usage);
       recorded = true;
       this.record(opts, usage);
       // Checked on the way out too: the runner sends this content back in its next request,
       // where a block the check refuses would wedge the conversation.
-      const content = checkAnswer(message.content, BROKER_FEATURES);
+      // By the group's features: the API answers only with blocks of the tools it was offered.
+      const content = checkAnswer(message.content, features);
       if (!content.ok) throw badAnswerError(content.reason);
       const result: ModelResult = {
         // Plain objects, rebuilt by the check: the SDK gives tool_use blocks a lazily parsed
@@ -280,7 +334,7 @@ export class ModelBroker {
           ? err
           : timedOut
             ? timeoutError(this.timeoutMs, err)
-            : toModelError(err, this.errorContext);
+            : toModelError(err, { ...this.errorContext, model });
       const fields = {
         group,
         kind: error.kind,
@@ -314,28 +368,51 @@ export class ModelBroker {
   }
 
   /**
-   * Puts the broker's one cache breakpoint on the last block of the checked messages (the
-   * check dropped the container's), so the next step of a tool loop reads this prefix back.
+   * Cache breakpoints on the conversation (the check dropped the container's): on the last
+   * block of the last message, so the next request reads this whole prompt back; and on the
+   * last block of the message three from the end, which is where the previous request ended
+   * (its last user message, before the model's answer and the new user message or tool
+   * results). The API looks back only 20 blocks from a breakpoint for an earlier entry, so an
+   * answer with many tool calls would otherwise push that entry out of reach; with the second
+   * mark it is an exact hit whatever came after it. With the tools and system marks that makes
+   * 4, the API's limit per request.
    */
   private withCacheBreakpoint(messages: MessageParam[]): Anthropic.MessageParam[] {
     const copied = messages.map((message) => ({
       role: message.role,
       content: typeof message.content === 'string' ? message.content : [...message.content],
     }));
-    const last = copied.at(-1);
-    if (this.promptCaching && last) {
-      if (typeof last.content === 'string') {
-        // An empty text block is a 400, so an empty string stays a string.
-        if (last.content) last.content = [this.withCacheMark({ type: 'text', text: last.content })];
-      } else {
-        const lastBlock = last.content.at(-1);
-        if (lastBlock && CACHEABLE_BLOCK_TYPES.has(lastBlock.type)) {
-          last.content[last.content.length - 1] = this.withCacheMark(lastBlock);
-        }
+    if (this.promptCaching) {
+      for (const message of [copied.at(-3), copied.at(-1)]) {
+        if (message) this.markLastBlock(message);
       }
     }
     // The content policy checked every block against the API's own shapes.
     return copied as Anthropic.MessageParam[];
+  }
+
+  /** Puts a cache mark on a message's last block, when that block can carry one. */
+  private markLastBlock(message: { content: string | ContentBlock[] }): void {
+    if (typeof message.content === 'string') {
+      // An empty text block is a 400, so an empty string stays a string.
+      if (message.content) {
+        message.content = [this.withCacheMark({ type: 'text', text: message.content })];
+      }
+      return;
+    }
+    const lastBlock = message.content.at(-1);
+    if (lastBlock && CACHEABLE_BLOCK_TYPES.has(lastBlock.type)) {
+      message.content[message.content.length - 1] = this.withCacheMark(lastBlock);
+    }
+  }
+
+  /**
+   * A cache breakpoint on the last tool: tools come first in the cached prompt, so they stay
+   * cached when the system prompt changes (a memory file edited).
+   */
+  private withToolsBreakpoint(tools: Anthropic.ToolUnion[]): Anthropic.ToolUnion[] {
+    const last = tools.at(-1);
+    return last ? [...tools.slice(0, -1), this.withCacheMark(last)] : tools;
   }
 
   private withCacheMark<T extends object>(block: T): T {
