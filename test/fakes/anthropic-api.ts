@@ -23,6 +23,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import type { Usage } from '../../main/core/agent/protocol.js';
+import { cacheBreakpointProblem, PromptCache, type PromptCacheOptions } from './prompt-cache.js';
 
 // ── scripted turns ─────────────────────────────────────────────────────────
 
@@ -35,6 +36,20 @@ export type FakeContentBlock =
       id?: string;
       name: string;
       input: Record<string, unknown>;
+    }
+  | {
+      /** A call of a server tool the request offered, which "Anthropic" ran. */
+      type: 'server_tool_use';
+      /** @default `srvtoolu_fake_<n>` */
+      id?: string;
+      name: 'web_search' | 'web_fetch';
+      input: Record<string, unknown>;
+    }
+  | {
+      /** A server tool's result, sent whole (the API streams it in its content_block_start). */
+      type: 'web_search_tool_result' | 'web_fetch_tool_result';
+      tool_use_id: string;
+      content: unknown;
     };
 
 /** A successful assistant message. */
@@ -105,6 +120,48 @@ export function toolUseTurn(
   return { content: [{ type: 'tool_use', name, input, ...(id ? { id } : {}) }], ...rest };
 }
 
+/** One result of {@link webSearchTurn}, as the API shows it (its page text is encrypted). */
+export interface FakeSearchResult {
+  url: string;
+  title: string;
+}
+
+/** Numbers the ids of {@link webSearchTurn}'s calls, which must be unique in a conversation. */
+let searchTurns = 0;
+
+/**
+ * An answer that searched the web, as the API gives it when its web search tool ran: the
+ * `server_tool_use` call, its `web_search_tool_result`, then `answer` as text (end_turn). Only
+ * valid when the request offered `web_search`; the fake refuses it otherwise, as the API would
+ * never send it.
+ */
+export function webSearchTurn(
+  query: string,
+  results: FakeSearchResult[],
+  answer: string,
+  extra: Omit<MessageTurn, 'content'> & { id?: string } = {},
+): MessageTurn {
+  const { id = `srvtoolu_fake_search_${++searchTurns}`, ...rest } = extra;
+  return {
+    content: [
+      { type: 'server_tool_use', id, name: 'web_search', input: { query } },
+      {
+        type: 'web_search_tool_result',
+        tool_use_id: id,
+        content: results.map((result) => ({
+          type: 'web_search_result',
+          url: result.url,
+          title: result.title,
+          encrypted_content: Buffer.from(`page text of ${result.url}`).toString('base64'),
+          page_age: null,
+        })),
+      },
+      { type: 'text', text: answer },
+    ],
+    ...rest,
+  };
+}
+
 /** An HTTP error answer with Anthropic's error body. */
 export function errorTurn(
   status: number,
@@ -132,7 +189,30 @@ const MessagesBodySchema = z.looseObject({
   system: z
     .union([z.string(), z.array(z.looseObject({ type: z.literal('text'), text: z.string() }))])
     .optional(),
-  tools: z.array(z.looseObject({ name: z.string().min(1) })).optional(),
+  tools: z
+    .array(
+      z.union([
+        // A custom tool: the API needs its input schema.
+        z.looseObject({
+          type: z.literal('custom').optional(),
+          name: z.string().min(1),
+          input_schema: z.looseObject({ type: z.literal('object') }),
+        }),
+        // The server tools the host may offer, each with its fixed name, as the API checks.
+        z.looseObject({
+          type: z.literal('web_search_20250305'),
+          name: z.literal('web_search'),
+          max_uses: z.number().int().positive().optional(),
+        }),
+        z.looseObject({
+          type: z.literal('web_fetch_20250910'),
+          name: z.literal('web_fetch'),
+          max_uses: z.number().int().positive().optional(),
+          max_content_tokens: z.number().int().positive().optional(),
+        }),
+      ]),
+    )
+    .optional(),
   stream: z.boolean().optional(),
 });
 
@@ -175,6 +255,23 @@ export interface FakeAnthropicOptions {
    * @default textTurn('ok')
    */
   fallback?: FakeTurn | TurnFactory;
+  /**
+   * Bill input tokens as Anthropic's prompt cache does (prompt-cache.ts): each answered call's
+   * `input_tokens`, `cache_read_input_tokens` and `cache_creation_input_tokens` come from the
+   * request's prefix and what earlier calls cached, and a turn's `usage` then sets only the
+   * output tokens. `true` takes the defaults.
+   * @default off: every call reports the turn's `usage` or the default figures
+   */
+  promptCache?: boolean | PromptCacheOptions;
+}
+
+/** What the fake billed one answered call (with `promptCache` on, from its cache). */
+export interface BillingRecord {
+  /** Index of the call in {@link FakeAnthropic.requests}. */
+  request: number;
+  model: string;
+  /** The figures the answer reported. */
+  usage: Usage;
 }
 
 export interface FakeAnthropic {
@@ -184,6 +281,10 @@ export interface FakeAnthropic {
   readonly requests: readonly RecordedRequest[];
   /** Every HTTP request, accepted or not, in arrival order. */
   readonly allRequests: readonly ReceivedRequest[];
+  /** The usage of every answered call, as reported to the client: the fake's bill. */
+  readonly billing: readonly BillingRecord[];
+  /** The prompt cache, when `promptCache` is on. */
+  readonly promptCache: PromptCache | null;
   /** Scripted turns not yet played. */
   readonly pending: number;
   /** Replaces the script with these turns. */
@@ -192,7 +293,7 @@ export interface FakeAnthropic {
   enqueue(...turns: Array<FakeTurn | TurnFactory>): void;
   /** Resolves once at least `count` Messages calls have been accepted. */
   waitForRequests(count: number): Promise<void>;
-  /** Forgets the script and the recorded requests. */
+  /** Forgets the script, the recorded requests, the billing and the prompt cache. */
   reset(): void;
   /** Stops the server and cuts any answer still in progress. Safe to call twice. */
   close(): Promise<void>;
@@ -265,6 +366,10 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
   const queue: Array<FakeTurn | TurnFactory> = [];
   const requests: RecordedRequest[] = [];
   const allRequests: ReceivedRequest[] = [];
+  const billing: BillingRecord[] = [];
+  const cache = opts.promptCache
+    ? new PromptCache(opts.promptCache === true ? {} : opts.promptCache)
+    : null;
   const waiters: Array<{ count: number; resolve: () => void }> = [];
   const fallback = opts.fallback ?? textTurn('ok');
   let counter = 0;
@@ -337,6 +442,12 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
       sendError(res, { status: 400, message: `${where}: ${issue?.message ?? 'invalid'}` });
       return;
     }
+    // As the API does, whether or not the fake bills by its cache.
+    const breakpointProblem = cacheBreakpointProblem(parsed.data);
+    if (breakpointProblem) {
+      sendError(res, { status: 400, message: breakpointProblem });
+      return;
+    }
 
     const recorded: RecordedRequest = {
       headers: received.headers,
@@ -348,7 +459,17 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
     notifyWaiters();
 
     const scripted = queue.shift() ?? fallback;
-    const turn = typeof scripted === 'function' ? scripted(recorded) : scripted;
+    const played = typeof scripted === 'function' ? scripted(recorded) : scripted;
+    const unoffered = 'error' in played ? null : unofferedServerTool(played, parsed.data);
+    if (unoffered) {
+      // A scripting mistake, or a host that forgot the tool: the API never answers so.
+      sendError(res, {
+        status: 500,
+        message: `fake: the scripted answer uses the server tool ${unoffered}, which the request did not offer`,
+      });
+      return;
+    }
+    const turn = 'error' in played ? played : billed(played, recorded);
     afterDelay(res, turn.delayMs ?? 0, () => {
       if ('error' in turn) {
         if (turn.error.inStream && parsed.data.stream === true) {
@@ -360,17 +481,37 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
     });
   }
 
+  /** Bills an answered call (its cache figures, with `promptCache` on) and records the bill. */
+  function billed(turn: MessageTurn, recorded: RecordedRequest): MessageTurn {
+    const input = cache?.bill(recorded.body, recorded.apiKey) ?? {};
+    const usage: Usage = { ...DEFAULT_USAGE, ...turn.usage, ...input };
+    billing.push({ request: requests.indexOf(recorded), model: recorded.body.model, usage });
+    return { ...turn, usage };
+  }
+
   function buildMessage(turn: MessageTurn, model: string): Record<string, unknown> {
-    const content = turn.content.map((block) =>
-      block.type === 'text'
-        ? { type: 'text', text: block.text }
-        : {
+    const content = turn.content.map((block) => {
+      switch (block.type) {
+        case 'text':
+          return { type: 'text', text: block.text };
+        case 'tool_use':
+          return {
             type: 'tool_use',
             id: block.id ?? nextId('toolu'),
             name: block.name,
             input: block.input,
-          },
-    );
+          };
+        case 'server_tool_use':
+          return {
+            type: 'server_tool_use',
+            id: block.id ?? nextId('srvtoolu'),
+            name: block.name,
+            input: block.input,
+          };
+        default:
+          return { type: block.type, tool_use_id: block.tool_use_id, content: block.content };
+      }
+    });
     return {
       id: nextId('msg'),
       type: 'message',
@@ -419,6 +560,12 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
             { type: 'content_block_delta', index, delta: { type: 'text_delta', text: piece } },
           ]);
         }
+      } else if (block.type !== 'tool_use' && block.type !== 'server_tool_use') {
+        // A server tool's result arrives whole in its start event, with no deltas.
+        events.push([
+          'content_block_start',
+          { type: 'content_block_start', index, content_block: block },
+        ]);
       } else {
         events.push([
           'content_block_start',
@@ -513,6 +660,8 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
     url: `http://127.0.0.1:${port}`,
     requests,
     allRequests,
+    billing,
+    promptCache: cache,
     get pending() {
       return queue.length;
     },
@@ -530,6 +679,8 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
       queue.length = 0;
       requests.length = 0;
       allRequests.length = 0;
+      billing.length = 0;
+      cache?.clear();
     },
     close() {
       // Idempotent, so a test may close early and an afterEach hook close again.
@@ -550,6 +701,19 @@ function presentedKey(headers: Record<string, string>): string | null {
   if (direct) return direct;
   const bearer = /^Bearer\s+(\S+)$/i.exec(headers.authorization ?? '');
   return bearer?.[1] ?? null;
+}
+
+/** The server tool a scripted answer uses that the request did not offer, or null. */
+function unofferedServerTool(turn: MessageTurn, body: MessagesRequestBody): string | null {
+  const offered = new Set(
+    (body.tools ?? []).flatMap((tool) =>
+      'type' in tool && tool.type !== 'custom' ? [tool.name] : [],
+    ),
+  );
+  for (const block of turn.content) {
+    if (block.type === 'server_tool_use' && !offered.has(block.name)) return block.name;
+  }
+  return null;
 }
 
 function stopReasonOf(turn: MessageTurn): string {

@@ -78,7 +78,7 @@ describe('migration 006 (tasks and task runs)', () => {
 
     const upgraded = openStore(file);
     try {
-      expect(upgraded.db.pragma('user_version', { simple: true })).toBe(6);
+      expect(upgraded.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
       expect(upgraded.getGroup('local:a')?.folder).toBe('a');
       const task = upgraded.createTask(briefing({ groupJid: 'local:a' }), T0);
       expect(upgraded.listTasks().map((t) => t.id)).toEqual([task.id]);

@@ -9,6 +9,8 @@ import { migration004 } from './004-whatsapp-auth.js';
 import { migration005 } from './005-sender-allowlist.js';
 import { migration006 } from './006-tasks.js';
 import { migration007 } from './007-group-settings.js';
+import { migration008 } from './008-outbox-files.js';
+import { migration009 } from './009-usage-by-model.js';
 
 export interface Migration {
   /** Equals its position in {@link MIGRATIONS}, starting at 1. */
@@ -26,4 +28,6 @@ export const MIGRATIONS: readonly Migration[] = [
   migration005,
   migration006,
   migration007,
+  migration008,
+  migration009,
 ];
