@@ -24,6 +24,7 @@ import {
 import { parseArgs } from 'node:util';
 import { withControl } from './control.js';
 import { CliError, type Output, output } from './output.js';
+import { groupSettingsCommands } from './groups.js';
 import { taskCommands } from './tasks.js';
 import type { WhatsAppDisconnect } from '../core/channels/whatsapp-control.js';
 import type {
@@ -33,7 +34,9 @@ import type {
   SenderPolicyView,
   WhatsAppStatusView,
 } from '../core/control/handlers.js';
+import type { GroupMountsView } from '../core/sandbox/mount-allowlist.js';
 import type { CoreStatus } from '../core/core.js';
+import { formatUsageToday } from '../core/budget.js';
 
 function positiveInt(raw: string | undefined, name: string): number | undefined {
   if (raw === undefined) return undefined;
@@ -45,7 +48,19 @@ function positiveInt(raw: string | undefined, name: string): number | undefined 
 function groupLine(g: GroupView): string {
   const paused = g.pausedReason ? `paused: ${g.pausedReason}` : 'paused';
   const senders = g.allowedSenders ? `senders: ${g.allowedSenders.length} allowed` : null;
-  const flags = [g.main ? 'main' : null, g.paused ? paused : null, senders]
+  // The network is shown either way: whether a container can reach out is what an engineer
+  // checks first. Web fetch is off by default, so only a group that turned it on says so.
+  const network = g.network ? 'network: on' : 'network: off';
+  const webFetch = g.webFetch ? 'web fetch: on' : null;
+  const today = g.usageToday ? `today: ${formatUsageToday(g.usageToday)}` : null;
+  const flags = [
+    g.main ? 'main' : null,
+    g.paused ? paused : null,
+    senders,
+    network,
+    webFetch,
+    today,
+  ]
     .filter(Boolean)
     .join(', ');
   const trigger = g.trigger ?? 'every message';
@@ -89,6 +104,29 @@ function senderOptions(argv: string[]): { allow: string[]; deny: string[] } {
       .map((value) => value.trim())
       .filter((value) => value !== '');
   return { allow: split(values.allow), deny: split(values.deny) };
+}
+
+/** `groups mounts`: each extra mount and what the allowlist makes of it now. */
+function groupMountsText(view: GroupMountsView): string {
+  const lines: string[] = [];
+  if (view.changed && 'added' in view.changed) lines.push(`added ${view.changed.added}`);
+  if (view.changed && 'removed' in view.changed) lines.push(`removed ${view.changed.removed}`);
+  if (view.mounts.length === 0) {
+    lines.push(`${view.group} has no extra mounts; add one with --add PATH[:CONTAINER_PATH][:rw]`);
+  } else {
+    lines.push(`${view.group}'s extra mounts (checked against ${view.allowlist.file}):`);
+    for (const m of view.mounts) {
+      if (m.mount) {
+        const mode = m.mount.readOnly ? 'read-only' : 'read-write';
+        lines.push(`  ${m.hostPath} -> ${m.mount.containerPath} (${mode})`);
+        for (const note of m.notes) lines.push(`    note: ${note}`);
+      } else {
+        lines.push(`  ${m.hostPath}: REFUSED, not mounted: ${m.reason ?? 'refused'}`);
+      }
+    }
+  }
+  if (view.allowlist.state === 'invalid') lines.push(`allowlist: ${view.allowlist.reason ?? ''}`);
+  return lines.join('\n');
 }
 
 function messageLine(m: MessageView): string {
@@ -157,6 +195,20 @@ function commandList(out: Output): CommandSpec[] {
       positionals: { min: 0, max: 0 },
       async run() {
         await status(out);
+      },
+    },
+    {
+      name: 'doctor',
+      synopsis: '',
+      summary: 'check runtime, image, key, database, clock and time zone',
+      details:
+        'One line a check, with the fix under each failure. Works without serve and starts\n' +
+        'nothing. Exit code 0 when every check passes, 1 otherwise.',
+      options: {},
+      positionals: { min: 0, max: 0 },
+      async run() {
+        const { doctorCommand } = await import('./doctor.js');
+        return doctorCommand(out);
       },
     },
     {
@@ -271,6 +323,37 @@ function commandList(out: Output): CommandSpec[] {
           }),
         )) as SenderPolicyView;
         out.print(view, () => senderPolicyText(view));
+      },
+    },
+    ...groupSettingsCommands(out),
+    {
+      name: 'groups mounts',
+      synopsis: 'G [--add PATH[:CONTAINER_PATH][:rw] | --remove PATH | --list]',
+      summary: "list, add or remove host folders mounted in a group's container",
+      details: [
+        "G is the group's name, folder or jid. A mount appears at /workspace/extra/CONTAINER_PATH",
+        "(default: the folder's name), read-only unless :rw is given and the allowlist allows it.",
+        'Each folder must be inside a root of $CLAWBAR_HOME/mount-allowlist.json; secret-bearing',
+        'folders (.ssh, .aws, .env, keys, ...) and folders holding them are refused. --add checks',
+        'at once and says why a mount is refused; every run checks again.',
+      ].join('\n'),
+      options: {
+        add: { type: 'string', value: 'SPEC', help: 'mount PATH[:CONTAINER_PATH][:rw]' },
+        remove: { type: 'string', value: 'PATH', help: 'stop mounting PATH' },
+        list: { type: 'boolean', help: 'show the mounts and their state (the default)' },
+      },
+      positionals: groupRef,
+      async run({ values, positionals }) {
+        if (values.add !== undefined && values.remove !== undefined)
+          throw new CliError('give --add or --remove, not both');
+        const view = (await withControl((c) =>
+          c.request('groups.mounts', {
+            group: positionals[0] as string,
+            ...(values.add !== undefined ? { add: values.add as string } : {}),
+            ...(values.remove !== undefined ? { remove: values.remove as string } : {}),
+          }),
+        )) as GroupMountsView;
+        out.print(view, () => groupMountsText(view));
       },
     },
     {
@@ -595,6 +678,11 @@ async function status(out: Output): Promise<void> {
       `disk:       ${s.disk.summary}` +
         (s.disk.waiting.length > 0 ? `; ${s.disk.waiting.length} group(s) waiting for it` : ''),
       ...s.disk.overBudget.map((g) => `            ${g.name} is paused: its ${g.reason}`),
+      // An older serve may not report usage.
+      ...(s.usageToday ? [`today:      ${formatUsageToday(s.usageToday)}`] : []),
+      ...(s.budgetHeld?.length
+        ? [`budget:     waiting for midnight (daily budget reached): ${s.budgetHeld.join(', ')}`]
+        : []),
       ...failures,
     ].join('\n');
   });

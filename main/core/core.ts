@@ -6,7 +6,10 @@
  *
  * It never imports Electron: the tray app and `clawbar serve` both host it.
  */
+import path from 'node:path';
 import { AgentRun, type ModelCaller } from './agent/agent-run.js';
+import { TranscriptCompactor, type CompactionPolicy } from './agent/compaction.js';
+import type { GroupModelSettings } from './agent/agent-settings.js';
 import type { MeteredModelCaller } from './agent/model-broker.js';
 import { HostTools } from './agent/host-tools.js';
 import type { RunLimits } from './agent/run-limits.js';
@@ -17,8 +20,10 @@ import type { WhatsAppControl } from './channels/whatsapp-control.js';
 import type { ClawbarConfig } from './config.js';
 import { CoreInputError } from './errors.js';
 import { DiskGuard, type DiskGuardOptions, type DiskStatus } from './disk.js';
+import { BudgetGuard, type UsageToday } from './budget.js';
+import { ModelError } from './agent/model-errors.js';
 import { CoreEventBus, type RunActivity } from './events.js';
-import { GroupAdmin, type AddGroupInput } from './group-admin.js';
+import { GroupAdmin, type AddGroupInput, type GroupSettingsInput } from './group-admin.js';
 import { Scheduler, type TaskWork } from './scheduler/scheduler.js';
 import { TaskAdmin } from './scheduler/task-admin.js';
 import type { Logger } from './logger.js';
@@ -96,6 +101,8 @@ export interface CoreDeps {
   dispatch?: boolean;
   /** The scheduler's clocks (tests): a monotonic clock, and how often it is compared. */
   schedulerClock?: { monotonic?: () => number; checkMs?: number };
+  /** When a group's conversation is compacted, and its parts' sizes. @default DEFAULT_COMPACTION_POLICY */
+  compaction?: Partial<CompactionPolicy>;
 }
 
 export interface ChannelStatus {
@@ -116,6 +123,10 @@ export interface CoreStatus {
   keyConfigured: boolean;
   /** Free space in the data directory, and groups held or paused for disk. */
   disk: DiskStatus;
+  /** Every group's usage today (local day), with the estimated cost. */
+  usageToday: UsageToday;
+  /** Groups whose messages wait for their daily budget to reset, by name. */
+  budgetHeld: string[];
   channels: ChannelStatus[];
   outbox: {
     queued: number;
@@ -172,6 +183,8 @@ export class Core {
   readonly outbox: OutboxWorker;
   /** Group folder budgets and the free-space floor, checked before runs (issue 6). */
   readonly disk: DiskGuard;
+  /** Per-group daily budgets: runs and model calls past them wait for local midnight (issue 10). */
+  readonly budget: BudgetGuard;
   private readonly hostTools: HostTools;
   /** Key, engine and image: while any is not ready, all work is held (setup.ts). */
   private readonly setup: SetupMonitor;
@@ -246,6 +259,16 @@ export class Core {
       log: deps.log,
       limits: this.runLimits,
       tasks: this.tasks,
+      // send_file reads from the group's folder and stages copies in a host-only folder.
+      files: {
+        groupsDir: deps.config.groupsDir,
+        filesDir: path.join(deps.config.home, 'outbox-files'),
+      },
+      // The same as `clawbar groups add/remove`: events, queue and scheduler included.
+      groups: {
+        add: (input) => this.addGroup(input),
+        remove: (ref) => this.removeGroup(ref),
+      },
     });
     this.setup = new SetupMonitor({
       runtime: deps.runtime,
@@ -283,6 +306,7 @@ export class Core {
       now: this.now,
       ...(deps.schedulerClock?.monotonic ? { monotonic: deps.schedulerClock.monotonic } : {}),
       ...(deps.schedulerClock?.checkMs ? { clockCheckMs: deps.schedulerClock.checkMs } : {}),
+      upkeepFor: (group) => this.compactorFor(group),
     });
     this.disk = new DiskGuard({
       ...deps.disk,
@@ -295,11 +319,29 @@ export class Core {
       onRelease: (jid, work) => this.requeueHeld(jid, work),
       onDiscard: (jid, work) => this.dropHeld(jid, work),
     });
+    this.budget = new BudgetGuard({
+      store: deps.store,
+      events: this.events,
+      log: deps.log,
+      timezone: deps.config.timezone,
+      now: this.now,
+      notify: (jid, text) => {
+        deps.store.enqueueOutbound(jid, text, null, this.now(), 'notice');
+        this.outbox.notify();
+      },
+      onRelease: (jid, work) => this.requeueHeld(jid, work),
+      onSkipTask: (jid, taskId, reason) => this.skipTaskRun(jid, taskId, reason),
+    });
   }
 
   /** The assistant's name: the sender of its replies. */
   get assistantName(): string {
     return this.deps.config.assistantName;
+  }
+
+  /** The model of every group that has none of its own (`CLAWBAR_MODEL`). */
+  get defaultModel(): string {
+    return this.deps.config.model;
   }
 
   /**
@@ -326,6 +368,7 @@ export class Core {
     }
     // Folders are measured in the background; a run waits only for its own group's answer.
     if (this.dispatch) this.disk.start();
+    if (this.dispatch) this.budget.start();
     this.recoverPending();
     // Runs cut off by a crash are settled, and due times missed while closed caught up on.
     if (this.dispatch) this.scheduler.start();
@@ -340,6 +383,7 @@ export class Core {
     this.scheduler.stop();
     this.setup.stop();
     this.disk.stop();
+    this.budget.stop();
     await this.queue.shutdown(graceMs);
     await this.outbox.stop(Math.min(graceMs, 5_000));
     for (const channel of this.deps.channels) {
@@ -412,6 +456,17 @@ export class Core {
     }
     this.scheduler.groupRemoved();
     this.events.emit('group:changed', { groupJid: group.jid, change: 'removed' });
+    return group;
+  }
+
+  /**
+   * Changes a group's agent settings (model, web tools, network, daily budget), checked by
+   * {@link GroupAdmin.updateSettings}. Model and web tools apply from the group's next model
+   * call; the network from its next container.
+   */
+  updateGroupSettings(ref: string, changes: GroupSettingsInput): Group {
+    const group = this.groups.updateSettings(ref, changes);
+    this.events.emit('group:changed', { groupJid: group.jid, change: 'settings' });
     return group;
   }
 
@@ -508,6 +563,8 @@ export class Core {
       groups: store.listGroups().length,
       keyConfigured: this.deps.broker.hasKey !== false,
       disk: this.disk.status(),
+      usageToday: this.budget.usageTodayAll(),
+      budgetHeld: this.budget.heldGroups().map((jid) => store.getGroup(jid)?.name ?? jid),
       channels: this.deps.channels.map((c) => ({ name: c.name, state: c.state })),
       outbox: {
         ...counts,
@@ -659,6 +716,8 @@ export class Core {
     // Too little free space, or a folder over its budget (or not measured since its last
     // run): the guard holds the work, spending no retry, and hands it back to requeueHeld.
     if (!this.disk.admit(group, work)) return null;
+    // Past its daily budget: messages wait for local midnight, a task's run is skipped.
+    if (!this.budget.admit(group, work)) return null;
     let source: TurnSource | null;
     switch (work.kind) {
       case 'messages':
@@ -669,6 +728,7 @@ export class Core {
           timezone: config.timezone,
           now: this.now,
           log: this.deps.log,
+          upkeep: this.compactorFor(group),
           // Messages given up at planning: told like a turn a run closed (see AgentRun.closeTurn).
           onGaveUp: (turnId, throughSeq) => {
             this.outbox.notify();
@@ -724,6 +784,23 @@ export class Core {
     return run;
   }
 
+  /** The keeper of the group's conversation: compaction before a run, archiving trims at commit. */
+  private compactorFor(group: Group): TranscriptCompactor {
+    const { store, config } = this.deps;
+    return new TranscriptCompactor({
+      store,
+      // The summary call goes through the group's metered broker, like the agent's.
+      broker: this.meteredBroker(group.jid, false),
+      group: { jid: group.jid, folder: group.folder },
+      groupsDir: config.groupsDir,
+      timezone: config.timezone,
+      now: this.now,
+      log: this.deps.log,
+      ...(this.deps.compaction ? { policy: this.deps.compaction } : {}),
+      onNotice: () => this.outbox.notify(),
+    });
+  }
+
   /**
    * The queue booked a run's end: its source keeps the error of a turn the run left open, or
    * takes back the attempt when that was not the messages' fault (turns.ts). The queue calls
@@ -744,20 +821,70 @@ export class Core {
   /**
    * The broker as one group's run sees it: every call's usage is recorded for the group and
    * the day, as the API reported it, whether or not the turn then succeeds. The container's own
-   * figures (its `done` frame) are never recorded.
+   * figures (its `done` frame) are never recorded. `webTools` false: the host's own calls
+   * (compaction's summary), which have no use for the group's web tools.
    */
-  private meteredBroker(groupJid: string): ModelCaller {
+  private meteredBroker(groupJid: string, webTools = true): ModelCaller {
     return {
-      complete: (req, opts) =>
-        this.deps.broker.complete(req, {
+      complete: (req, opts) => {
+        // Past the daily budget no call is made, so a long tool loop stops at its next call.
+        // `billing`: final for the runner, and not the messages' fault (they wait, see budget.ts).
+        const overBudget = this.budget.refuseCall(groupJid);
+        if (overBudget !== null) {
+          this.stopForBudget(groupJid);
+          return Promise.reject(new ModelError(overBudget, { kind: 'billing', retryable: false }));
+        }
+        // Read at each call: a `groups set` reaches a warm container's next model call.
+        const settings = webTools ? this.modelSettings(groupJid) : this.modelOnlySettings(groupJid);
+        const model = settings.settings?.model ?? this.deps.config.model;
+        return this.deps.broker.complete(req, {
           ...opts,
+          ...settings,
           recordUsage: (usage) =>
             this.deps.store.addUsage(
               groupJid,
               dayInZone(this.now(), this.deps.config.timezone),
               usage,
+              model,
             ),
-        }),
+        });
+      },
+    };
+  }
+
+  /**
+   * Ends the group's run once its budget refused a call, as `groups stop` does: no retry, its
+   * messages stay stored. Otherwise its warm container would take the next message over stdin,
+   * around the check before a run ({@link BudgetGuard.admit}) that holds it until midnight.
+   * After the refusal is handed back, not inside the run's own call.
+   */
+  private stopForBudget(groupJid: string): void {
+    queueMicrotask(() => {
+      const { run } = this.queue.stop(groupJid);
+      if (run) this.log.info({ group: groupJid }, 'run stopped: the daily budget is reached');
+    });
+  }
+
+  /** A task's run that may not start (the group's daily budget is reached): skipped, and said why. */
+  private skipTaskRun(groupJid: string, taskId: string, reason: string): void {
+    const task = this.taskWork.get(taskId);
+    this.taskWork.delete(taskId);
+    task?.work.dropped(reason);
+    this.log.info({ group: groupJid, task: taskId, reason }, 'scheduled task skipped');
+  }
+
+  /** The group's model, with its web tools off. */
+  private modelOnlySettings(groupJid: string): { settings?: GroupModelSettings } {
+    const { settings } = this.modelSettings(groupJid);
+    return settings ? { settings: { ...settings, webSearch: false, webFetch: false } } : {};
+  }
+
+  /** The group's model and web tool settings for the broker; none for a group now gone. */
+  private modelSettings(groupJid: string): { settings?: GroupModelSettings } {
+    const group = this.deps.store.getGroup(groupJid);
+    if (!group) return {};
+    return {
+      settings: { model: group.model, webSearch: group.webSearch, webFetch: group.webFetch },
     };
   }
 

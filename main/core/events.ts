@@ -46,8 +46,11 @@ export interface CoreEvents {
   };
   'run:finished': { groupJid: string; runId: string; ok: boolean; error?: string };
   'run:gave-up': { groupJid: string; error: string; attempts: number };
-  /** A group was added, removed, paused or resumed, from any client. */
-  'group:changed': { groupJid: string; change: 'added' | 'removed' | 'paused' | 'resumed' };
+  /** A group was added, removed, paused or resumed, or its settings changed, from any client. */
+  'group:changed': {
+    groupJid: string;
+    change: 'added' | 'removed' | 'paused' | 'resumed' | 'settings';
+  };
   /** A channel's connection changed state (connecting, qr, pairing code, open, closed). */
   'channel:state': { channel: ChannelName; state: ChannelState };
   /** The assistant started or stopped "typing" in a chat (a turn for it runs). */
@@ -64,6 +67,21 @@ export interface CoreEvents {
    * (skipped, missed). One per due time; the tray's notifications are built on it.
    */
   'task:finished': TaskFinished;
+  /**
+   * A group reached its daily budget (budget.ts): its runs stop until local midnight
+   * (`resetsAt`). Once per group and local day, when the chat is told.
+   */
+  'budget:reached': {
+    groupJid: string;
+    /** The cap reached, in words: `200,000 tokens`, `$1.50`. */
+    limit: string;
+    /** What was used of it today, in words. */
+    used: string;
+    /** The local day, `YYYY-MM-DD`. */
+    day: string;
+    /** The next local midnight, epoch ms. */
+    resetsAt: number;
+  };
 }
 
 type Listener<K extends keyof CoreEvents> = (payload: CoreEvents[K]) => void;

@@ -55,6 +55,19 @@ describe('groups and messages without serve', () => {
         trigger: '@Andy',
         main: false,
         paused: false,
+        network: false,
+        webFetch: false,
+        usageToday: {
+          inputTokens: 0,
+          outputTokens: 0,
+          cacheReadTokens: 0,
+          cacheWriteTokens: 0,
+          tokens: 0,
+          calls: 0,
+          costUsd: 0,
+          knownCostUsd: 0,
+          unpricedModels: [],
+        },
       },
     ]);
     expect(fs.existsSync(path.join(homeOf(), 'groups', 'family', 'CLAUDE.md'))).toBe(true);
@@ -299,6 +312,7 @@ describe('--json', () => {
 const COMMANDS = [
   'serve',
   'status',
+  'doctor',
   'groups list',
   'groups add',
   'groups remove',
@@ -306,6 +320,9 @@ const COMMANDS = [
   'groups resume',
   'groups stop',
   'groups senders',
+  'groups show',
+  'groups set',
+  'groups mounts',
   'send',
   'messages',
   'tasks list',

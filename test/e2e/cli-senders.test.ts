@@ -57,7 +57,9 @@ describe('clawbar groups senders', () => {
       '4915123456789@s.whatsapp.net',
       '442079460958@s.whatsapp.net',
     ]);
-    expect(await ok(['groups', 'list'])).toContain('(senders: 3 allowed)');
+    expect(await ok(['groups', 'list'])).toContain(
+      '(senders: 3 allowed, network: off, today: no tokens)',
+    );
 
     const denied = JSON.parse(
       await ok(['groups', 'senders', TEAM_JID, '--deny', '+49 151 23456789', '--json']),

@@ -215,18 +215,26 @@ describe('a serving control socket', () => {
       trigger: '@Andy',
       main: false,
       paused: false,
+      network: false,
+      webFetch: false,
     });
     expect(fs.existsSync(path.join(home, 'groups', 'family', 'CLAUDE.md'))).toBe(true);
-    expect(await client.request('groups.list', {})).toEqual([added]);
+    expect(await client.request('groups.list', {})).toEqual([
+      { ...added, usageToday: expect.objectContaining({ tokens: 0, calls: 0, costUsd: 0 }) },
+    ]);
 
     expect(await client.request('groups.pause', { group: 'family' })).toMatchObject({
       paused: true,
     });
-    expect(await client.request('groups.list', {})).toEqual([{ ...added, paused: true }]);
+    expect(await client.request('groups.list', {})).toEqual([
+      { ...added, paused: true, usageToday: expect.objectContaining({ tokens: 0 }) },
+    ]);
     expect(await client.request('groups.resume', { group: 'local:family' })).toMatchObject({
       paused: false,
     });
-    expect(await client.request('groups.list', {})).toEqual([added]);
+    expect(await client.request('groups.list', {})).toEqual([
+      { ...added, usageToday: expect.objectContaining({ tokens: 0 }) },
+    ]);
 
     expect(await client.request('groups.remove', { group: 'FAMILY' })).toMatchObject({
       name: 'Family',

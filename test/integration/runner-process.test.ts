@@ -236,6 +236,7 @@ describe('runner process', () => {
       'list',
       'grep',
       'send_message',
+      'send_file',
       'list_chats',
       'schedule_task',
       'list_tasks',
@@ -243,6 +244,8 @@ describe('runner process', () => {
       'pause_task',
       'resume_task',
       'cancel_task',
+      'register_group',
+      'unregister_group',
     ]);
     expect(first.maxTokens).toBe(8192);
 

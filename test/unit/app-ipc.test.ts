@@ -146,6 +146,8 @@ describe('the IPC registrar', () => {
       trigger: '@Andy',
       main: false,
       paused: true,
+      network: false,
+      webFetch: false,
     });
     // A second connection to the same file sees the change: it was committed, not cached.
     const reader = openStore(unit.dbPath);

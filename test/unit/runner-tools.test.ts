@@ -77,6 +77,7 @@ describe('tool definitions', () => {
       'list',
       'grep',
       'send_message',
+      'send_file',
       'list_chats',
       'schedule_task',
       'list_tasks',
@@ -84,6 +85,8 @@ describe('tool definitions', () => {
       'pause_task',
       'resume_task',
       'cancel_task',
+      'register_group',
+      'unregister_group',
     ]);
   });
 

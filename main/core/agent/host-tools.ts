@@ -13,9 +13,14 @@
  *
  * The scheduled-task calls (schedule_task, list_tasks, update_task, pause_task, resume_task,
  * cancel_task) are in {@link TaskTools}: each group manages its own tasks, main any group's.
+ *
+ * `send_file` is in {@link SendFile} (send-file.ts): a file from the group's own folder to its
+ * own chat, path-checked on the host, counted against the same limits as send_message.
  */
 import { HostCallArgsSchemas, LIST_CHATS_MAX, type HostCallName } from './protocol.js';
 import { resolveRunLimits, type RunLimits } from './run-limits.js';
+import { GroupTools, type GroupChanges } from './group-tools.js';
+import { SendFile } from './send-file.js';
 import { TaskTools } from './task-tools.js';
 import type { z } from 'zod';
 import { clip, oneLine } from '../text.js';
@@ -65,6 +70,17 @@ export interface HostToolsDeps {
    * tests of other calls) those calls answer that scheduling is not available here.
    */
   tasks?: TaskAdmin;
+  /**
+   * Adding and removing groups, for the main group's register_group and unregister_group.
+   * Without it those calls answer that this host does not offer them.
+   */
+  groups?: GroupChanges;
+  /**
+   * Where send_file reads and stages files: `groupsDir` (`$CLAWBAR_HOME/groups`) and
+   * `filesDir`, a host-only folder outside it (`$CLAWBAR_HOME/outbox-files`). Without it
+   * send_file answers that this host does not offer it.
+   */
+  files?: { groupsDir: string; filesDir: string; maxBytes?: number };
 }
 
 /** The window `maxSendsPerMinute` counts over. */
@@ -86,6 +102,8 @@ export class HostTools {
   /** Per group; one small entry for each group that ever sent, so it stays bounded. */
   private readonly sends = new Map<string, SendHistory>();
   private readonly taskTools: TaskTools | null;
+  private readonly groupTools: GroupTools | null;
+  private readonly sendFile: SendFile | null;
 
   /** @throws {RangeError} when a limit in `deps.limits` is not a positive whole number */
   constructor(private readonly deps: HostToolsDeps) {
@@ -95,6 +113,22 @@ export class HostTools {
     this.maxSendsPerMinute = limits.maxSendsPerMinute;
     this.taskTools = deps.tasks
       ? new TaskTools({ store: deps.store, tasks: deps.tasks, log: this.log })
+      : null;
+    this.groupTools = deps.groups
+      ? new GroupTools({ store: deps.store, groups: deps.groups, log: this.log })
+      : null;
+    this.sendFile = deps.files
+      ? new SendFile({
+          ...deps.files,
+          store: deps.store,
+          outbox: deps.outbox,
+          formatOutbound: deps.formatOutbound,
+          // Files count against the same limits as messages: both reach the chat.
+          takeAllowance: (binding) => this.takeSendAllowance(binding),
+          now: deps.now,
+          log: this.log,
+          ...(deps.sendConfirmMs !== undefined ? { sendConfirmMs: deps.sendConfirmMs } : {}),
+        })
       : null;
   }
 
@@ -136,6 +170,23 @@ export class HostTools {
           const args = parseArgs(name, HostCallArgsSchemas.cancel_task, rawArgs);
           return args.ok ? this.withTasks((tasks) => tasks.cancel(binding, args.data)) : args;
         }
+        case 'register_group': {
+          const args = parseArgs(name, HostCallArgsSchemas.register_group, rawArgs);
+          return args.ok ? this.withGroups((groups) => groups.register(binding, args.data)) : args;
+        }
+        case 'unregister_group': {
+          const args = parseArgs(name, HostCallArgsSchemas.unregister_group, rawArgs);
+          return args.ok
+            ? this.withGroups((groups) => groups.unregister(binding, args.data))
+            : args;
+        }
+        case 'send_file': {
+          const args = parseArgs(name, HostCallArgsSchemas.send_file, rawArgs);
+          if (!args.ok) return args;
+          if (!this.sendFile)
+            return { ok: false, result: 'send_file is not available on this host' };
+          return await this.sendFile.send(binding, args.data);
+        }
         default: {
           const unreachable: never = name;
           return { ok: false, result: `unhandled host call ${String(unreachable)}` };
@@ -145,6 +196,12 @@ export class HostTools {
       this.log.error({ group: binding.groupJid, call: name, err }, 'host call failed');
       return { ok: false, result: `${name} failed on the host` };
     }
+  }
+
+  private withGroups(call: (groups: GroupTools) => HostCallResult): HostCallResult {
+    if (!this.groupTools)
+      return { ok: false, result: 'managing groups is not available on this host' };
+    return call(this.groupTools);
   }
 
   private withTasks(call: (tasks: TaskTools) => HostCallResult): HostCallResult {

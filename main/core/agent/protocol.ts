@@ -124,6 +124,9 @@ export const HOST_CALLS = [
   'pause_task',
   'resume_task',
   'cancel_task',
+  'register_group',
+  'unregister_group',
+  'send_file',
 ] as const;
 export type HostCallName = (typeof HOST_CALLS)[number];
 
@@ -253,6 +256,24 @@ export const HostCallArgsSchemas = {
   resume_task: z.strictObject({ task_id: taskIdArg }),
   /** Removes the task and its run log. */
   cancel_task: z.strictObject({ task_id: taskIdArg }),
+  /** Main group only: enables a chat the channels know (list_chats) as a group. */
+  register_group: z.strictObject({
+    chat_jid: z.string().min(1).max(256),
+    name: z.string().min(1).max(64).optional(),
+    trigger: z.string().min(1).max(64).optional(),
+    requires_trigger: z.boolean().optional(),
+  }),
+  /** Main group only: disables a group; its chat history and folder are kept. */
+  unregister_group: z.strictObject({ group_folder: groupFolderArg }),
+  /**
+   * A file from the group's own folder to the group's own chat: `path` relative to
+   * /workspace/group or absolute under it. The host checks the path against the group's real
+   * folder (agent/send-file.ts); the chat is always the run's own.
+   */
+  send_file: z.strictObject({
+    path: z.string().min(1).max(4096),
+    caption: z.string().max(1024).optional(),
+  }),
 } satisfies Record<HostCallName, z.ZodType>;
 
 // ── text shared by both sides ──────────────────────────────────────────────

@@ -16,8 +16,16 @@ import { CoreInputError } from '../errors.js';
 import type { SetupProblem } from '../setup.js';
 import type { TaskListing, TaskRunView, TaskView } from '../scheduler/task-admin.js';
 import { senderMayTrigger } from '../router.js';
+import type { GroupMountsView } from '../sandbox/mount-allowlist.js';
 import type { Chat, Group, OutboxItem, StoredMessage } from '../store/index.js';
 import type { ControlMethod, ControlParams, ControlProgress } from './protocol.js';
+import type { UsageToday } from '../budget.js';
+import {
+  groupSettingsView,
+  settingsNotes,
+  type GroupSettingsChangeView,
+  type GroupSettingsView,
+} from './group-settings-view.js';
 
 export interface GroupView {
   name: string;
@@ -34,6 +42,12 @@ export interface GroupView {
    * Absent: anyone in the chat may.
    */
   allowedSenders?: string[];
+  /** Whether the group's container gets a network (off: `--network none`). */
+  network: boolean;
+  /** Whether Anthropic's web fetch is on for the group (off by default). */
+  webFetch: boolean;
+  /** Tokens used today (local day) and their estimated cost (`groups list`). */
+  usageToday?: UsageToday;
 }
 
 /** The answer to `groups.senders`: the group and its policy after any change. */
@@ -78,6 +92,8 @@ export function groupView(group: Group): GroupView {
     main: group.isMain,
     paused: group.paused,
     ...(group.allowedSenders !== null ? { allowedSenders: group.allowedSenders } : {}),
+    network: group.networkAllowed,
+    webFetch: group.webFetch,
   };
 }
 
@@ -225,7 +241,11 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
     'groups.list': async () =>
       core.groups.list().map((group) => {
         const reason = group.paused ? core.disk.pausedReason(group.jid) : null;
-        return { ...groupView(group), ...(reason ? { pausedReason: reason } : {}) };
+        return {
+          ...groupView(group),
+          ...(reason ? { pausedReason: reason } : {}),
+          usageToday: core.budget.usageToday(group.jid),
+        };
       }),
     'groups.add': async (p) =>
       groupView(
@@ -251,6 +271,25 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
         ...(p.everyone !== undefined ? { everyone: p.everyone } : {}),
       });
       return { group: groupView(group), allowedSenders: group.allowedSenders };
+    },
+    'groups.mounts': async (p): Promise<GroupMountsView> =>
+      core.groups.mounts(p.group, {
+        ...(p.add !== undefined ? { add: p.add } : {}),
+        ...(p.remove !== undefined ? { remove: p.remove } : {}),
+      }),
+    'groups.show': async (p): Promise<GroupSettingsView> => {
+      const group = core.groups.resolve(p.group);
+      return {
+        ...groupSettingsView(group, core.defaultModel),
+        usageToday: core.budget.usageToday(group.jid),
+      };
+    },
+    'groups.set': async ({ group: ref, ...input }): Promise<GroupSettingsChangeView> => {
+      const group = core.updateGroupSettings(ref, input);
+      return {
+        settings: groupSettingsView(group, core.defaultModel),
+        notes: settingsNotes(input),
+      };
     },
     send: async (p, ctx) => {
       if (p.wait && !serving) {

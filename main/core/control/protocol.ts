@@ -41,6 +41,30 @@ export const ControlMethods = {
     deny: z.array(senderEntry).max(256, 'at most 256 senders at a time').optional(),
     everyone: z.boolean().optional(),
   }),
+  /**
+   * A group's extra mounts, each with the allowlist's verdict; with `add` (a
+   * `PATH[:CONTAINER_PATH][:rw]` spec, checked at once) or `remove` (a host path), changed first.
+   */
+  'groups.mounts': z.object({
+    group: groupRef,
+    add: z.string().trim().min(1, 'a mount is required').max(4300).optional(),
+    remove: z.string().trim().min(1, 'a path is required').max(4300).optional(),
+  }),
+  /** A group's agent settings: model, web tools, network, daily budget, extra mounts. */
+  'groups.show': z.object({ group: groupRef }),
+  /**
+   * Changes a group's agent settings; fields left out stay. `model` null goes back to the
+   * configured default; a budget null removes that cap. The core checks what each value means.
+   */
+  'groups.set': z.object({
+    group: groupRef,
+    model: z.string().max(256).nullable().optional(),
+    webSearch: z.boolean().optional(),
+    webFetch: z.boolean().optional(),
+    networkAllowed: z.boolean().optional(),
+    budgetTokens: z.number().nullable().optional(),
+    budgetUsd: z.number().nullable().optional(),
+  }),
   send: z.object({
     group: groupRef,
     from: z.string().max(256).optional(),

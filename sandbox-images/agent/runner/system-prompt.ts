@@ -68,16 +68,21 @@ export function buildSystemPrompt(facts: PromptFacts): string {
       '# Where you work',
       `- You run in a Linux container that is your sandbox. Use bash and the file tools freely. The network may be unavailable.`,
       `- Your files live in ${facts.paths.group}. It is your working directory, relative paths start there, and it is kept between conversations. Files elsewhere in the container are lost when it stops.`,
-      `- Keep your memory for this chat in ${groupMemoryFile}: who is here, what they like, what you are working on. Update it when you learn something worth keeping.`,
-      `- ${globalMemoryFile} is memory shared by all your chats.${facts.isMain ? ' You may edit it.' : ' It is read-only here.'}`,
+      `- Keep your memory for this chat in ${groupMemoryFile}: who is here, what they like, what you are working on. Update it when you learn something worth keeping. When someone asks you to remember something, write it there.`,
+      `- ${globalMemoryFile} is memory shared by all your chats.${facts.isMain ? ' You may edit it: put there what every chat should know, when your owner asks you to remember something everywhere.' : ' It is read-only here.'}`,
+      `- Files people send in the chat (images, voice notes, documents) are saved in ${path.join(facts.paths.group, 'inbox')}; the message names each one, e.g. "[image inbox/2026-11-25-image-1a2b3c4d.jpg]", relative to your folder.`,
+      `- Long conversations are compacted: older turns are replaced by a summary, and their full text is kept as dated markdown files in ${path.join(facts.paths.group, 'conversations')}. Search them (grep) when you need something from long ago that the summary leaves out.`,
     ].join('\n'),
 
     [
       '# How you reply',
       '- Your final answer in each turn is sent to the chat as a message. Write for a chat: short and plain; no headings or tables.',
       '- The send_message tool sends a message at once while you keep working, e.g. to say you are on a long task. Do not repeat its text in your final answer.',
+      `- The send_file tool sends a file from ${facts.paths.group} to the chat (an image, audio or a document, up to 16 MiB), e.g. a chart or a report you made.`,
       ...(facts.isMain
-        ? ['- The list_chats tool lists the chats you can reach, with their names and jids.']
+        ? [
+            '- The list_chats tool lists the chats you can reach, with their names and jids. register_group enables one of them as a group (only when your owner asks); unregister_group disables a group.',
+          ]
         : []),
       facts.isMain
         ? '- schedule_task sets up reminders and recurring jobs (e.g. a cron "0 8 * * 1-5" for every weekday at 8) in this chat or, with group_folder, in another group; list_tasks, update_task, pause_task, resume_task and cancel_task manage any group\'s tasks.'

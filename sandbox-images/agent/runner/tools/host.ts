@@ -1,9 +1,14 @@
 /**
- * The tools that are calls to the host: send_message, list_chats, and the scheduled-task tools.
+ * The tools that are calls to the host: send_message, send_file, list_chats, and the
+ * scheduled-task tools.
  * The host authorizes each call.
  */
 import { z } from 'zod';
-import { HostCallArgsSchemas, LIST_CHATS_MAX } from '../../../../main/core/agent/protocol.js';
+import {
+  HostCallArgsSchemas,
+  LIST_CHATS_MAX,
+  type HostCallName,
+} from '../../../../main/core/agent/protocol.js';
 import { defineTool, type ToolContext, type ToolOutcome } from './define.js';
 
 // ── send_message ───────────────────────────────────────────────────────────
@@ -22,6 +27,43 @@ export const sendMessageTool = defineTool({
     return reply.result || 'Message sent.';
   },
 });
+
+// ── send_file ──────────────────────────────────────────────────────────────
+
+export const sendFileTool = defineTool({
+  name: 'send_file',
+  description:
+    'Sends a file from your folder to this chat: a JPEG or PNG arrives as an image, MP3/M4A/Opus as audio, anything else as a document. ' +
+    'Give a path relative to your folder or absolute under it; files elsewhere (and symbolic links) are refused, so copy or save the file into your folder first. ' +
+    'At most 16 MiB. The file is copied when you call this, so later changes to it are not sent.',
+  input: z.strictObject({
+    path: HostCallArgsSchemas.send_file.shape.path.describe(
+      'The file, e.g. "report.pdf" or "/workspace/group/charts/sales.png".',
+    ),
+    caption: HostCallArgsSchemas.send_file.shape.caption.describe(
+      'Optional text shown with the file.',
+    ),
+  }),
+  async run(input, context) {
+    const args = {
+      path: pathForHost(context.groupDir, input.path),
+      ...(input.caption === undefined ? {} : { caption: input.caption }),
+    };
+    const reply = await context.callHost('send_file', args, context.signal);
+    if (!reply.ok) return { content: reply.result || 'send_file failed', isError: true };
+    return reply.result || 'File sent.';
+  },
+});
+
+/**
+ * The host reads paths in container terms (relative to /workspace/group, or under it). Where
+ * the group folder is mounted elsewhere (the runner run outside a container, in tests), an
+ * absolute path inside it is passed on relative. The host checks the path either way.
+ */
+function pathForHost(groupDir: string, toolPath: string): string {
+  const prefix = groupDir.endsWith('/') ? groupDir : `${groupDir}/`;
+  return toolPath.startsWith(prefix) ? toolPath.slice(prefix.length) : toolPath;
+}
 
 // ── list_chats ─────────────────────────────────────────────────────────────
 
@@ -80,8 +122,7 @@ const postResultField = taskArgs.post_result.describe(
 
 /** Calls the host with the tool's input as its arguments, and turns a refusal into an error. */
 async function forward(
-  name:
-    'schedule_task' | 'list_tasks' | 'update_task' | 'pause_task' | 'resume_task' | 'cancel_task',
+  name: Exclude<HostCallName, 'send_message' | 'list_chats'>,
   input: Record<string, unknown>,
   context: ToolContext,
 ): Promise<string | ToolOutcome> {
@@ -183,4 +224,42 @@ export const cancelTaskTool = defineTool({
     'Cancels a scheduled task for good: it is removed with its run log. To stop it for a while, use pause_task.',
   input: taskIdOnly,
   run: (input, context) => forward('cancel_task', input, context),
+});
+
+// ── register_group, unregister_group (main only) ───────────────────────────
+
+export const registerGroupTool = defineTool({
+  name: 'register_group',
+  description:
+    'For the main group only; other groups are refused. Enables a WhatsApp chat as a group, so the assistant answers there ' +
+    "(by default when a message starts with the trigger, like @Andy). Find the chat's jid with list_chats first. " +
+    "Only do this when your owner asks for it: the assistant then reads that chat's messages.",
+  input: z.strictObject({
+    chat_jid: HostCallArgsSchemas.register_group.shape.chat_jid.describe(
+      'The chat\'s jid as list_chats shows it, e.g. "120363012345678901@g.us".',
+    ),
+    name: HostCallArgsSchemas.register_group.shape.name.describe(
+      "The group's name in Clawbar; defaults to the chat's own name.",
+    ),
+    trigger: HostCallArgsSchemas.register_group.shape.trigger.describe(
+      'The word that wakes the assistant, like "@Andy"; defaults to @ and the assistant\'s name.',
+    ),
+    requires_trigger: HostCallArgsSchemas.register_group.shape.requires_trigger.describe(
+      'false: every message wakes the assistant (for a chat with only the owner). Default true.',
+    ),
+  }),
+  run: (input, context) => forward('register_group', input, context),
+});
+
+export const unregisterGroupTool = defineTool({
+  name: 'unregister_group',
+  description:
+    'For the main group only; other groups are refused. Stops the assistant answering in a group. ' +
+    'Its chat history and folder are kept; its scheduled tasks are removed. The main group cannot unregister itself.',
+  input: z.strictObject({
+    group_folder: HostCallArgsSchemas.unregister_group.shape.group_folder.describe(
+      "The group's folder, as list_chats or list_tasks shows it.",
+    ),
+  }),
+  run: (input, context) => forward('unregister_group', input, context),
 });

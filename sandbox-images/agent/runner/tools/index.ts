@@ -18,9 +18,12 @@ import {
   listChatsTool,
   listTasksTool,
   pauseTaskTool,
+  registerGroupTool,
   resumeTaskTool,
   scheduleTaskTool,
+  sendFileTool,
   sendMessageTool,
+  unregisterGroupTool,
   updateTaskTool,
 } from './host.js';
 import { grepTool, listTool } from './search.js';
@@ -44,6 +47,7 @@ const TOOLS: readonly RegisteredTool[] = [
   listTool,
   grepTool,
   sendMessageTool,
+  sendFileTool,
   listChatsTool,
   scheduleTaskTool,
   listTasksTool,
@@ -51,6 +55,8 @@ const TOOLS: readonly RegisteredTool[] = [
   pauseTaskTool,
   resumeTaskTool,
   cancelTaskTool,
+  registerGroupTool,
+  unregisterGroupTool,
 ];
 const TOOLS_BY_NAME = new Map(TOOLS.map((tool) => [tool.definition.name, tool]));
 
