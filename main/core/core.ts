@@ -860,7 +860,7 @@ export class Core {
    */
   private stopForBudget(groupJid: string): void {
     queueMicrotask(() => {
-      const { run } = this.queue.stop(groupJid);
+      const { run } = this.queue.stop(groupJid, 'the daily budget is reached');
       if (run) this.log.info({ group: groupJid }, 'run stopped: the daily budget is reached');
     });
   }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import type { AgentRun } from '../../main/core/agent/agent-run.js';
 import { HostTools } from '../../main/core/agent/host-tools.js';
@@ -83,6 +83,20 @@ describe('AgentRun run log', () => {
     expect(text).not.toContain(key);
     // Out of the container's reach: nothing was written into the group folder's logs/.
     expect(fs.existsSync(path.join(home.config.groupsDir, 'family', 'logs'))).toBe(false);
+  });
+
+  it('says why a run was stopped from outside, rather than calling the kill a failure', async () => {
+    const { home, start, runtime } = setUp();
+    home.post('@Andy hi');
+    // The runner takes the prompt and then works on it for as long as it is let.
+    runtime.useScript(scriptedRunner({ onPrompt: 'setInterval(() => undefined, 1_000);' }));
+    const run = start();
+    await vi.waitFor(() => expect(runtime.started).toHaveLength(1));
+    await run.kill('the daily budget is reached');
+    await run.finished;
+    const text = onlyRunLog(home);
+    expect(text).toMatch(/outcome: {4}stopped: the daily budget is reached\n/);
+    expect(text).not.toContain('failed (');
   });
 
   it('mounts the extra folders the allowlist grants, skips the refused ones, and logs both', async () => {

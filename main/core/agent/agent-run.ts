@@ -279,6 +279,8 @@ export class AgentRun implements GroupRun {
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private settle!: (outcome: RunOutcome) => void;
+  /** Why the run was killed from outside (a stop, the budget, a shutdown), for its log. */
+  private killedFor: string | null = null;
   /** For the run log (run-log.ts): when the run began, what it mounted, how it exited. */
   private readonly startedAt: number;
   private mounts: Mount[] = [];
@@ -332,8 +334,9 @@ export class AgentRun implements GroupRun {
     if (this.state === 'idle') this.beginShutdown();
   }
 
-  async kill(): Promise<void> {
+  async kill(reason = 'killed'): Promise<void> {
     if (this.state === 'ended') return;
+    this.killedFor ??= reason;
     this.abort.abort(new Error('run killed'));
     if (this.state !== 'stopping') this.to('stopping');
     await this.killContainer();
@@ -700,9 +703,12 @@ export class AgentRun implements GroupRun {
           endedAt: this.now(),
           exitCode: this.exitCode,
           turns: this.turnCount,
-          outcome: failure
-            ? { ok: false, kind: failure.kind, error: failure.error.message }
-            : { ok: true },
+          outcome:
+            this.killedFor !== null
+              ? { ok: false, kind: 'stopped', error: this.killedFor }
+              : failure
+                ? { ok: false, kind: failure.kind, error: failure.error.message }
+                : { ok: true },
           mounts: this.mounts,
           refusedMounts: this.refusedMounts.map((r) => ({
             hostPath: r.request.hostPath,

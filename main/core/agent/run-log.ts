@@ -113,7 +113,9 @@ export function formatRunLog(record: RunLogRecord): string {
   const durationMs = Math.max(0, record.endedAt - record.startedAt);
   const outcome = record.outcome.ok
     ? 'ok'
-    : `failed (${record.outcome.kind}): ${oneLine(record.outcome.error)}`;
+    : record.outcome.kind === 'stopped'
+      ? `stopped: ${oneLine(record.outcome.error)}`
+      : `failed (${record.outcome.kind}): ${oneLine(record.outcome.error)}`;
   const lines = [
     `run:        ${record.runId}`,
     `group:      ${oneLine(record.group.name)} (folder ${record.group.folder}, ${oneLine(record.group.jid)})`,

@@ -40,8 +40,8 @@ export interface GroupRun {
   readonly idle: boolean;
   /** Asks the run to finish its current turn and stop, freeing its slot. */
   requestStop(): void;
-  /** Stops the container now. */
-  kill(): Promise<void>;
+  /** Stops the container now; `reason` says why, for the run's own log. */
+  kill(reason?: string): Promise<void>;
   /** Settles when the run has ended. */
   readonly finished: Promise<RunOutcome>;
 }
@@ -253,7 +253,7 @@ export class GroupQueue {
    * the messages stay pending, undispatched, and the next one that arrives starts a run that
    * answers them all. Task runs queued behind it stay queued. A warm, idle run is let go.
    */
-  stop(groupJid: string): StopResult {
+  stop(groupJid: string, reason = 'stopped on request (`clawbar groups stop`)'): StopResult {
     const state = this.groups.get(groupJid);
     if (!state) return { run: null, cancelledRetry: false };
     const cancelledRetry = state.retryTimer !== null;
@@ -277,7 +277,7 @@ export class GroupQueue {
     this.killed.set(run, 'stop');
     this.log.info({ group: groupJid, work: state.runWork?.kind }, 'stopping the run on request');
     run
-      .kill()
+      .kill(reason)
       .catch((err: unknown) =>
         this.log.error({ group: groupJid, err }, 'could not kill a stopped run'),
       );
@@ -383,7 +383,7 @@ export class GroupQueue {
       'runs did not stop in time; killing their containers',
     );
     for (const run of stragglers) if (!this.killed.has(run)) this.killed.set(run, 'shutdown');
-    await Promise.allSettled(stragglers.map((r) => r.kill()));
+    await Promise.allSettled(stragglers.map((r) => r.kill('Clawbar shut down during the run')));
     if (!(await this.allEnded(KILLED_RUN_END_MS))) {
       this.log.error(
         { runs: this.live.size },
