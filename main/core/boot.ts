@@ -10,6 +10,7 @@ import { localChannelFor } from './channels/local.js';
 import { whatsappChannelFor } from './channels/whatsapp/boot.js';
 import { Core } from './core.js';
 import { createLogger, type Logger } from './logger.js';
+import { agentImageContext, offlineBaseScript } from './paths.js';
 import { AppleContainerRuntime } from './sandbox/apple-container.js';
 import { appleImageBuilder } from './sandbox/apple-image-builder.js';
 import { DockerRuntime } from './sandbox/docker.js';
@@ -30,6 +31,18 @@ export interface BootOptions {
    * @default false
    */
   buildImage?: boolean;
+  /**
+   * The `sandbox-images` folder the agent image is built from. The packaged desktop app ships
+   * it outside `app.asar` and passes `sandboxImagesDir(...)` (paths.ts) here.
+   * @default `sandbox-images` in the package root
+   */
+  sandboxImagesDir?: string;
+  /**
+   * A better-sqlite3 addon built for this process's ABI, used instead of the installed one
+   * (`npm start` passes Electron's; see devSqliteBinding in paths.ts).
+   * @default the installed addon
+   */
+  sqliteNativeBinding?: string;
 }
 
 export interface BootedCore {
@@ -59,10 +72,12 @@ function imageBuilderFor(
   config: ClawbarConfig,
   log: Logger,
   runtime: ContainerRuntime,
+  sandboxDir: string | undefined,
 ): ImageBuilder {
+  const contextDir = agentImageContext(sandboxDir);
   return runtime instanceof AppleContainerRuntime
-    ? appleImageBuilder(config, log, runtime)
-    : dockerImageBuilder(config, log);
+    ? appleImageBuilder(config, log, runtime, contextDir)
+    : dockerImageBuilder(config, log, undefined, contextDir, offlineBaseScript(sandboxDir));
 }
 
 export function bootCore(opts: BootOptions = {}): BootedCore {
@@ -70,7 +85,10 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
   const home = resolveHome(env);
   // Before anything is written there: the database, logs and socket live in it (0700).
   const tightened = ensurePrivateHome(home);
-  const store = openStore(path.join(home, 'clawbar.db'));
+  const store = openStore(
+    path.join(home, 'clawbar.db'),
+    opts.sqliteNativeBinding ? { nativeBinding: opts.sqliteNativeBinding } : {},
+  );
   try {
     const config = loadConfig(env, (key) => store.getSetting(key));
     const log = opts.log ?? createLogger({ logDir: config.logsDir, env });
@@ -95,7 +113,9 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
       config,
       store,
       runtime,
-      ...(opts.buildImage ? { imageBuilder: imageBuilderFor(config, log, runtime) } : {}),
+      ...(opts.buildImage
+        ? { imageBuilder: imageBuilderFor(config, log, runtime, opts.sandboxImagesDir) }
+        : {}),
       broker,
       log,
       channels: whatsapp ? [local, whatsapp.channel] : [local],

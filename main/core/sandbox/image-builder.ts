@@ -7,7 +7,7 @@ import Docker from 'dockerode';
 
 import { DEFAULTS, type ClawbarConfig } from '../config.js';
 import type { Logger } from '../logger.js';
-import { agentImageContext } from '../paths.js';
+import { agentImageContext, offlineBaseScript } from '../paths.js';
 import type { ImageBuilder } from '../setup.js';
 import { agentImageFreshness, ensureAgentImage, formatImageProgress } from './ensure-image.js';
 
@@ -16,6 +16,8 @@ export function dockerImageBuilder(
   log: Logger,
   docker: Docker = new Docker(),
   contextDir: string = agentImageContext(),
+  /** Run when no base image can be had from a registry (see ensure-image.ts). */
+  offlineBaseScriptPath: string = offlineBaseScript(),
 ): ImageBuilder {
   let toldOwnImage = false;
   return {
@@ -44,6 +46,7 @@ export function dockerImageBuilder(
         docker,
         tag: config.image,
         contextDir,
+        offlineBaseScript: offlineBaseScriptPath,
         signal,
         onProgress: (event) => {
           const line = formatImageProgress(event);

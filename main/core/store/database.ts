@@ -33,16 +33,30 @@ export class MigrationError extends Error {
   }
 }
 
+export interface OpenDatabaseOptions {
+  /**
+   * The better-sqlite3 addon (`better_sqlite3.node`) to load instead of the one in
+   * node_modules. `npm start` builds a separate copy for Electron's ABI, so the installed one
+   * stays built for Node and the CLI and tests keep working beside the app
+   * (scripts/start-electron.ts). @default the installed addon
+   */
+  nativeBinding?: string;
+}
+
 /**
  * Opens (creating if needed) the database file in WAL mode and migrates it.
  * Pass `':memory:'` for a throwaway database in tests.
  */
-export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS): Db {
+export function openDatabase(
+  file: string,
+  migrations: readonly Migration[] = MIGRATIONS,
+  opts: OpenDatabaseOptions = {},
+): Db {
   if (file !== ':memory:') {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     makePrivate(file);
   }
-  const db = new Database(file);
+  const db = new Database(file, opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {});
   try {
     // The CLI and `serve` may touch the file at once; wait rather than fail on a lock.
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);

@@ -2,7 +2,7 @@
  * The store: every SQL statement in Clawbar lives below this folder, as named, prepared
  * queries grouped by table family.
  */
-import { openDatabase, type Db } from './database.js';
+import { openDatabase, type Db, type OpenDatabaseOptions } from './database.js';
 import { groupQueries } from './groups.js';
 import { messageQueries } from './messages.js';
 import { runStateQueries } from './run-state.js';
@@ -31,8 +31,8 @@ function storeOver(db: Db): Store {
 }
 
 /** Opens the database file (WAL, migrated) and prepares every query once. */
-export function openStore(file: string): Store {
-  return storeOver(openDatabase(file));
+export function openStore(file: string, opts: OpenDatabaseOptions = {}): Store {
+  return storeOver(openDatabase(file, undefined, opts));
 }
 
 export * from './types.js';
