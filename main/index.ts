@@ -1,21 +1,25 @@
 /**
  * The Electron entry: starts the core, then the shell around it, in this order.
  *
- *  1. Keep Chromium's data in `$CLAWBAR_HOME/electron` and claim the one-instance lock for it.
+ *  1. Keep Chromium's data in `$CLAWBAR_HOME/electron`, claim the one-instance lock for it,
+ *     and register the `app://` scheme (both must happen before `ready`).
  *  2. Wait for Electron to be ready.
- *  3. Boot the core (database, configuration, runtime, model broker); from here on, quitting
- *     shuts it down cleanly first.
- *  4. Serve the control socket, so the CLI reaches this app as it reaches `clawbar serve`.
- *  5. Start the core: folders, orphaned containers, channels, recovery of unanswered messages,
+ *  3. Read the settings (electron-store, validated) and the API key (safeStorage).
+ *  4. Boot the core with them (database, configuration, runtime, model broker); from here on,
+ *     quitting shuts it down cleanly first.
+ *  5. Serve the control socket, so the CLI reaches this app as it reaches `clawbar serve`.
+ *  6. Start the core: folders, orphaned containers, channels, recovery of unanswered messages,
  *     the scheduler (re-armed when the machine wakes).
- *  6. Register the IPC handlers, gated to the tray window.
- *  7. Create the tray icon and its menu, and desktop notifications.
- *  8. Hide the Dock icon on macOS.
+ *  7. Lock the web side down: the CSP on every response, `app://` serving `dist/renderer`.
+ *  8. Register the IPC handlers, gated to the tray window.
+ *  9. Create the tray icon and its menu, desktop notifications, and launch at login.
+ * 10. Hide the Dock icon on macOS.
  *
  * This file only wires Electron into functions of `main/app` and the core's `bootCore`; their
  * behaviour is tested with `test/fakes/electron.ts`. It is the one main-process file that
  * imports `electron` at runtime.
  */
+import path from 'node:path';
 import {
   app,
   BrowserWindow,
@@ -25,9 +29,17 @@ import {
   nativeImage,
   Notification,
   powerMonitor,
+  protocol,
+  safeStorage,
+  screen,
+  session,
+  shell as electronShell,
   Tray,
+  type NativeImage,
   type WebContents,
 } from 'electron';
+import ElectronStore from 'electron-store';
+import { forwardEvents } from './app/events-bridge.js';
 import { registerIpc } from './app/ipc.js';
 import {
   claimSingleInstance,
@@ -39,27 +51,65 @@ import {
   shutdownOnQuit,
   startControlSocket,
 } from './app/lifecycle.js';
-import { notifyGiveUps } from './app/notifications.js';
+import { launchesAtLogin, setLaunchAtLogin } from './app/login-item.js';
+import { startNotifications } from './app/notifications.js';
+import { createApiKeyVault } from './app/secrets.js';
+import {
+  APP_SCHEME_PRIVILEGES,
+  enforceCsp,
+  isAllowedExternalUrl,
+  serveAppProtocol,
+} from './app/security.js';
+import {
+  bootEnv,
+  parseSettings,
+  parseStoredSettings,
+  updateSettings,
+  type StoredSettings,
+} from './app/settings.js';
 import { createTray, type TrayController } from './app/tray.js';
-import { createTrayWindow, type TrayWindow } from './app/window.js';
+import { createTrayWindow, shellPaths, type TrayWindow } from './app/window.js';
 import { bootCore } from './core/boot.js';
-import { resolveHome } from './core/config.js';
+import { ensurePrivateHome, resolveHome } from './core/config.js';
+import { createLogger } from './core/logger.js';
 import { installProcessGuards } from './core/process-guards.js';
 
 // Held for the life of the process: a Tray that is garbage-collected vanishes from the menu
 // bar (Electron FAQ, "My app's tray disappeared after a few minutes").
 let shell: { tray: TrayController; window: TrayWindow<WebContents> } | null = null;
 
-async function onReady(): Promise<void> {
+/** What electron-store keeps: the settings (validated on read) and the encrypted key. */
+type StoredFile = { settings?: unknown; anthropicApiKeyEncrypted?: unknown };
+
+async function onReady(home: string): Promise<void> {
   await app.whenReady();
 
-  const booted = bootCore({ buildImage: true });
-  const { core, log } = booted;
+  // The log folder lives in the data directory: make it private before anything is written.
+  ensurePrivateHome(home);
+  const log = createLogger({ logDir: path.join(home, 'logs') });
+  const file = new ElectronStore<StoredFile>({ name: 'settings' });
+  let settings: StoredSettings = parseStoredSettings(file.get('settings'));
+  const notify = (title: string, body: string) => {
+    if (settings.notifications !== false && Notification.isSupported())
+      new Notification({ title, body }).show();
+  };
+  const vault = createApiKeyVault({
+    safeStorage,
+    box: file,
+    log,
+    warn: (message) => notify('Clawbar: your API key is weakly protected', message),
+  });
+  const apiKey = await vault.load();
+
+  const booted = bootCore({ buildImage: true, env: bootEnv(settings, process.env, apiKey), log });
+  const { core } = booted;
   installProcessGuards(log);
   const control = await startControlSocket(booted);
+  const stopListening: Array<() => void> = [];
   shutdownOnQuit(
     app,
     async () => {
+      for (const stop of stopListening) stop();
       shell?.tray.destroy();
       await booted.core.shutdown();
       await control.close();
@@ -69,32 +119,102 @@ async function onReady(): Promise<void> {
   );
 
   await core.start();
-  rearmTasksOnWake(powerMonitor, core.scheduler, log);
+  stopListening.push(rearmTasksOnWake(powerMonitor, core.scheduler, log));
   if (!booted.config.apiKey)
-    log.warn('ANTHROPIC_API_KEY is not set: the agent cannot answer until it is');
+    log.warn('no Anthropic API key (ANTHROPIC_API_KEY or Settings): the agent cannot answer');
 
-  const window = createTrayWindow({ BrowserWindow, log });
-  registerIpc({ ipcMain, isOwnWindow: window.isOwnWindow, core, log });
-  const tray = createTray({
+  enforceCsp(session.defaultSession.webRequest);
+  const paths = shellPaths();
+  serveAppProtocol(protocol, path.dirname(paths.html));
+
+  const openExternal = async (url: string) => {
+    if (!isAllowedExternalUrl(url)) throw new Error(`not an allowed link: ${url}`);
+    await electronShell.openExternal(url);
+  };
+  let tray: TrayController | null = null;
+  const window = createTrayWindow({
+    BrowserWindow,
+    screen,
+    openExternal,
+    paths,
+    log,
+    onShown: () => tray?.acknowledge(),
+  });
+  registerIpc({
+    ipcMain,
+    isOwnWindow: window.isOwnWindow,
+    core,
+    log,
+    // The window's Settings panel reads and changes the validated electron-store settings;
+    // what the core reads at start (runtime, concurrency, …) takes effect at the next start.
+    settings: {
+      get: () => parseSettings(settings),
+      set: (patch) => {
+        saveSettings(patch);
+        if (patch.launchAtLogin !== undefined) setLaunchAtLogin(patch.launchAtLogin, loginItem);
+        return parseSettings(settings);
+      },
+    },
+  });
+  // Live events go to each tray window as it is made; a closed window's listeners go with it.
+  app.on('browser-window-created', (_event, created) => {
+    forwardEvents({
+      events: core.events,
+      target: created.webContents,
+      isOwnWindow: window.isOwnWindow,
+      log,
+    });
+  });
+
+  const loginItem = { app };
+  const saveSettings = (patch: Partial<StoredSettings>) => {
+    settings = updateSettings(settings, patch);
+    file.set('settings', settings);
+  };
+  // The setting is the truth; the system's login item follows it at every start.
+  if (settings.launchAtLogin !== undefined && settings.launchAtLogin !== launchesAtLogin(loginItem))
+    setLaunchAtLogin(settings.launchAtLogin, loginItem);
+  tray = createTray<NativeImage, Menu>({
     Tray,
     Menu,
     nativeImage,
     core,
-    openWindow: window.open,
+    openWindow: () => window.open(),
+    toggleWindow: (bounds) => window.toggle(bounds),
+    launchAtLogin: {
+      get: () => settings.launchAtLogin ?? false,
+      set: (enabled) => {
+        setLaunchAtLogin(enabled, loginItem);
+        saveSettings({ launchAtLogin: enabled });
+      },
+    },
     quit: () => app.quit(),
     log,
   });
   shell = { tray, window };
-  notifyGiveUps({ Notification, core, log });
+  stopListening.push(
+    startNotifications({
+      Notification,
+      core,
+      settings: () => ({
+        notifications: settings.notifications ?? true,
+        timezone: booted.config.timezone,
+      }),
+      onAction: (action) => window.open(undefined, action.route),
+      log,
+    }),
+  );
   hideDockIcon(app);
   log.info({ home: booted.config.home }, 'Clawbar is running in the tray');
 }
 
-keepChromiumDataIn(app, resolveHome());
+const home = resolveHome();
+keepChromiumDataIn(app, home);
 // A second launch (from Finder, a launcher) shows the running app's window instead.
 if (claimSingleInstance(app, () => shell?.window.open())) {
+  protocol.registerSchemesAsPrivileged(APP_SCHEME_PRIVILEGES);
   keepRunningWithoutWindows(app);
-  onReady().catch((err: unknown) => failStartup(app, dialog, err));
+  onReady(home).catch((err: unknown) => failStartup(app, dialog, err));
 } else {
   app.quit();
 }

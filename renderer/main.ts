@@ -4,12 +4,16 @@
  * bridge) and never uses Node. Text from the core is set with `textContent`, never as HTML.
  */
 import type { ClawbarApi } from '../preload/index.js';
+import { installHttpBridge } from './bridge.js';
 
 declare global {
   interface Window {
     readonly clawbar: ClawbarApi;
   }
 }
+
+// In a browser under `clawbar serve --http` there is no preload: the same API over HTTP.
+installHttpBridge();
 
 type GroupView = Awaited<ReturnType<ClawbarApi['groups']['list']>>[number];
 type CoreStatus = Awaited<ReturnType<ClawbarApi['status']['get']>>;

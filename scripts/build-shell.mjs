@@ -2,7 +2,8 @@
 // Builds the parts of the Electron shell that tsc alone cannot:
 // - the preload, bundled as CommonJS (a sandboxed preload cannot load ES modules), with
 //   `electron` left external;
-// - the renderer page, copied next to its compiled script.
+// - the renderer's script, bundled for the browser (it imports the contract's channel list);
+// - the renderer page, copied next to its script.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -22,9 +23,22 @@ try {
     minify: true,
     logLevel: 'warning',
   });
+  // The page's script, bundled with the browser bridge and the contract's channel list
+  // (renderer/bridge.ts), over tsc's unbundled output: a page cannot import from ../preload.
+  await build({
+    entryPoints: [path.join(root, 'renderer/main.ts')],
+    outfile: path.join(root, 'dist/renderer/main.js'),
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    minify: true,
+    logLevel: 'warning',
+  });
   mkdirSync(path.join(root, 'dist/renderer'), { recursive: true });
   copyFileSync(path.join(root, 'renderer/index.html'), path.join(root, 'dist/renderer/index.html'));
-  console.log('build-shell: dist/preload/index.cjs, dist/renderer/index.html');
+  console.log(
+    'build-shell: dist/preload/index.cjs, dist/renderer/main.js, dist/renderer/index.html',
+  );
 } catch (err) {
   console.error(`build-shell: ${err instanceof Error ? err.message : err}`);
   process.exit(1);

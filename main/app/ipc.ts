@@ -4,35 +4,24 @@
  * is parsed from `unknown` with the channel's schema before the core sees it. There is no
  * catch-all channel and no way to call a core method by name.
  *
+ * What a channel does lives in `main/core/control/ui-api.ts`, shared with the headless HTTP
+ * bridge, so the window and the browser dashboard are validated and answered alike.
+ *
  * Electron is injected (`ipcMain`, the window check), so this runs under test with the
  * hand-written fake in `test/fakes/electron.ts`.
  */
-import { groupView } from '../core/control/handlers.js';
+import { createUiApi, IpcInputError, type UiSettingsAccess } from '../core/control/ui-api.js';
 import type { Core } from '../core/core.js';
-import { CoreInputError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import {
-  IPC,
-  ipcChannels,
-  ipcContract,
-  type IpcArgs,
-  type IpcChannel,
-  type IpcResult,
-} from '../../preload/ipc-contract.js';
+import { ipcChannels, type IpcChannel } from '../../preload/ipc-contract.js';
+
+export { IpcInputError };
 
 /** A call came from a web page that is not Clawbar's own window. */
 export class IpcForbiddenError extends Error {
   constructor(channel: IpcChannel) {
     super(`${channel} refused: the caller is not Clawbar's own window`);
     this.name = 'IpcForbiddenError';
-  }
-}
-
-/** A call's argument did not match the channel's schema. */
-export class IpcInputError extends Error {
-  constructor(channel: IpcChannel, detail: string) {
-    super(`${channel}: ${detail}`);
-    this.name = 'IpcInputError';
   }
 }
 
@@ -50,27 +39,14 @@ export interface IpcMainLike<Sender> {
   removeHandler(channel: string): void;
 }
 
-/** The parts of the core the window may use. */
-export type IpcCore = Pick<Core, 'groups' | 'pauseGroup' | 'resumeGroup' | 'status'>;
-
 export interface IpcDeps<Sender> {
   ipcMain: IpcMainLike<Sender>;
   /** True only for the web contents of Clawbar's own window (`BrowserWindow.fromWebContents`). */
   isOwnWindow(sender: Sender): boolean;
-  core: IpcCore;
+  core: Core;
+  /** The settings store (electron-store). @default none: `settings:*` calls are refused */
+  settings?: UiSettingsAccess;
   log: Logger;
-}
-
-type IpcHandlers = { [C in IpcChannel]: (args: IpcArgs<C>) => Promise<IpcResult<C>> };
-
-/** What each channel does. Results are plain data: they cross the process boundary by structured clone. */
-function ipcHandlers(core: IpcCore): IpcHandlers {
-  return {
-    [IPC.groupsList]: async () => core.groups.list().map(groupView),
-    [IPC.groupsPause]: async ({ group }) => groupView(core.pauseGroup(group)),
-    [IPC.groupsResume]: async ({ group }) => groupView(core.resumeGroup(group)),
-    [IPC.statusGet]: async () => core.status(),
-  };
 }
 
 /**
@@ -81,36 +57,23 @@ function ipcHandlers(core: IpcCore): IpcHandlers {
  */
 export function registerIpc<Sender>(deps: IpcDeps<Sender>): () => void {
   const log = deps.log.child({ mod: 'ipc' });
-  const handlers = ipcHandlers(deps.core);
+  // The desktop app runs the agents itself, as `clawbar serve` does.
+  const api = createUiApi({
+    core: deps.core,
+    serving: true,
+    log: deps.log,
+    ...(deps.settings ? { settings: deps.settings } : {}),
+  });
   for (const channel of ipcChannels) {
     deps.ipcMain.handle(channel, async (event, ...rawArgs) => {
       if (!deps.isOwnWindow(event.sender)) {
         log.warn({ channel }, 'refused IPC from a sender that is not our window');
         throw new IpcForbiddenError(channel);
       }
-      if (rawArgs.length > 1)
-        throw new IpcInputError(channel, `takes at most one argument, got ${rawArgs.length}`);
-      const parsed = ipcContract[channel].args.safeParse(rawArgs[0]);
-      if (!parsed.success) throw new IpcInputError(channel, describeIssue(parsed.error.issues));
-      // The handler table is keyed by channel, and the argument was parsed with that channel's schema.
-      const handler = handlers[channel] as (args: unknown) => Promise<unknown>;
-      try {
-        return await handler(parsed.data);
-      } catch (err) {
-        if (!(err instanceof CoreInputError)) log.error({ channel, err }, 'IPC call failed');
-        throw err;
-      }
+      return api.call(channel, rawArgs);
     });
   }
   return () => {
     for (const channel of ipcChannels) deps.ipcMain.removeHandler(channel);
   };
-}
-
-function describeIssue(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
-  const issue = issues[0];
-  if (!issue) return 'invalid argument';
-  return issue.path.length > 0
-    ? `${issue.path.map(String).join('.')}: ${issue.message}`
-    : issue.message;
 }

@@ -173,18 +173,22 @@ function commandList(out: Output): CommandSpec[] {
   return [
     {
       name: 'serve',
-      synopsis: '',
+      synopsis: '[--http HOST:PORT]',
       summary: 'run the core in the foreground until SIGTERM/SIGINT',
-      options: {},
-      // The browser dashboard is designed (DESIGN.md §6) but not built: not advertised, and
-      // refused by name rather than as an unknown option.
-      unavailable: {
-        http: '--http is not available yet: this version has no browser dashboard; run `clawbar serve` without it',
+      options: {
+        http: {
+          type: 'string',
+          value: 'HOST:PORT',
+          help: 'also serve the dashboard there (127.0.0.1:8765; port 0 picks one); its URL with the token is printed',
+        },
       },
       positionals: { min: 0, max: 0 },
       async run({ values }) {
         const { serveCommand } = await import('./serve.js');
-        return serveCommand({ json: Boolean(values.json) });
+        return serveCommand({
+          json: Boolean(values.json),
+          ...(typeof values.http === 'string' ? { http: values.http } : {}),
+        });
       },
     },
     {

@@ -488,21 +488,19 @@ describe('CLI habits', () => {
     expect(messagesInDb()).toBe(0);
   });
 
-  it('does not advertise serve --http, and refuses it clearly', async () => {
-    expect(await ok(['--help'])).not.toContain('--http');
-    expect(await ok(['serve', '--help'])).not.toContain('--http');
+  it('advertises serve --http, and refuses a malformed address before anything starts', async () => {
+    expect(await ok(['serve', '--help'])).toContain('--http HOST:PORT');
     for (const args of [
-      ['serve', '--http', '127.0.0.1:8080'],
-      ['serve', '--http=127.0.0.1:8080'],
+      ['serve', '--http', '8080'],
+      ['serve', '--http=localhost:99999'],
+      ['serve', '--http', '[nonsense]:80'],
     ]) {
       const run = await clawbar(args, {}, 20_000);
       expect(run.code, args.join(' ')).toBe(2);
       expect(run.stdout).toBe('');
-      expect(run.stderr).toBe(
-        'clawbar: --http is not available yet: this version has no browser dashboard; run `clawbar serve` without it\n',
-      );
+      expect(run.stderr).toMatch(/^clawbar: --http\b.*\n$/);
     }
-    // Refused before anything started: no database, no socket.
+    // Refused before anything started: no database, no socket, no token.
     expect(fs.readdirSync(homeOf())).toEqual([]);
   });
 });

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { registerIpc } from '../../main/app/ipc.js';
+import { APP_INDEX_URL } from '../../main/app/security.js';
 import { createTrayWindow, shellPaths, trayWindowOptions } from '../../main/app/window.js';
 import { silentLogger } from '../../main/core/logger.js';
 import { openStore, type Group } from '../../main/core/store/index.js';
@@ -41,7 +42,31 @@ describe('the IPC registrar', () => {
   it('registers a handler for every contract channel and for no other channel', () => {
     expect([...ipcMain.handlers.keys()].sort()).toEqual([...ipcChannels].sort());
     expect(Object.keys(ipcContract).sort()).toEqual([...ipcChannels].sort());
-    expect(ipcChannels).toEqual(['groups:list', 'groups:pause', 'groups:resume', 'status:get']);
+    expect(ipcChannels).toEqual([
+      'status:get',
+      'groups:list',
+      'groups:pause',
+      'groups:resume',
+      'groups:pauseAll',
+      'groups:resumeAll',
+      'groups:stop',
+      'chats:list',
+      'chats:enable',
+      'tasks:list',
+      'tasks:runs',
+      'tasks:create',
+      'tasks:pause',
+      'tasks:resume',
+      'tasks:runNow',
+      'tasks:delete',
+      'whatsapp:state',
+      'whatsapp:pair',
+      'whatsapp:unlink',
+      'messages:list',
+      'messages:send',
+      'settings:get',
+      'settings:set',
+    ]);
   });
 
   it('ignores IPC from a foreign sender: every channel rejects and the core is not called', async () => {
@@ -50,11 +75,31 @@ describe('the IPC registrar', () => {
     const status = vi.spyOn(unit.core, 'status');
     const stranger = new BrowserWindow({}).webContents;
     const orphan = new WebContents(); // e.g. a webview or a page with no window
+    const pauseAll = vi.spyOn(unit.core.groups, 'setPaused');
     const args: Record<IpcChannel, unknown> = {
+      [IPC.statusGet]: undefined,
       [IPC.groupsList]: undefined,
       [IPC.groupsPause]: { group: 'Family' },
       [IPC.groupsResume]: { group: 'Family' },
-      [IPC.statusGet]: undefined,
+      [IPC.groupsPauseAll]: undefined,
+      [IPC.groupsResumeAll]: undefined,
+      [IPC.groupsStop]: { group: 'Family' },
+      [IPC.chatsList]: undefined,
+      [IPC.chatsEnable]: { jid: family.jid },
+      [IPC.tasksList]: undefined,
+      [IPC.tasksRuns]: { id: 'x' },
+      [IPC.tasksCreate]: { group: 'Family', prompt: 'hi', every: '1h' },
+      [IPC.tasksPause]: { id: 'x' },
+      [IPC.tasksResume]: { id: 'x' },
+      [IPC.tasksRunNow]: { id: 'x' },
+      [IPC.tasksDelete]: { id: 'x' },
+      [IPC.whatsappState]: undefined,
+      [IPC.whatsappPair]: undefined,
+      [IPC.whatsappUnlink]: undefined,
+      [IPC.messagesList]: { group: 'Family' },
+      [IPC.messagesSend]: { group: 'Family', text: '@Andy hi' },
+      [IPC.settingsGet]: undefined,
+      [IPC.settingsSet]: { notifications: false },
     };
     for (const sender of [stranger, orphan]) {
       for (const channel of ipcChannels) {
@@ -64,9 +109,12 @@ describe('the IPC registrar', () => {
       }
     }
     expect(pause).not.toHaveBeenCalled();
+    expect(pauseAll).not.toHaveBeenCalled();
     expect(list).not.toHaveBeenCalled();
     expect(status).not.toHaveBeenCalled();
     expect(unit.store.getGroup(family.jid)?.paused).toBe(false);
+    expect(unit.store.listTasks()).toEqual([]);
+    expect(unit.core.messages(family.jid, 10)).toEqual([]);
   });
 
   it('refuses the old window once it is closed', async () => {
@@ -120,6 +168,30 @@ describe('the IPC registrar', () => {
       /^groups:list: this call takes no argument/,
     ],
     [
+      'a task with two schedules',
+      IPC.tasksCreate,
+      [{ group: 'Family', prompt: 'hi', every: '1h', cron: '* * * * *' }],
+      /^tasks:create: give exactly one schedule: cron, every or at$/,
+    ],
+    [
+      'a fractional limit',
+      IPC.messagesList,
+      [{ group: 'Family', limit: 2.5 }],
+      /^messages:list: limit: limit must be a whole number$/,
+    ],
+    [
+      'an unknown setting',
+      IPC.settingsSet,
+      [{ apiKey: 'sk-ant-xyz' }],
+      /^settings:set: unknown key "apiKey"$/,
+    ],
+    [
+      'a setting of the wrong type',
+      IPC.settingsSet,
+      [{ maxConcurrency: 'lots' }],
+      /^settings:set: maxConcurrency: maxConcurrency must be a number$/,
+    ],
+    [
       'two arguments',
       IPC.groupsPause,
       [{ group: 'Family' }, { group: 'Work' }],
@@ -133,6 +205,7 @@ describe('the IPC registrar', () => {
       await expect(ipcMain.invoke(channel, ownWindow, ...args)).rejects.toThrow(message);
       expect(pause).not.toHaveBeenCalled();
       expect(resume).not.toHaveBeenCalled();
+      expect(unit.core.messages(family.jid, 10)).toEqual([]);
     },
   );
 
@@ -216,7 +289,8 @@ describe('the tray window', () => {
       nodeIntegration: false,
       webSecurity: true,
     });
-    expect(BrowserWindow.instances[0]!.loadedFile).toBe(paths.html);
+    // The page comes through the app's own scheme (security.ts), not from a file:// URL.
+    expect(BrowserWindow.instances[0]!.loadedUrl).toBe(APP_INDEX_URL);
   });
 
   it('cannot navigate away or open other windows, so only our page can call IPC', () => {
@@ -252,10 +326,28 @@ describe('the preload', () => {
     await import('../../preload/index.js');
     const api = contextBridge.exposed.get('clawbar') as Record<string, Record<string, unknown>>;
     expect([...contextBridge.exposed.keys()]).toEqual(['clawbar']);
-    expect(Object.keys(api).sort()).toEqual(['groups', 'status']);
-    expect(Object.keys(api.groups!).sort()).toEqual(['list', 'pause', 'resume']);
+    expect(Object.keys(api).sort()).toEqual([
+      'chats',
+      'groups',
+      'messages',
+      'onEvent',
+      'settings',
+      'status',
+      'tasks',
+      'whatsapp',
+    ]);
+    expect(Object.keys(api.groups!).sort()).toEqual([
+      'list',
+      'pause',
+      'pauseAll',
+      'resume',
+      'resumeAll',
+      'stop',
+    ]);
     expect(Object.keys(api.status!)).toEqual(['get']);
+    expect(typeof api.onEvent).toBe('function');
     for (const domain of Object.values(api)) {
+      if (typeof domain === 'function') continue;
       for (const fn of Object.values(domain)) expect(typeof fn).toBe('function');
     }
     expect(JSON.stringify(Object.keys(api))).not.toMatch(/ipc|invoke|send/i);
@@ -264,7 +356,10 @@ describe('the preload', () => {
   it('round-trips from window.clawbar through the registrar to the core', async () => {
     const { createClawbarApi } = await import('../../preload/ipc-contract.js');
     ipcRenderer.sender = ownWindow;
-    const clawbar = createClawbarApi((channel, args) => ipcRenderer.invoke(channel, args));
+    const clawbar = createClawbarApi(
+      (channel, args) => ipcRenderer.invoke(channel, args),
+      () => () => undefined,
+    );
     await expect(clawbar.groups.pause({ group: 'Family' })).resolves.toMatchObject({
       paused: true,
     });
@@ -279,7 +374,10 @@ describe('the preload', () => {
   it('a page in another window gets a refusal through the same API', async () => {
     const { createClawbarApi } = await import('../../preload/ipc-contract.js');
     ipcRenderer.sender = new BrowserWindow({}).webContents;
-    const clawbar = createClawbarApi((channel, args) => ipcRenderer.invoke(channel, args));
+    const clawbar = createClawbarApi(
+      (channel, args) => ipcRenderer.invoke(channel, args),
+      () => () => undefined,
+    );
     await expect(clawbar.groups.pause({ group: 'Family' })).rejects.toThrow(
       /not Clawbar's own window/,
     );

@@ -225,7 +225,16 @@ export interface HandlerContext {
 /** @default 10 minutes */
 export const DEFAULT_WAIT_MS = 10 * 60_000;
 
-export function controlHandlers({ core, serving }: HandlerContext): ControlHandlers {
+/** What each control method does; every method keeps its own result type ({@link ControlResult}). */
+export function controlHandlers(context: HandlerContext): TypedControlHandlers {
+  return handlerTable(context);
+}
+
+/**
+ * The handler table. Its type is inferred (and checked against {@link ControlHandlers}) so each
+ * method keeps its own result type: the tray's IPC contract derives its results from it.
+ */
+function handlerTable({ core, serving }: HandlerContext) {
   const { assistantName } = core;
   const whatsappOf = (): WhatsAppControl | null => core.whatsapp;
   return {
@@ -420,8 +429,21 @@ export function controlHandlers({ core, serving }: HandlerContext): ControlHandl
       }
       return { id: p.id, timezone, runs: runs.map((run) => core.tasks.runView(run, timezone)) };
     },
-  };
+  } satisfies ControlHandlers;
 }
+
+/** What a control method answers. */
+export type ControlResult<M extends ControlMethod> = Awaited<
+  ReturnType<ReturnType<typeof handlerTable>[M]>
+>;
+
+/** {@link ControlHandlers} with each method's own result type. */
+export type TypedControlHandlers = {
+  [M in ControlMethod]: (
+    params: ControlParams<M>,
+    ctx: RequestContext,
+  ) => Promise<ControlResult<M>>;
+};
 
 /** Build progress reaches a waiting client at most this often. */
 const SETUP_PROGRESS_MS = 1_000;
