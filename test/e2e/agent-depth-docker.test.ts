@@ -34,10 +34,13 @@ import {
   cli,
   ensureAgentImage,
   requireBuild,
+  pollUntil,
   startServe,
   tempHome,
   TEST_AGENT_IMAGE,
   type CliResult,
+  type AddedGroup,
+  type ChatMessage,
   type ServeProcess,
 } from '../helpers/clawbar.js';
 import { requireDocker } from '../helpers/docker.js';
@@ -45,22 +48,8 @@ import { resolveHome } from '../../main/core/config.js';
 import { OURS_LABEL, SCOPE_LABEL, scopeForHome } from '../../main/core/sandbox/runtime.js';
 
 const API_KEY = 'sk-ant-test-agent-depth';
-/** How long a run may take to show its effects: a cold container start on a loaded machine. */
-const RUN_DEADLINE_MS = 90_000;
 /** Short, so a container exits (cleanly) soon after its reply and its run log is written. */
 const IDLE_TIMEOUT_MS = 4_000;
-
-interface AddedGroup {
-  name: string;
-  folder: string;
-  jid: string;
-}
-
-interface ChatMessage {
-  from: string;
-  fromAssistant: boolean;
-  text: string;
-}
 
 /** The text of the tool_result in a request's last message. */
 function toolResultIn(request: RecordedRequest | undefined): string {
@@ -72,23 +61,6 @@ function toolResultIn(request: RecordedRequest | undefined): string {
   if (Array.isArray(content))
     return content.map((c) => (c as { text?: string }).text ?? '').join('');
   throw new Error(`no tool_result in the request: ${JSON.stringify(last)}`);
-}
-
-/** Polls `probe` every 250 ms until it returns a value, or throws with `what` at the deadline. */
-async function pollUntil<T>(
-  what: () => string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  deadlineMs = RUN_DEADLINE_MS,
-): Promise<T> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${deadlineMs / 1000} s: ${what()}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
 }
 
 requireDocker('the agent in depth, with real Docker', () => {

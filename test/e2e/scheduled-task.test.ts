@@ -22,9 +22,12 @@ import {
   cli,
   ensureAgentImage,
   requireBuild,
+  pollUntil,
   startServe,
   tempHome,
   TEST_AGENT_IMAGE,
+  type AddedGroup,
+  type ChatMessage,
   type ServeProcess,
 } from '../helpers/clawbar.js';
 import { requireDocker } from '../helpers/docker.js';
@@ -34,37 +37,8 @@ import type { TaskRunStarted, TaskRunsView } from '../../main/core/control/handl
 import type { TaskListing, TaskRunView, TaskView } from '../../main/core/scheduler/task-admin.js';
 
 const API_KEY = 'sk-ant-test-scheduled-task';
-/** How long a run may take to show up: a cold container start on a loaded 2-core machine. */
-const RUN_DEADLINE_MS = 90_000;
 /** How far ahead the one-off is due: enough for `tasks add` to land before it, on a slow machine. */
 const LEAD_MS = 8_000;
-
-interface ChatMessage {
-  from: string;
-  fromAssistant: boolean;
-  text: string;
-}
-
-interface AddedGroup {
-  name: string;
-  folder: string;
-  jid: string;
-}
-
-/** Polls `probe` every 250 ms until it returns a value, or throws with `what` at the deadline. */
-async function pollUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  deadlineMs = RUN_DEADLINE_MS,
-): Promise<T> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs / 1000} s: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
 
 requireDocker('scheduled tasks with real Docker', () => {
   let fake: FakeAnthropic;

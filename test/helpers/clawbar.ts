@@ -116,3 +116,41 @@ export async function startServe(env: NodeJS.ProcessEnv, home: string): Promise<
     },
   };
 }
+
+/** A group as `clawbar groups add --json` prints it. */
+export interface AddedGroup {
+  name: string;
+  folder: string;
+  jid: string;
+}
+
+/** A chat message as `clawbar messages --json` prints it. */
+export interface ChatMessage {
+  from: string;
+  fromAssistant: boolean;
+  text: string;
+}
+
+/** How long an agent run may take to show its effects: a cold container start on 2 loaded cores. */
+export const RUN_DEADLINE_MS = 90_000;
+
+/**
+ * Polls `probe` every 250 ms until it returns a value, or throws at the deadline with `what`
+ * (a function when what to say, such as serve's logs, is only known then).
+ */
+export async function pollUntil<T>(
+  what: string | (() => string),
+  probe: () => Promise<T | undefined> | T | undefined,
+  deadlineMs = RUN_DEADLINE_MS,
+): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) {
+      const said = typeof what === 'string' ? what : what();
+      throw new Error(`timed out after ${deadlineMs / 1000} s: ${said}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
