@@ -1,85 +1,157 @@
 /**
- * The tray window: the status line and the groups, each with Pause or Resume. It talks to the
- * core only through `window.clawbar` (the preload's API, or later the headless dashboard's
- * bridge) and never uses Node. Text from the core is set with `textContent`, never as HTML.
+ * The tray window: a status line, then six panels behind tabs (Connection, Groups, Schedules,
+ * Activity, Chat, Settings). It talks to the core only through `window.clawbar` (the preload's
+ * API in Electron, the HTTP bridge's in a browser) and never uses Node. Live events update the
+ * panels; nothing polls. Text from the core is set with `textContent`, never as HTML.
  */
-import type { ClawbarApi } from '../preload/index.js';
+import type { ClawbarApiShape, CoreStatus, UiEvent } from '../preload/ipc-contract.js';
 import { installHttpBridge } from './bridge.js';
+import { byId, h } from './dom.js';
+import { createActivityPanel } from './panels/activity.js';
+import { createChatPanel } from './panels/chat.js';
+import { createConnectionPanel } from './panels/connection.js';
+import { createGroupsPanel } from './panels/groups.js';
+import type { Panel, PanelContext } from './panels/panel.js';
+import { createSchedulesPanel } from './panels/schedules.js';
+import { createSettingsPanel } from './panels/settings.js';
+import { coalesce, errorText } from './view-model.js';
 
 declare global {
   interface Window {
-    readonly clawbar: ClawbarApi;
+    readonly clawbar: ClawbarApiShape;
   }
 }
 
 // In a browser under `clawbar serve --http` there is no preload: the same API over HTTP.
 installHttpBridge();
 
-type GroupView = Awaited<ReturnType<ClawbarApi['groups']['list']>>[number];
-type CoreStatus = Awaited<ReturnType<ClawbarApi['status']['get']>>;
+const statusLine = byId<HTMLParagraphElement>('status');
+const errorLine = byId<HTMLParagraphElement>('error');
+const tabList = byId<HTMLElement>('tabs');
+const panelHost = byId<HTMLElement>('panels');
 
-function element<T extends HTMLElement>(id: string): T {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`the page has no #${id}`);
-  return found as T;
+function showError(err: unknown): void {
+  errorLine.textContent = errorText(err);
+  errorLine.hidden = false;
 }
 
-const statusLine = element<HTMLParagraphElement>('status');
-const groupList = element<HTMLUListElement>('groups');
-const errorLine = element<HTMLParagraphElement>('error');
-
 function describeStatus(status: CoreStatus): string {
-  if (!status.runtime.ok)
-    return `Container runtime unavailable: ${status.runtime.reason}. ${status.runtime.fix}`;
-  if (status.image.present === false)
-    return `Agent image ${status.image.image} is missing: run clawbar image build.`;
-  if (!status.keyConfigured) return 'No Anthropic API key: set ANTHROPIC_API_KEY.';
+  if (!status.setup.ready) {
+    const problems = status.setup.problems.map((p) =>
+      p.fix ? `${p.message}: ${p.fix}` : p.message,
+    );
+    return `Agents cannot run yet. ${problems.join('. ')}`;
+  }
   const running = status.queue.running.filter((run) => !run.idle).length;
   return `Ready. ${running} running, ${status.queue.waiting.length} waiting.`;
 }
 
-function groupRow(group: GroupView): HTMLLIElement {
-  const row = document.createElement('li');
-  const name = document.createElement('span');
-  name.className = 'name';
-  name.textContent = group.name;
-  const state = document.createElement('span');
-  state.className = 'state';
-  state.textContent = group.paused ? 'paused' : group.channel;
-  const button = document.createElement('button');
-  button.type = 'button';
-  button.textContent = group.paused ? 'Resume' : 'Pause';
-  button.addEventListener('click', () => {
-    button.disabled = true;
-    const change = group.paused
-      ? window.clawbar.groups.resume({ group: group.jid })
-      : window.clawbar.groups.pause({ group: group.jid });
-    void change.then(refresh, showError);
-  });
-  row.append(name, state, button);
-  return row;
-}
-
-function showError(err: unknown): void {
-  // Electron prefixes the main process's message with "Error invoking remote method '…': ".
-  errorLine.textContent = (err instanceof Error ? err.message : String(err)).replace(
-    /^Error invoking remote method '[^']*': (Error: )?/,
-    '',
-  );
-  errorLine.hidden = false;
-}
-
-async function refresh(): Promise<void> {
-  errorLine.hidden = true;
-  const groups = await window.clawbar.groups.list();
-  groupList.replaceChildren(...groups.map(groupRow));
-  if (groups.length === 0) {
-    const empty = document.createElement('li');
-    empty.textContent = 'No groups yet. Add one with: clawbar groups add --name NAME';
-    groupList.append(empty);
+function start(): void {
+  if (!('clawbar' in window)) {
+    statusLine.textContent =
+      'No connection to Clawbar: open the URL that `clawbar serve --http` printed (it carries the token).';
+    return;
   }
-  statusLine.textContent = describeStatus(await window.clawbar.status.get());
+  const api = window.clawbar;
+  const context: PanelContext = { api, showError };
+  const panels: Panel[] = [
+    createConnectionPanel(context),
+    createGroupsPanel(context),
+    createSchedulesPanel(context),
+    createActivityPanel(context),
+    createChatPanel(context),
+    createSettingsPanel(context),
+  ];
+  const tabs = mountTabs(panels);
+
+  const refreshStatus = coalesce(async () => {
+    statusLine.textContent = describeStatus(await api.status.get());
+  }, showError);
+  const refreshAll = (): void => {
+    errorLine.hidden = true;
+    void refreshStatus();
+    for (const panel of panels) panel.refresh().catch(showError);
+  };
+
+  api.onEvent((event: UiEvent) => {
+    for (const panel of panels) panel.onEvent(event);
+    if (event.type === 'setup:changed' || event.type.startsWith('run:')) void refreshStatus();
+  });
+  window.addEventListener('focus', refreshAll);
+  refreshAll();
+  // `?panel=groups` opens that panel (a notification's click, a bookmark); else the first.
+  const wanted = new URLSearchParams(window.location.search).get('panel');
+  tabs.select(panels.find((p) => p.id === wanted)?.id ?? panels[0]!.id, false);
 }
 
-window.addEventListener('focus', () => void refresh().catch(showError));
-void refresh().catch(showError);
+/**
+ * Tabs as the WAI-ARIA tabs pattern has them: one tab in the tab order, arrow keys move
+ * between tabs (Home and End to the ends), the chosen tab shows its panel.
+ */
+function mountTabs(panels: Panel[]): { select(id: string, focus: boolean): void } {
+  const tabs = panels.map((panel) =>
+    h(
+      'button',
+      {
+        type: 'button',
+        role: 'tab',
+        id: `tab-${panel.id}`,
+        'aria-controls': `panel-${panel.id}`,
+        'aria-selected': 'false',
+        tabindex: -1,
+      },
+      panel.title,
+    ),
+  );
+  const sections = panels.map((panel) =>
+    h(
+      'section',
+      {
+        role: 'tabpanel',
+        id: `panel-${panel.id}`,
+        'aria-labelledby': `tab-${panel.id}`,
+        tabindex: 0,
+        hidden: true,
+      },
+      panel.element,
+    ),
+  );
+  tabList.replaceChildren(...tabs);
+  panelHost.replaceChildren(...sections);
+
+  const select = (id: string, focus: boolean): void => {
+    panels.forEach((panel, index) => {
+      const chosen = panel.id === id;
+      tabs[index]!.setAttribute('aria-selected', String(chosen));
+      tabs[index]!.tabIndex = chosen ? 0 : -1;
+      sections[index]!.hidden = !chosen;
+      if (chosen && focus) tabs[index]!.focus();
+    });
+  };
+  tabs.forEach((tab, index) => {
+    tab.addEventListener('click', () => select(panels[index]!.id, false));
+    tab.addEventListener('keydown', (event) => {
+      const last = panels.length - 1;
+      const next =
+        event.key === 'ArrowRight'
+          ? index === last
+            ? 0
+            : index + 1
+          : event.key === 'ArrowLeft'
+            ? index === 0
+              ? last
+              : index - 1
+            : event.key === 'Home'
+              ? 0
+              : event.key === 'End'
+                ? last
+                : null;
+      if (next === null) return;
+      event.preventDefault();
+      select(panels[next]!.id, true);
+    });
+  });
+  return { select };
+}
+
+start();

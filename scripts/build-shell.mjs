@@ -3,7 +3,7 @@
 // - the preload, bundled as CommonJS (a sandboxed preload cannot load ES modules), with
 //   `electron` left external;
 // - the renderer's script, bundled for the browser (it imports the contract's channel list);
-// - the renderer page, copied next to its script.
+// - the renderer page and its stylesheet, copied next to its script.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -35,10 +35,10 @@ try {
     logLevel: 'warning',
   });
   mkdirSync(path.join(root, 'dist/renderer'), { recursive: true });
-  copyFileSync(path.join(root, 'renderer/index.html'), path.join(root, 'dist/renderer/index.html'));
-  console.log(
-    'build-shell: dist/preload/index.cjs, dist/renderer/main.js, dist/renderer/index.html',
-  );
+  // The page and its stylesheet, beside the script (the CSP allows no inline styles).
+  for (const file of ['index.html', 'styles.css'])
+    copyFileSync(path.join(root, 'renderer', file), path.join(root, 'dist/renderer', file));
+  console.log('build-shell: dist/preload/index.cjs, dist/renderer/{main.js,index.html,styles.css}');
 } catch (err) {
   console.error(`build-shell: ${err instanceof Error ? err.message : err}`);
   process.exit(1);

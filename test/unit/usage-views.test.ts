@@ -53,6 +53,15 @@ describe('usage today in the views', () => {
       unpricedModels: ['claude-mystery-1'],
     });
 
+    // The daily cap rides along once the group has one (the tray shows usage against it).
+    expect(list.find((g) => g.name === 'Family')).not.toHaveProperty('dailyBudget');
+    core.updateGroupSettings('Family', { budgetTokens: 200_000 });
+    const capped = (await handlers['groups.list']({}, ctx)) as GroupView[];
+    expect(capped.find((g) => g.name === 'Family')?.dailyBudget).toEqual({
+      tokens: 200_000,
+      usd: null,
+    });
+
     const shown = (await handlers['groups.show']({ group: 'Family' }, ctx)) as GroupSettingsView;
     expect(shown.usageToday).toEqual(familyToday);
 

@@ -48,6 +48,8 @@ export interface GroupView {
   webFetch: boolean;
   /** Tokens used today (local day) and their estimated cost (`groups list`). */
   usageToday?: UsageToday;
+  /** The group's daily cap, when it has one (`groups list`; set with `clawbar groups set`). */
+  dailyBudget?: { tokens: number | null; usd: number | null };
 }
 
 /** The answer to `groups.senders`: the group and its policy after any change. */
@@ -250,10 +252,12 @@ function handlerTable({ core, serving }: HandlerContext) {
     'groups.list': async () =>
       core.groups.list().map((group) => {
         const reason = group.paused ? core.disk.pausedReason(group.jid) : null;
+        const { tokens, usd } = group.dailyBudget;
         return {
           ...groupView(group),
           ...(reason ? { pausedReason: reason } : {}),
           usageToday: core.budget.usageToday(group.jid),
+          ...(tokens !== null || usd !== null ? { dailyBudget: { tokens, usd } } : {}),
         };
       }),
     'groups.add': async (p) =>

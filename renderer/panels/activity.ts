@@ -1,0 +1,140 @@
+/**
+ * Activity: the recent runs and errors, newest first, as the live events tell them, plus the
+ * replies that could not be delivered (from `status:get`) when the window opens.
+ */
+import type { UiEvent } from '../../preload/ipc-contract.js';
+import { h } from '../dom.js';
+import { formatLocalTime } from '../view-model.js';
+import type { Panel, PanelContext } from './panel.js';
+
+/** How many entries the list keeps. @default 50 */
+export const ACTIVITY_LIMIT = 50;
+
+/** One line of the activity list. */
+export interface ActivityEntry {
+  at: number;
+  text: string;
+  error: boolean;
+}
+
+/** The activity line for an event, or null for events the list does not show. */
+export function activityEntry(
+  event: UiEvent,
+  groupName: (jid: string) => string,
+  at: number,
+): ActivityEntry | null {
+  switch (event.type) {
+    case 'run:started':
+      return { at, error: false, text: `${groupName(event.groupJid)}: run started` };
+    case 'run:finished':
+      return event.ok
+        ? { at, error: false, text: `${groupName(event.groupJid)}: run finished` }
+        : {
+            at,
+            error: true,
+            text: `${groupName(event.groupJid)}: run failed: ${event.error ?? 'unknown error'}`,
+          };
+    case 'run:gave-up':
+      return {
+        at,
+        error: true,
+        text: `${groupName(event.groupJid)}: gave up after ${event.attempts} attempts: ${event.error}`,
+      };
+    case 'task:finished':
+      return {
+        at,
+        error: event.status !== 'success',
+        text: `${groupName(event.groupJid)}: task ${event.taskId} ${event.status}: ${event.summary}`,
+      };
+    case 'budget:reached':
+      return {
+        at,
+        error: true,
+        text: `${groupName(event.groupJid)}: daily budget reached (${event.used} of ${event.limit})`,
+      };
+    case 'setup:changed':
+      return event.ready
+        ? { at, error: false, text: 'Agents can run again' }
+        : {
+            at,
+            error: true,
+            text: `Agents cannot run: ${event.problems.map((p) => p.message).join('; ')}`,
+          };
+    case 'channel:state':
+      if (event.state.state === 'closed' || event.state.state === 'needs-pairing')
+        return { at, error: true, text: `${event.channel}: ${event.state.reason}` };
+      if (event.state.state === 'open')
+        return { at, error: false, text: `${event.channel}: connected` };
+      return null;
+    case 'group:changed':
+    case 'message:stored':
+      return null;
+    default: {
+      const never: never = event;
+      return never;
+    }
+  }
+}
+
+export function createActivityPanel({ api }: PanelContext): Panel {
+  const entries: ActivityEntry[] = [];
+  const names = new Map<string, string>();
+  const list = h('ol', {
+    class: 'activity',
+    'aria-label': 'Recent activity',
+    'aria-live': 'polite',
+  });
+  const element = h('div', {}, h('h2', {}, 'Activity'), list);
+
+  function render(): void {
+    list.replaceChildren(
+      ...entries.map((entry) =>
+        h(
+          'li',
+          { class: entry.error ? 'error' : '' },
+          h('time', { datetime: new Date(entry.at).toISOString() }, formatLocalTime(entry.at)),
+          ' ',
+          entry.text,
+        ),
+      ),
+    );
+    if (entries.length === 0)
+      list.append(
+        h('li', { class: 'empty' }, 'Nothing yet: runs and errors show here as they happen.'),
+      );
+  }
+
+  function add(entry: ActivityEntry): void {
+    entries.unshift(entry);
+    entries.sort((a, b) => b.at - a.at);
+    entries.length = Math.min(entries.length, ACTIVITY_LIMIT);
+    render();
+  }
+
+  let loaded = false;
+  return {
+    id: 'activity',
+    title: 'Activity',
+    element,
+    async refresh() {
+      const [groups, status] = await Promise.all([api.groups.list(), api.status.get()]);
+      for (const group of groups) names.set(group.jid, group.name);
+      if (!loaded) {
+        loaded = true;
+        for (const failure of status.outbox.recentFailures)
+          entries.push({
+            at: failure.at,
+            error: true,
+            text: `A reply to ${names.get(failure.chatJid) ?? failure.chatJid} was not delivered: ${failure.error ?? 'unknown error'}`,
+          });
+      }
+      render();
+    },
+    onEvent(event) {
+      // A new or renamed group: its name, not its jid, in the lines to come.
+      if (event.type === 'group:changed') void this.refresh().catch(() => undefined);
+      const entry = activityEntry(event, (jid) => names.get(jid) ?? jid, Date.now());
+      if (entry) add(entry);
+    },
+  };
+}

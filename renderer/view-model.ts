@@ -1,0 +1,156 @@
+/**
+ * What the panels show, computed from the API's answers: plain functions with no DOM, so they
+ * are unit-tested without a browser (test/unit/renderer-view-model.test.ts).
+ */
+import type { ChannelState, CoreStatus, GroupView, TaskView } from '../preload/ipc-contract.js';
+
+/** A group's state chip in the Groups panel. */
+export type GroupChip = 'idle' | 'queued' | 'running' | 'paused' | 'error';
+
+/** The part of the queue's snapshot that says what each group is doing. */
+export type QueueView = CoreStatus['queue'];
+
+/**
+ * The chip for one group. Paused wins (nothing runs until it is resumed); then a failure that
+ * is not yet behind it (a retry waits, or the last run gave up); then running, then waiting.
+ * A warm container with nothing to do is idle.
+ */
+export function groupChip(
+  group: Pick<GroupView, 'jid' | 'paused'>,
+  queue: QueueView | null,
+  failing: ReadonlySet<string>,
+): GroupChip {
+  if (group.paused) return 'paused';
+  if (failing.has(group.jid) || queue?.retrying.includes(group.jid)) return 'error';
+  const run = queue?.running.find((r) => r.groupJid === group.jid);
+  if (run && !run.idle) return 'running';
+  if (queue?.waiting.includes(group.jid) || queue?.waitingForSetup.includes(group.jid))
+    return 'queued';
+  return 'idle';
+}
+
+/** Whether a group has a run that Stop would end (a busy run, or a failed run due a retry). */
+export function canStop(chip: GroupChip): boolean {
+  return chip === 'running' || chip === 'error' || chip === 'queued';
+}
+
+const wholeNumber = new Intl.NumberFormat('en-US');
+
+/** `12,345 tokens`. */
+export function formatTokens(tokens: number): string {
+  return `${wholeNumber.format(tokens)} ${tokens === 1 ? 'token' : 'tokens'}`;
+}
+
+/** `$1.50`; small amounts keep four decimals (`$0.0042`) so a cheap day does not read as zero. */
+export function formatUsd(usd: number): string {
+  if (usd > 0 && usd < 0.01) return `$${usd.toFixed(4)}`;
+  return `$${usd.toFixed(2)}`;
+}
+
+/**
+ * Today's usage against the group's daily budget, in one line:
+ * `1,200 tokens · $0.01 today of 200,000 tokens`. The cost is "unknown" when some usage was
+ * made with a model the price table lacks.
+ */
+export function usageLine(group: Pick<GroupView, 'usageToday' | 'dailyBudget'>): string {
+  const usage = group.usageToday;
+  const used = usage
+    ? `${formatTokens(usage.tokens)} · ${usage.costUsd === null ? `at least ${formatUsd(usage.knownCostUsd)}` : formatUsd(usage.costUsd)} today`
+    : 'no usage recorded today';
+  const caps: string[] = [];
+  if (group.dailyBudget?.tokens != null) caps.push(formatTokens(group.dailyBudget.tokens));
+  if (group.dailyBudget?.usd != null) caps.push(formatUsd(group.dailyBudget.usd));
+  return caps.length > 0 ? `${used} of ${caps.join(' or ')}` : `${used} (no daily budget)`;
+}
+
+/** A time in the viewer's own time zone, as `Nov 25, 2026, 8:00 AM`; `—` for none. */
+export function formatLocalTime(
+  time: string | number | null | undefined,
+  locale?: string,
+  timeZone?: string,
+): string {
+  if (time === null || time === undefined) return '—';
+  const date = new Date(time);
+  if (Number.isNaN(date.getTime())) return '—';
+  return new Intl.DateTimeFormat(locale, {
+    dateStyle: 'medium',
+    timeStyle: 'short',
+    ...(timeZone ? { timeZone } : {}),
+  }).format(date);
+}
+
+/** The Connection panel's headline for a WhatsApp state. */
+export function describeChannelState(state: ChannelState | null): string {
+  if (state === null) return 'WhatsApp is not set up in this Clawbar.';
+  switch (state.state) {
+    case 'connecting':
+      return 'Connecting to WhatsApp…';
+    case 'qr':
+      return 'Scan this QR code in WhatsApp: Settings → Linked devices → Link a device.';
+    case 'pairing-code':
+      return `Type this code in WhatsApp (Linked devices → Link with phone number): ${state.code}`;
+    case 'open':
+      return 'Connected to WhatsApp.';
+    case 'closed':
+      return `Disconnected: ${state.reason}.${state.retrying ? ' Reconnecting by itself.' : ''}`;
+    case 'needs-pairing':
+      return `Needs pairing: ${state.reason}.`;
+    default: {
+      const never: never = state;
+      return `Unknown state ${JSON.stringify(never)}`;
+    }
+  }
+}
+
+/** The Schedules panel's "last result" for a task. */
+export function lastResult(task: Pick<TaskView, 'lastRun' | 'lastStatus' | 'lastError'>): string {
+  if (task.lastStatus === null) return 'not run yet';
+  const when = formatLocalTime(task.lastRun);
+  if (task.lastError) return `${task.lastStatus} at ${when}: ${task.lastError}`;
+  return `${task.lastStatus} at ${when}`;
+}
+
+/** Which schedule field the create form filled: exactly one of cron, every, at. */
+export type ScheduleKind = 'cron' | 'every' | 'at';
+
+/**
+ * An error as a person reads it: Electron prefixes the main process's message with "Error
+ * invoking remote method '…': ", which says nothing to a user.
+ */
+export function errorText(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(
+    /^Error invoking remote method '[^']*': (Error: )?/,
+    '',
+  );
+}
+
+/**
+ * Runs `task` when asked, at most one at a time: a request while it runs makes one more run
+ * after it (not one per request), so a burst of live events costs two fetches, not twenty.
+ */
+export function coalesce(
+  task: () => Promise<void>,
+  onError: (err: unknown) => void,
+): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  let again = false;
+  const run = async (): Promise<void> => {
+    do {
+      again = false;
+      try {
+        await task();
+      } catch (err) {
+        onError(err);
+      }
+    } while (again);
+    running = null;
+  };
+  return () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = run();
+    return running;
+  };
+}
