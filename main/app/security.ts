@@ -10,6 +10,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { PAGE_CSP } from '../core/control/page-policy.js';
 import type { Logger } from '../core/logger.js';
 
 /** The scheme the app's pages are served under: `app://clawbar/index.html`. */
@@ -30,24 +31,6 @@ export const APP_SCHEME_PRIVILEGES = [
     privileges: { standard: true, secure: true, supportFetchAPI: true, bypassCSP: false },
   },
 ];
-
-/**
- * The page's Content Security Policy: our own scripts and styles only (inline styles for the
- * QR code and the panels' layout), images from us or `data:` (the QR), no network, no
- * frames, no plugins, no forms posting anywhere.
- */
-export const CONTENT_SECURITY_POLICY = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
-  "font-src 'self'",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
 
 const MIME_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -114,7 +97,7 @@ export async function serveAppFile(
       status: 200,
       headers: {
         'content-type': MIME_TYPES[path.extname(realFile).toLowerCase()] ?? 'text/plain',
-        'content-security-policy': CONTENT_SECURITY_POLICY,
+        'content-security-policy': PAGE_CSP,
         'x-content-type-options': 'nosniff',
       },
     });
@@ -156,7 +139,7 @@ export function enforceCsp(webRequest: WebRequestLike): void {
     const headers = { ...details.responseHeaders };
     for (const name of Object.keys(headers))
       if (name.toLowerCase() === 'content-security-policy') delete headers[name];
-    headers['Content-Security-Policy'] = [CONTENT_SECURITY_POLICY];
+    headers['Content-Security-Policy'] = [PAGE_CSP];
     callback({ responseHeaders: headers });
   });
 }

@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PAGE_CSP } from '../../main/core/control/page-policy.js';
 import {
-  DASHBOARD_CSP,
   loadDashboardToken,
   parseHttpAddress,
   startHttpBridge,
@@ -148,8 +148,8 @@ describe('the HTTP bridge', () => {
   it('serves the page with a strict CSP, and nothing outside the renderer folder', async () => {
     const page = await fetch(`${base}/`);
     expect(page.status).toBe(200);
-    expect(page.headers.get('content-security-policy')).toBe(DASHBOARD_CSP);
-    expect(DASHBOARD_CSP).toContain("default-src 'none'");
+    expect(page.headers.get('content-security-policy')).toBe(PAGE_CSP);
+    expect(PAGE_CSP).toContain("default-src 'none'");
     expect(await page.text()).toContain('<title>Clawbar</title>');
     for (const escape of ['/../secret.js', '/%2e%2e/secret.js', '/..%2fsecret.js', '/.env'])
       expect((await raw(escape, { Host: `127.0.0.1:${bridge.port}` })).status, escape).toBe(404);

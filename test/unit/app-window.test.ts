@@ -5,11 +5,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   APP_INDEX_URL,
   appUrlToPath,
-  CONTENT_SECURITY_POLICY,
   enforceCsp,
   isAllowedExternalUrl,
   serveAppProtocol,
 } from '../../main/app/security.js';
+import { PAGE_CSP, PAGE_CSP_META } from '../../main/core/control/page-policy.js';
 import {
   createTrayWindow,
   NAVIGATE_EVENT,
@@ -237,7 +237,7 @@ describe('the app:// protocol', () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toBe('<!doctype html>');
     expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
-    expect(page.headers.get('content-security-policy')).toBe(CONTENT_SECURITY_POLICY);
+    expect(page.headers.get('content-security-policy')).toBe(PAGE_CSP);
     const script = await get('app://clawbar/panels/groups.js');
     expect(script.headers.get('content-type')).toMatch(/^text\/javascript/);
     expect((await get('app://clawbar/')).status).toBe(200);
@@ -289,10 +289,19 @@ describe('the app:// protocol', () => {
       'content-type': ['text/html'],
     });
     expect(headers).toEqual({
-      'Content-Security-Policy': [CONTENT_SECURITY_POLICY],
+      'Content-Security-Policy': [PAGE_CSP],
       'content-type': ['text/html'],
     });
-    expect(CONTENT_SECURITY_POLICY).toMatch(/default-src 'none'/);
-    expect(CONTENT_SECURITY_POLICY).toMatch(/script-src 'self'(;|$)/);
+    expect(PAGE_CSP).toMatch(/default-src 'none'/);
+    expect(PAGE_CSP).toMatch(/script-src 'self'(;|$)/);
+  });
+
+  it("the page's own <meta> policy is the same one, less what a <meta> cannot carry", () => {
+    const html = fs.readFileSync(new URL('../../renderer/index.html', import.meta.url), 'utf8');
+    const meta = /http-equiv="Content-Security-Policy"\s+content="([^"]*)"/.exec(html);
+    expect(meta?.[1]).toBe(PAGE_CSP_META);
+    expect(PAGE_CSP).toBe(`${PAGE_CSP_META}; frame-ancestors 'none'`);
+    // Nothing in the policy lets a style attribute or an inline script run.
+    expect(PAGE_CSP).not.toContain('unsafe-');
   });
 });

@@ -21,6 +21,7 @@ import path from 'node:path';
 import { CoreInputError } from '../errors.js';
 import type { CoreEventBus } from '../events.js';
 import type { Logger } from '../logger.js';
+import { PAGE_CSP } from './page-policy.js';
 import { UnknownChannelError, type UiApi } from './ui-api.js';
 import { subscribeUiEvents } from './ui-events.js';
 import { classify } from './server.js';
@@ -122,18 +123,6 @@ export interface HttpBridge {
   /** Ends every stream and connection, then stops listening. */
   close(): Promise<void>;
 }
-
-/** The page's policy: our own scripts and styles, calls to this server only, nothing framed. */
-export const DASHBOARD_CSP = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
 
 const STATIC_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -386,7 +375,7 @@ function serveStatic(
     ...COMMON_HEADERS,
     'Content-Type': type,
     'Content-Length': content.length,
-    'Content-Security-Policy': DASHBOARD_CSP,
+    'Content-Security-Policy': PAGE_CSP,
   });
   res.end(req.method === 'HEAD' ? undefined : content);
 }
