@@ -262,7 +262,8 @@ type Domain<C extends string> = C extends `${infer D}:${string}` ? D : never;
 
 /**
  * A live event, main → renderer: the core's events the window shows, as small plain objects
- * (they cross by structured clone or as JSON). `type` is the core event's name.
+ * (they cross by structured clone or as JSON). `type` is the core event's name; the last two
+ * come from the transports themselves.
  */
 export type UiEvent =
   | ({ type: 'group:changed' } & CoreEvents['group:changed'])
@@ -274,7 +275,17 @@ export type UiEvent =
   | ({ type: 'budget:reached' } & CoreEvents['budget:reached'])
   | ({ type: 'setup:changed' } & CoreEvents['setup:changed'])
   /** A message stored in a local-chat group (the "Chat with a local group" panel). */
-  | { type: 'message:stored'; groupJid: string; message: MessageView };
+  | { type: 'message:stored'; groupJid: string; message: MessageView }
+  /**
+   * From the desktop shell, not the core: show this route, e.g. after a notification's click.
+   * A route is a panel's id (`connection`) or `tasks/<id>`; the page checks it.
+   */
+  | { type: 'window:navigate'; route: string }
+  /**
+   * From the HTTP bridge, not the core: the event stream dropped and is back, so events may
+   * have been missed; the page fetches everything again.
+   */
+  | { type: 'events:resumed' };
 
 export type UiEventType = UiEvent['type'];
 

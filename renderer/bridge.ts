@@ -77,7 +77,9 @@ export function createHttpClawbar(
 
 /**
  * One event stream shared by every listener: opened with the first, closed with the last, and
- * reopened (with growing waits) when it drops.
+ * reopened (with growing waits) when it drops. Each reopening is followed by an
+ * `events:resumed` event, since the server keeps no backlog: what it sent meanwhile is gone,
+ * and the page fetches its state again instead.
  */
 function eventStream(
   authorization: string,
@@ -86,6 +88,9 @@ function eventStream(
   const listeners = new Set<(event: UiEvent) => void>();
   let abort: AbortController | null = null;
 
+  const deliverEvent = (event: UiEvent): void => {
+    for (const listener of listeners) listener(event);
+  };
   const deliver = (data: string): void => {
     let event: UiEvent;
     try {
@@ -93,11 +98,12 @@ function eventStream(
     } catch {
       return;
     }
-    for (const listener of listeners) listener(event);
+    deliverEvent(event);
   };
 
   const run = async (signal: AbortSignal): Promise<void> => {
     let wait = RECONNECT_MS.first;
+    let connectedBefore = false;
     while (!signal.aborted) {
       try {
         const response = await fetchImpl('/api/events', {
@@ -106,6 +112,9 @@ function eventStream(
         });
         if (response.ok && response.body) {
           wait = RECONNECT_MS.first;
+          // Events sent while the stream was down are lost: the page is told to fetch again.
+          if (connectedBefore) deliverEvent({ type: 'events:resumed' });
+          connectedBefore = true;
           await readEvents(response.body, deliver);
         }
       } catch {

@@ -32,7 +32,57 @@ export function append(parent: Node, children: readonly Child[]): void {
   }
 }
 
-/** A button that runs `action` on click; disabled while it runs, errors go to `onError`. */
+/**
+ * Replaces a list's items and keeps the keyboard's place: when focus was inside an item (one
+ * with `keyAttribute`, e.g. `data-task`), it goes to the same item's new version, on the control
+ * with the same label if it still has one, else on the item itself. Without this, each live
+ * update would drop a keyboard user's focus back to the top of the page.
+ */
+export function replaceItems(
+  list: HTMLElement,
+  items: readonly Child[],
+  keyAttribute: string,
+): void {
+  const active = document.activeElement;
+  const item =
+    active instanceof HTMLElement && list.contains(active)
+      ? active.closest<HTMLElement>(`[${keyAttribute}]`)
+      : null;
+  const key = item?.getAttribute(keyAttribute) ?? null;
+  const label = active !== item ? active?.textContent : null;
+  list.replaceChildren();
+  append(list, items);
+  if (key === null) return;
+  const again = itemByKey(list, keyAttribute, key);
+  if (!again) return;
+  const control = label
+    ? Array.from(again.querySelectorAll<HTMLElement>('button, input, select, textarea')).find(
+        (el) => el.textContent === label && el.offsetParent !== null,
+      )
+    : undefined;
+  if (control) control.focus();
+  else {
+    again.tabIndex = -1;
+    again.focus();
+  }
+}
+
+/** The list's item whose `keyAttribute` is `key`, compared as text (never put in a selector). */
+export function itemByKey(
+  list: HTMLElement,
+  keyAttribute: string,
+  key: string,
+): HTMLElement | undefined {
+  return Array.from(list.querySelectorAll<HTMLElement>(`[${keyAttribute}]`)).find(
+    (el) => el.getAttribute(keyAttribute) === key,
+  );
+}
+
+/**
+ * A button that runs `action` on click, once at a time: while it runs the button says it is busy
+ * (`aria-disabled`, `aria-busy`) and ignores clicks; errors go to `onError`. It is not made
+ * `disabled`, because a disabled button loses focus, and a keyboard user's place with it.
+ */
 export function actionButton(
   label: string,
   action: () => Promise<unknown>,
@@ -40,14 +90,19 @@ export function actionButton(
   attributes: Attributes = {},
 ): HTMLButtonElement {
   const button = h('button', { type: 'button', ...attributes }, label);
+  let busy = false;
+  const setBusy = (value: boolean): void => {
+    busy = value;
+    button.setAttribute('aria-disabled', String(value));
+    button.setAttribute('aria-busy', String(value));
+  };
   button.addEventListener('click', () => {
-    button.disabled = true;
+    if (busy) return;
+    setBusy(true);
     action().then(
-      () => {
-        button.disabled = false;
-      },
+      () => setBusy(false),
       (err: unknown) => {
-        button.disabled = false;
+        setBusy(false);
         onError(err);
       },
     );

@@ -14,7 +14,7 @@ import { createGroupsPanel } from './panels/groups.js';
 import type { Panel, PanelContext } from './panels/panel.js';
 import { createSchedulesPanel } from './panels/schedules.js';
 import { createSettingsPanel } from './panels/settings.js';
-import { coalesce, errorText } from './view-model.js';
+import { coalesce, errorText, parseRoute, type PanelId, type Route } from './view-model.js';
 
 declare global {
   interface Window {
@@ -73,22 +73,44 @@ function start(): void {
     for (const panel of panels) panel.refresh().catch(showError);
   };
 
+  /** Shows the panel a route names, and what it names inside it (a task). */
+  const navigate = (route: Route): void => {
+    tabs.select(route.panel, false);
+    panels.find((panel) => panel.id === route.panel)?.show?.(route);
+  };
+
   api.onEvent((event: UiEvent) => {
+    if (event.type === 'window:navigate') {
+      const route = parseRoute(event.route);
+      if (route) navigate(route);
+      return;
+    }
+    if (event.type === 'events:resumed') {
+      // Whatever happened while the stream was down is fetched again.
+      refreshAll();
+      return;
+    }
     for (const panel of panels) panel.onEvent(event);
     if (event.type === 'setup:changed' || event.type.startsWith('run:')) void refreshStatus();
   });
   window.addEventListener('focus', refreshAll);
   refreshAll();
-  // `?panel=groups` opens that panel (a notification's click, a bookmark); else the first.
-  const wanted = new URLSearchParams(window.location.search).get('panel');
-  tabs.select(panels.find((p) => p.id === wanted)?.id ?? panels[0]!.id, false);
+  // Where to start: the desktop shell's route in the hash (`#tasks/<id>`, from a notification),
+  // or `?panel=groups` (a bookmark); else the first panel. In a browser the bridge has already
+  // taken the token out of the hash.
+  navigate(
+    parseRoute(window.location.hash) ??
+      parseRoute(new URLSearchParams(window.location.search).get('panel')) ?? {
+        panel: panels[0]!.id,
+      },
+  );
 }
 
 /**
  * Tabs as the WAI-ARIA tabs pattern has them: one tab in the tab order, arrow keys move
  * between tabs (Home and End to the ends), the chosen tab shows its panel.
  */
-function mountTabs(panels: Panel[]): { select(id: string, focus: boolean): void } {
+function mountTabs(panels: Panel[]): { select(id: PanelId, focus: boolean): void } {
   const tabs = panels.map((panel) =>
     h(
       'button',
@@ -119,7 +141,7 @@ function mountTabs(panels: Panel[]): { select(id: string, focus: boolean): void 
   tabList.replaceChildren(...tabs);
   panelHost.replaceChildren(...sections);
 
-  const select = (id: string, focus: boolean): void => {
+  const select = (id: PanelId, focus: boolean): void => {
     panels.forEach((panel, index) => {
       const chosen = panel.id === id;
       tabs[index]!.setAttribute('aria-selected', String(chosen));

@@ -154,3 +154,41 @@ export function coalesce(
     return running;
   };
 }
+
+/** The window's panels, in tab order; a route names one of them. */
+export const PANEL_IDS = [
+  'connection',
+  'groups',
+  'schedules',
+  'activity',
+  'chat',
+  'settings',
+] as const;
+export type PanelId = (typeof PANEL_IDS)[number];
+
+/** Where the window is asked to go: a panel, and in Schedules perhaps one task. */
+export interface Route {
+  panel: PanelId;
+  taskId?: string;
+}
+
+/** What a task id may look like in a route: the store's ids, and nothing a selector could abuse. */
+const ROUTE_TASK_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Reads a route from the shell's `window:navigate` event, the URL's hash or `?panel=`:
+ * `groups` (a panel's id) or `tasks/<id>` (that task, in Schedules). Anything else is null,
+ * and the window stays where it is.
+ */
+export function parseRoute(text: string | null | undefined): Route | null {
+  if (!text) return null;
+  let route: string;
+  try {
+    route = decodeURIComponent(text.replace(/^[#/]+/, ''));
+  } catch {
+    return null;
+  }
+  const task = /^tasks\/(.+)$/.exec(route);
+  if (task) return ROUTE_TASK_ID.test(task[1]!) ? { panel: 'schedules', taskId: task[1]! } : null;
+  return (PANEL_IDS as readonly string[]).includes(route) ? { panel: route as PanelId } : null;
+}

@@ -14,6 +14,7 @@
 import { fileURLToPath } from 'node:url';
 import type { BrowserWindowConstructorOptions } from 'electron';
 import type { Logger } from '../core/logger.js';
+import { UI_EVENT_CHANNEL, type UiEvent } from '../../preload/ipc-contract.js';
 import { APP_INDEX_URL, guardWebContents, type GuardedContents } from './security.js';
 
 /** A rectangle on screen, in Electron's device-independent pixels. */
@@ -26,12 +27,6 @@ export interface Rectangle {
 
 /** The tray window's size. */
 export const WINDOW_SIZE = { width: 380, height: 520 } as const;
-
-/**
- * Sent to the window with a route (`tasks/<id>`) when it is asked to show one, e.g. from a
- * notification. The page also reads the route from the URL's hash on first load.
- */
-export const NAVIGATE_EVENT = 'app:navigate';
 
 export interface WindowPositionInput {
   /** The tray icon; all zero where the tray host does not say (some Linux panels). */
@@ -283,7 +278,12 @@ export function createTrayWindow<Sender, W extends WindowLike>(
   const open = (trayBounds?: Rectangle, route?: string): void => {
     const fresh = !window || window.isDestroyed();
     if (!window || window.isDestroyed()) window = create(route);
-    else if (route) window.webContents.send(NAVIGATE_EVENT, route);
+    // An open page gets the route as a live event (the contract's `window:navigate`); a new
+    // one reads it from its URL's hash.
+    else if (route) {
+      const navigate: UiEvent = { type: 'window:navigate', route };
+      window.webContents.send(UI_EVENT_CHANNEL, navigate);
+    }
     if (trayBounds) place(window, trayBounds);
     else if (fresh) place(window, { x: 0, y: 0, width: 0, height: 0 });
     window.show();

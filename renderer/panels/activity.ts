@@ -68,6 +68,8 @@ export function activityEntry(
       return null;
     case 'group:changed':
     case 'message:stored':
+    case 'window:navigate':
+    case 'events:resumed':
       return null;
     default: {
       const never: never = event;

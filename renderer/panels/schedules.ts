@@ -4,7 +4,7 @@
  * `task:finished` event arrives. Below, a form creates a task.
  */
 import type { GroupView, TaskView, UiEvent } from '../../preload/ipc-contract.js';
-import { actionButton, h } from '../dom.js';
+import { actionButton, h, itemByKey, replaceItems } from '../dom.js';
 import { coalesce, formatLocalTime, lastResult, type ScheduleKind } from '../view-model.js';
 import type { Panel, PanelContext } from './panel.js';
 
@@ -20,6 +20,10 @@ const SCHEDULE_HINTS: Record<ScheduleKind, string> = {
 export function createSchedulesPanel({ api, showError }: PanelContext): Panel {
   /** The latest finished run of each task heard this session, shown until the list says more. */
   const latest = new Map<string, Finished>();
+  /** The task a route asked for (a notification's click): marked until another is asked for. */
+  let marked: string | null = null;
+  /** Whether the marked task's card still needs focus, once the list has it. */
+  let focusMarked = false;
   const list = h('ul', { class: 'cards', 'aria-label': 'Scheduled tasks' });
   const form = createForm();
   const element = h(
@@ -34,9 +38,9 @@ export function createSchedulesPanel({ api, showError }: PanelContext): Panel {
   const refresh = coalesce(async () => {
     const [listing, groups] = await Promise.all([api.tasks.list(), api.groups.list()]);
     form.setGroups(groups);
-    list.replaceChildren(...listing.tasks.map(taskCard));
+    const cards: HTMLLIElement[] = listing.tasks.map(taskCard);
     for (const bad of listing.unreadable) {
-      list.append(
+      cards.push(
         h(
           'li',
           { class: 'card' },
@@ -45,9 +49,24 @@ export function createSchedulesPanel({ api, showError }: PanelContext): Panel {
         ),
       );
     }
-    if (listing.tasks.length === 0 && listing.unreadable.length === 0)
-      list.append(h('li', { class: 'empty' }, 'No scheduled tasks.'));
+    if (cards.length === 0) cards.push(h('li', { class: 'empty' }, 'No scheduled tasks.'));
+    replaceItems(list, cards, 'data-task');
+    if (focusMarked) showMarked();
   }, showError);
+
+  /** Focuses and scrolls to the marked task's card; says so if that task is gone. */
+  function showMarked(): void {
+    focusMarked = false;
+    const card = marked === null ? undefined : itemByKey(list, 'data-task', marked);
+    if (!card) {
+      showError(new Error(`Task ${marked} is no longer scheduled.`));
+      marked = null;
+      return;
+    }
+    card.tabIndex = -1;
+    card.focus();
+    card.scrollIntoView({ block: 'nearest' });
+  }
 
   function taskCard(task: TaskView): HTMLLIElement {
     const finished = latest.get(task.id);
@@ -65,7 +84,7 @@ export function createSchedulesPanel({ api, showError }: PanelContext): Panel {
     const runNow = actionButton('Run now', () => api.tasks.runNow({ id: task.id }), showError);
     return h(
       'li',
-      { class: 'card', 'data-task': task.id },
+      { class: 'card', 'data-task': task.id, 'data-focused': task.id === marked },
       h(
         'div',
         { class: 'row spread' },
@@ -176,6 +195,13 @@ export function createSchedulesPanel({ api, showError }: PanelContext): Panel {
     onEvent(event) {
       if (event.type === 'task:finished') latest.set(event.taskId, event);
       if (event.type === 'task:finished' || event.type === 'group:changed') void refresh();
+    },
+    show(route) {
+      if (!route.taskId) return;
+      // After the next fetch: the task may be newer than the list on screen.
+      marked = route.taskId;
+      focusMarked = true;
+      void refresh();
     },
   };
 }

@@ -211,6 +211,14 @@ requireDocker('the tray window against clawbar serve --http', () => {
         await result.waitFor({ timeout: RUN_DEADLINE_MS });
         expect(await result.getAttribute('data-result'), output.slice(-3000)).toBe('success');
         expect(await result.textContent()).toContain(REPLY);
+        // The list was drawn again with the result, and the keyboard's place survived it: focus
+        // is on the new card's "Run now", where the click left it.
+        expect(
+          await page.evaluate(() => {
+            const active = document.activeElement;
+            return [active?.textContent, active?.closest('[data-task]')?.getAttribute('data-task')];
+          }),
+        ).toEqual(['Run now', id]);
         await page.screenshot({ path: screenshotPath('schedules-after-run'), fullPage: true });
 
         // The run is in the activity list, and its reply in the group's chat.
@@ -228,6 +236,25 @@ requireDocker('the tray window against clawbar serve --http', () => {
         expect(JSON.parse(runs.stdout)).toMatchObject({
           runs: [expect.objectContaining({ status: 'success', summary: REPLY })],
         });
+
+        // A route to the task (what a notification's click asks for) opens Schedules on its
+        // card, marked and focused; a route to a task that is gone says so.
+        const routed = await browser.newPage({ viewport: { width: 420, height: 640 } });
+        const routedProblems = watchPage(routed);
+        await routed.goto(dashboard.replace('/#token=', `/?panel=tasks/${id}#token=`));
+        const focused = routed.locator(`#panel-schedules [data-task="${id}"][data-focused]`);
+        await focused.waitFor({ timeout: 30_000 });
+        expect(await routed.isVisible('#panel-schedules')).toBe(true);
+        expect(await routed.evaluate(() => document.activeElement?.getAttribute('data-task'))).toBe(
+          id,
+        );
+        await routed.screenshot({ path: screenshotPath('schedules-routed'), fullPage: true });
+        await routed.goto(dashboard.replace('/#token=', '/?panel=tasks/t_gone#token='));
+        await expect
+          .poll(() => routed.textContent('#error'), { timeout: 30_000 })
+          .toContain('Task t_gone is no longer scheduled.');
+        await routed.close();
+        expect(routedProblems).toEqual([]);
         expect(problems).toEqual([]);
       },
       RUN_DEADLINE_MS + 60_000,

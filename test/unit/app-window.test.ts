@@ -10,9 +10,9 @@ import {
   serveAppProtocol,
 } from '../../main/app/security.js';
 import { PAGE_CSP, PAGE_CSP_META } from '../../main/core/control/page-policy.js';
+import { UI_EVENT_CHANNEL } from '../../preload/ipc-contract.js';
 import {
   createTrayWindow,
-  NAVIGATE_EVENT,
   taskbarSide,
   trayWindowOptions,
   windowPosition,
@@ -170,7 +170,9 @@ describe('the tray window', () => {
     const created = BrowserWindow.instances[0]!;
     expect(created.loadedUrl).toBe(`${APP_INDEX_URL}#tasks/t1`);
     window.open(undefined, 'tasks/t2');
-    expect(created.webContents.sent).toEqual([{ channel: NAVIGATE_EVENT, args: ['tasks/t2'] }]);
+    expect(created.webContents.sent).toEqual([
+      { channel: UI_EVENT_CHANNEL, args: [{ type: 'window:navigate', route: 'tasks/t2' }] },
+    ]);
   });
 
   it('denies navigation, redirects and new windows; opens only allowlisted links outside', () => {

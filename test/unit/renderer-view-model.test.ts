@@ -8,6 +8,8 @@ import {
   formatUsd,
   groupChip,
   lastResult,
+  parseRoute,
+  PANEL_IDS,
   usageLine,
   type QueueView,
 } from '../../renderer/view-model.js';
@@ -154,5 +156,33 @@ describe('coalesce', () => {
     await request();
     await request();
     expect(errors).toHaveLength(2);
+  });
+});
+
+describe('parseRoute', () => {
+  it("reads a panel's id or a task, from the hash, ?panel= or the shell's event", () => {
+    for (const id of PANEL_IDS) expect(parseRoute(id)).toEqual({ panel: id });
+    expect(parseRoute('#groups')).toEqual({ panel: 'groups' });
+    expect(parseRoute('tasks/t_abc123')).toEqual({ panel: 'schedules', taskId: 't_abc123' });
+    expect(parseRoute('#tasks/t_abc123')).toEqual({ panel: 'schedules', taskId: 't_abc123' });
+    expect(parseRoute('/tasks/t%5Fx')).toEqual({ panel: 'schedules', taskId: 't_x' });
+  });
+
+  it('leaves the window where it is for anything else', () => {
+    for (const bad of [
+      null,
+      undefined,
+      '',
+      '#',
+      'token=abc',
+      'nowhere',
+      'Groups',
+      'tasks/',
+      'tasks/a"]',
+      'tasks/../x',
+      `tasks/${'a'.repeat(65)}`,
+      '%E0%A4%A',
+    ])
+      expect(parseRoute(bad), String(bad)).toBeNull();
   });
 });
