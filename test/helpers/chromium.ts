@@ -3,13 +3,14 @@
  * no browser of its own: it drives Debian's `chromium` package).
  *
  * Like the Docker suites (docker.ts): without Chromium a suite skips with the reason and the
- * fix in its name, except under CI, where it fails with them instead.
+ * fix in its name, and the run ends with a loud warning; under CI it fails instead.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { describe, it } from 'vitest';
 import { ROOT } from './clawbar.js';
+import { recordSkip } from './skips.js';
 
 /** @default /usr/bin/chromium (Debian's package); override with CLAWBAR_CHROMIUM */
 export const CHROMIUM_PATH = process.env.CLAWBAR_CHROMIUM ?? '/usr/bin/chromium';
@@ -41,6 +42,7 @@ export function requireChromium(name: string, body: () => void): void {
       });
     });
   } else {
+    recordSkip('chromium', name, `${problem}; ${CHROMIUM_FIX}`);
     describe.skip(`${name} [skipped: ${problem}; ${CHROMIUM_FIX}]`, body);
   }
 }

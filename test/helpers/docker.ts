@@ -5,15 +5,15 @@
  * missing engine (or base image) is a failure: CI is meant to exercise the real thing.
  */
 import { randomBytes } from 'node:crypto';
-import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
 import Docker from 'dockerode';
-import { describe, inject, it } from 'vitest';
+import { describe, it } from 'vitest';
 
-import { DOCKER_SKIP_LOG_KEY, TEST_BASE_IMAGE } from '../setup/test-base.js';
+import { TEST_BASE_IMAGE } from '../setup/test-base.js';
+import { recordSkip } from './skips.js';
 
 // The global setup (test/setup/global-docker.ts) makes this image when it is missing.
 export { TEST_BASE_IMAGE };
@@ -61,20 +61,9 @@ export function requireDocker(name: string, body: () => void): void {
       });
     });
   } else {
-    recordSkip(name, probe.reason);
+    recordSkip('docker', name, probe.reason);
     describe.skip(`${name} [skipped: ${probe.reason}]`, body);
   }
-}
-
-/**
- * Writes a skipped suite down where the global setup's teardown reads it, so the run ends
- * with a loud warning instead of a quiet green. No file without the global setup.
- */
-function recordSkip(name: string, reason: string): void {
-  const log = inject(DOCKER_SKIP_LOG_KEY) as string | undefined;
-  if (!log) return;
-  const clean = (text: string): string => text.replace(/[\t\n\r]+/g, ' ');
-  fsSync.appendFileSync(log, `${clean(name)}\t${clean(reason)}\n`);
 }
 
 /**

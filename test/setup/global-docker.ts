@@ -9,9 +9,9 @@
  * otherwise offline-base.sh builds it with debootstrap, as root, with its lines shown. When
  * the image is already there, this costs one inspect.
  *
- * After the run: if any Docker suite was skipped (requireDocker writes each skip down in a
- * file this setup provides), it ends the output with a loud warning saying why and how to
- * fix it. With `CI` set, requireDocker fails those suites instead of skipping them.
+ * After the run: if any Docker or Chromium suite was skipped (requireDocker and requireChromium
+ * write each skip down in a file this setup provides), it ends the output with a loud warning
+ * saying why and how to fix it. With `CI` set, those suites fail instead of skipping.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -22,7 +22,7 @@ import { performance } from 'node:perf_hooks';
 import Docker from 'dockerode';
 import type { TestProject } from 'vitest/node';
 
-import { DOCKER_SKIP_LOG_KEY, TEST_BASE_IMAGE } from './test-base.js';
+import { DOCKER_SKIP_LOG_KEY, TEST_BASE_IMAGE, type SkippedPart } from './test-base.js';
 
 /** Why the Docker suites cannot run, and what fixes it. */
 interface Trouble {
@@ -43,7 +43,17 @@ export default async function setup(project: TestProject): Promise<() => void> {
   return () => {
     const skipped = readSkips(skipLog);
     fs.rmSync(skipLog, { force: true });
-    if (skipped.length > 0) warnSkipped(skipped, trouble);
+    const docker = skipped.filter((skip) => skip.part === 'docker');
+    const chromium = skipped.filter((skip) => skip.part === 'chromium');
+    if (docker.length > 0) warnDockerSkipped(docker, trouble);
+    if (chromium.length > 0)
+      warn([
+        `CHROMIUM SUITES WERE SKIPPED: ${suitesDidNotRun(chromium)},`,
+        'so this run did not test the tray window in a browser.',
+        `Why and fix: ${chromium[0]!.reason}`,
+        `Skipped: ${suiteList(chromium)}`,
+        '(With CI set, these suites fail instead of skipping.)',
+      ]);
   };
 }
 
@@ -120,38 +130,57 @@ function splitTag(image: string): { repo: string; tag: string } {
   return { repo: image, tag: 'latest' };
 }
 
-function readSkips(file: string): string[] {
+interface Skip {
+  part: SkippedPart;
+  suite: string;
+  reason: string;
+}
+
+function readSkips(file: string): Skip[] {
+  let text: string;
   try {
-    return fs
-      .readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((line) => line.length > 0);
+    text = fs.readFileSync(file, 'utf8');
   } catch {
     return [];
   }
+  return text
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => {
+      const [part, suite = '', reason = ''] = line.split('\t');
+      return { part: part === 'chromium' ? 'chromium' : 'docker', suite, reason };
+    });
+}
+
+function suitesDidNotRun(skipped: Skip[]): string {
+  return `${skipped.length} suite${skipped.length === 1 ? '' : 's'} did not run`;
+}
+
+function suiteList(skipped: Skip[]): string {
+  const suites = skipped.map((skip) => skip.suite);
+  return `${suites.slice(0, 5).join('; ')}${suites.length > 5 ? `; and ${suites.length - 5} more` : ''}`;
 }
 
 /** The last thing on the screen: a green run that skipped Docker suites did not test them. */
-function warnSkipped(skipped: string[], trouble: Trouble | undefined): void {
-  const why = trouble?.reason ?? skipped[0]?.split('\t')[1] ?? 'the Docker probe failed';
+function warnDockerSkipped(skipped: Skip[], trouble: Trouble | undefined): void {
+  const why = trouble?.reason ?? skipped[0]?.reason ?? 'the Docker probe failed';
   const fix =
     trouble?.fix ??
     `${ENGINE_FIX}; build the base with sudo sandbox-images/offline-base.sh ${TEST_BASE_IMAGE}`;
-  const suites = skipped.map((line) => line.split('\t')[0]);
+  warn([
+    `DOCKER SUITES WERE SKIPPED: ${suitesDidNotRun(skipped)},`,
+    'so this run did not test containers at all.',
+    `Why: ${why}`,
+    `Fix: ${fix}`,
+    `Skipped: ${suiteList(skipped)}`,
+    '(With CI set, these suites fail instead of skipping.)',
+  ]);
+}
+
+/** A banner of `!!` lines on stderr, red on a terminal. */
+function warn(lines: string[]): void {
   const bar = '!'.repeat(78);
-  const lines = [
-    '',
-    bar,
-    `!! DOCKER SUITES WERE SKIPPED: ${skipped.length} suite${skipped.length === 1 ? '' : 's'} did not run,`,
-    '!! so this run did not test containers at all.',
-    `!! Why: ${why}`,
-    `!! Fix: ${fix}`,
-    `!! Skipped: ${suites.slice(0, 5).join('; ')}${suites.length > 5 ? `; and ${suites.length - 5} more` : ''}`,
-    '!! (With CI set, these suites fail instead of skipping.)',
-    bar,
-    '',
-  ];
-  const text = lines.join('\n');
+  const text = ['', bar, ...lines.map((line) => `!! ${line}`), bar, ''].join('\n');
   process.stderr.write(process.stderr.isTTY ? `\x1b[1;31m${text}\x1b[0m\n` : `${text}\n`);
 }
 

@@ -1,5 +1,5 @@
 /**
- * What the global Docker setup (global-docker.ts) and the Docker test helpers share. No vitest
+ * What the global Docker setup (global-docker.ts) and the Docker and Chromium test helpers share. No vitest
  * runtime here: the global setup runs outside the test workers.
  */
 
@@ -11,10 +11,14 @@
 export const TEST_BASE_IMAGE = process.env.CLAWBAR_TEST_BASE_IMAGE ?? 'clawbar-base:offline';
 
 /**
- * The `provide`/`inject` key naming the file where skipped Docker suites are written down, one
- * line each, so the global teardown can say at the end of the run that they were skipped.
+ * The `provide`/`inject` key naming the file where skipped suites are written down, one line
+ * each (`part<TAB>suite<TAB>reason`), so the global teardown can say at the end of the run,
+ * loudly, that they were skipped.
  */
 export const DOCKER_SKIP_LOG_KEY = 'clawbarDockerSkipLog';
+
+/** What a skipped suite lacked: a Docker engine (or base image), or a Chromium to drive. */
+export type SkippedPart = 'docker' | 'chromium';
 
 declare module 'vitest' {
   export interface ProvidedContext {
