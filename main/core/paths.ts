@@ -22,8 +22,24 @@ export function packageRoot(): string {
   }
 }
 
-/** Memory templates copied on first run: `groups/global`, `groups/main`. */
-export const templatesDir = (): string => path.join(packageRoot(), 'groups');
+/**
+ * Memory templates copied on first run: `groups/global`, `groups/main`. In the packaged app
+ * they are unpacked beside `app.asar` (electron-builder.yml's `asarUnpack`), and read from
+ * there as plain files rather than through Electron's asar layer.
+ */
+export const templatesDir = (): string => unpackedPath(path.join(packageRoot(), 'groups'));
+
+/**
+ * Where a file inside `app.asar` is when electron-builder unpacked it: the same path under
+ * `app.asar.unpacked`. Any other path is returned as it is.
+ */
+export function unpackedPath(file: string): string {
+  const parts = file.split(path.sep);
+  const asar = parts.indexOf('app.asar');
+  if (asar === -1) return file;
+  parts[asar] = 'app.asar.unpacked';
+  return parts.join(path.sep);
+}
 
 /**
  * The `sandbox-images` folder: the agent image's build context (`agent/`) and

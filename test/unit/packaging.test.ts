@@ -22,6 +22,8 @@ import {
   devSqliteBinding,
   offlineBaseScript,
   sandboxImagesDir,
+  templatesDir,
+  unpackedPath,
 } from '../../main/core/paths.js';
 import { RUNNER_BUNDLE } from '../../main/core/sandbox/image.js';
 import { openStore } from '../../main/core/store/index.js';
@@ -364,6 +366,28 @@ describe('sandboxImagesDir', () => {
     // The defaults are the checkout's, which exist.
     expect(fs.existsSync(path.join(agentImageContext(), 'Dockerfile'))).toBe(true);
     expect(fs.existsSync(offlineBaseScript())).toBe(true);
+  });
+});
+
+describe('the memory templates in the packaged app', () => {
+  it('are unpacked from app.asar by electron-builder.yml', async () => {
+    const config = await builderConfig();
+    expect(config.asarUnpack).toContain('groups/**');
+    expect((config.files as { filter: string[] }[]).flatMap((set) => set.filter)).toContain(
+      'groups/**',
+    );
+  });
+
+  it('are read from app.asar.unpacked, as plain files', () => {
+    const packed = path.join('/opt/Clawbar/resources', 'app.asar', 'groups');
+    expect(unpackedPath(packed)).toBe(
+      path.join('/opt/Clawbar/resources', 'app.asar.unpacked', 'groups'),
+    );
+    // Only a whole path segment counts; a checkout's path is left as it is.
+    for (const plain of ['/src/clawbar/groups', '/src/my-app.asar/groups', '/x/app.asarx/groups'])
+      expect(unpackedPath(plain)).toBe(plain);
+    // From this checkout: the real folder, with the templates the first run copies.
+    expect(fs.existsSync(path.join(templatesDir(), 'global', 'CLAUDE.md'))).toBe(true);
   });
 });
 
