@@ -272,6 +272,8 @@ export type UiEvent =
   | ({ type: 'run:gave-up' } & CoreEvents['run:gave-up'])
   | ({ type: 'channel:state' } & CoreEvents['channel:state'])
   | ({ type: 'task:finished' } & TaskFinished)
+  | ({ type: 'task:changed' } & CoreEvents['task:changed'])
+  | ({ type: 'chat:seen' } & CoreEvents['chat:seen'])
   | ({ type: 'budget:reached' } & CoreEvents['budget:reached'])
   | ({ type: 'setup:changed' } & CoreEvents['setup:changed'])
   /** A message stored in a local-chat group (the "Chat with a local group" panel). */

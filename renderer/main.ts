@@ -79,6 +79,14 @@ function start(): void {
     panels.find((panel) => panel.id === route.panel)?.show?.(route);
   };
 
+  // An error concerns the last thing the user did: the next thing they do clears it.
+  const clearError = (event: Event): void => {
+    if (event.type === 'submit' || (event.target as Element | null)?.closest('button'))
+      errorLine.hidden = true;
+  };
+  panelHost.addEventListener('click', clearError, { capture: true });
+  panelHost.addEventListener('submit', clearError, { capture: true });
+
   api.onEvent((event: UiEvent) => {
     if (event.type === 'window:navigate') {
       const route = parseRoute(event.route);

@@ -240,7 +240,10 @@ export class Core {
       store: deps.store,
       timezone: deps.config.timezone,
       now: this.now,
-      onChange: (change) => this.scheduler.taskChanged(change),
+      onChange: (change) => {
+        this.scheduler.taskChanged(change);
+        this.events.emit('task:changed', change);
+      },
     });
     this.outbox = new OutboxWorker({
       store: deps.store,
@@ -678,13 +681,16 @@ export class Core {
       },
       onChatMetadata: (chat) => {
         try {
+          const before = this.deps.store.getChat(chat.jid);
           this.deps.store.upsertChat({
             jid: chat.jid,
             name: chat.name,
             channel: channel.name,
             isGroup: chat.isGroup,
-            lastActivity: null,
+            lastActivity: chat.lastActivity ?? null,
           });
+          if (before?.name !== chat.name)
+            this.events.emit('chat:seen', { jid: chat.jid, channel: channel.name });
         } catch (err) {
           this.log.error({ channel: channel.name, err }, 'could not record chat metadata');
         }

@@ -4,6 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ChannelName, ChannelState } from './channels/channel.js';
+import type { TaskChange } from './scheduler/task-admin.js';
 import type { SetupProblem } from './setup.js';
 import type { OutboxItem, StoredMessage, TaskRunStatus } from './store/index.js';
 
@@ -67,6 +68,13 @@ export interface CoreEvents {
    * (skipped, missed). One per due time; the tray's notifications are built on it.
    */
   'task:finished': TaskFinished;
+  /** A task was added, changed, paused, resumed or removed (the CLI, the window, an agent). */
+  'task:changed': TaskChange;
+  /**
+   * A channel told of a chat not known before, or by a new name: the window's list of chats
+   * that could be enabled as groups follows it.
+   */
+  'chat:seen': { jid: string; channel: ChannelName };
   /**
    * A group reached its daily budget (budget.ts): its runs stop until local midnight
    * (`resetsAt`). Once per group and local day, when the chat is told.

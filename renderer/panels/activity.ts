@@ -68,6 +68,8 @@ export function activityEntry(
       return null;
     case 'group:changed':
     case 'message:stored':
+    case 'task:changed':
+    case 'chat:seen':
     case 'window:navigate':
     case 'events:resumed':
       return null;

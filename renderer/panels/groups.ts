@@ -27,6 +27,8 @@ const GROUP_EVENTS = new Set<UiEvent['type']>([
   'budget:reached',
   'setup:changed',
   'message:stored',
+  // A WhatsApp chat seen for the first time (or renamed): it may be enabled as a group.
+  'chat:seen',
 ]);
 
 export function createGroupsPanel({ api, showError }: PanelContext): Panel {

@@ -194,7 +194,12 @@ export function createSchedulesPanel({ api, showError }: PanelContext): Panel {
     refresh,
     onEvent(event) {
       if (event.type === 'task:finished') latest.set(event.taskId, event);
-      if (event.type === 'task:finished' || event.type === 'group:changed') void refresh();
+      if (
+        event.type === 'task:finished' ||
+        event.type === 'task:changed' ||
+        event.type === 'group:changed'
+      )
+        void refresh();
     },
     show(route) {
       if (!route.taskId) return;

@@ -189,6 +189,31 @@ describe('insertMessage', () => {
   });
 });
 
+describe('chats', () => {
+  const chat = (lastActivity: number | null, name = 'Book Club') => ({
+    jid: '120363000000000001@g.us',
+    name,
+    channel: 'whatsapp' as const,
+    isGroup: true,
+    lastActivity,
+  });
+
+  it('keep the later last activity, and an unknown one stays unknown (never 0)', () => {
+    store.upsertChat(chat(null));
+    expect(store.getChat(chat(null).jid)?.lastActivity).toBeNull();
+    store.upsertChat(chat(null, 'Books'));
+    expect(store.getChat(chat(null).jid)).toMatchObject({ name: 'Books', lastActivity: null });
+    store.upsertChat(chat(NOON));
+    expect(store.getChat(chat(null).jid)?.lastActivity).toBe(NOON);
+    // An older time or none (a name update) leaves the later one.
+    store.upsertChat(chat(NOON - 5_000));
+    store.upsertChat(chat(null));
+    expect(store.getChat(chat(null).jid)?.lastActivity).toBe(NOON);
+    store.upsertChat(chat(NOON + 5_000));
+    expect(store.getChat(chat(null).jid)?.lastActivity).toBe(NOON + 5_000);
+  });
+});
+
 describe('reading messages', () => {
   beforeEach(() => {
     addChat(FAMILY);

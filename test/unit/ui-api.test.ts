@@ -172,6 +172,29 @@ describe('live events to the window', () => {
     ]);
   });
 
+  it('forwards task changes, whoever made them', () => {
+    const contents = new FakeContents();
+    forwardEvents({
+      events: unit.core.events,
+      target: contents,
+      isOwnWindow: () => true,
+      log: silentLogger(),
+    });
+    const task = unit.core.tasks.add({
+      group: family,
+      prompt: 'water the plants',
+      every: '2h',
+      createdBy: 'cli',
+    });
+    unit.core.tasks.pause(task.id);
+    unit.core.tasks.remove(task.id);
+    expect(contents.sent).toEqual([
+      { type: 'task:changed', kind: 'added', taskId: task.id },
+      { type: 'task:changed', kind: 'paused', taskId: task.id },
+      { type: 'task:changed', kind: 'removed', taskId: task.id },
+    ]);
+  });
+
   it('removes every listener when the window is destroyed, so windows reopened do not leak', () => {
     const before = unit.core.events.listenerCount();
     for (let i = 0; i < 3; i++) {

@@ -486,11 +486,12 @@ describe('the WhatsApp channel: messages', () => {
     });
   });
 
-  it('records only the name of an unregistered chat, not its messages', async () => {
+  it('records only the name and last activity of an unregistered chat, not its messages', async () => {
     const sock = await connectLinked();
     upsert(sock, {
       key: { remoteJid: ALICE, id: 'DM1' },
       pushName: 'Alice',
+      messageTimestamp: 1_700_000_000,
       message: { conversation: 'hello?' },
     });
     await settle();
@@ -500,6 +501,7 @@ describe('the WhatsApp channel: messages', () => {
       name: 'Alice',
       isGroup: false,
       participants: [],
+      lastActivity: 1_700_000_000_000,
     });
   });
 

@@ -49,6 +49,8 @@ export interface ChatMetadata {
   isGroup: boolean;
   /** Member jids for a group chat; empty when unknown or not a group. */
   participants: string[];
+  /** When a message in it was last seen (epoch ms); absent for a name or member update. */
+  lastActivity?: number;
 }
 
 /** One outbox item on its way to a channel. */

@@ -26,6 +26,8 @@ export function subscribeUiEvents(
     events.on('run:gave-up', (e) => listener({ type: 'run:gave-up', ...e })),
     events.on('channel:state', (e) => listener({ type: 'channel:state', ...e })),
     events.on('task:finished', (e) => listener({ type: 'task:finished', ...e })),
+    events.on('task:changed', (e) => listener({ type: 'task:changed', ...e })),
+    events.on('chat:seen', (e) => listener({ type: 'chat:seen', ...e })),
     events.on('budget:reached', (e) => listener({ type: 'budget:reached', ...e })),
     events.on('setup:changed', (e) => listener({ type: 'setup:changed', ...e })),
     events.on('message:stored', (e) => {

@@ -53,12 +53,17 @@ function toChat(row: ChatRow): Chat {
 }
 
 export function messageQueries(db: Db) {
+  // The later of the two times; unknown stays unknown (never 0, which would show as 1970). A
+  // multi-argument MAX is NULL when either is, hence the COALESCE.
   const upsertChat = db.prepare(`
     INSERT INTO chats (jid, name, channel, is_group, last_activity)
     VALUES (@jid, @name, @channel, @isGroup, @lastActivity)
     ON CONFLICT (jid) DO UPDATE SET
       name = excluded.name,
-      last_activity = MAX(COALESCE(chats.last_activity, 0), COALESCE(excluded.last_activity, 0))`);
+      last_activity = COALESCE(
+        MAX(chats.last_activity, excluded.last_activity),
+        chats.last_activity,
+        excluded.last_activity)`);
   const getChat = db.prepare(`SELECT * FROM chats WHERE jid = ?`);
   const allChats = db.prepare(
     `SELECT * FROM chats ORDER BY COALESCE(last_activity, 0) DESC, name COLLATE NOCASE`,

@@ -704,6 +704,7 @@ export class WhatsAppChannel implements Channel {
       participants: message.isGroup
         ? (this.groupCache.get(message.chatJid)?.participants ?? []).map((p) => p.id)
         : [],
+      lastActivity: message.timestamp,
     });
     // Only registered chats keep full messages (and have their media saved).
     const group = this.deps.store.getGroup(message.chatJid);
