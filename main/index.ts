@@ -60,13 +60,7 @@ import {
   isAllowedExternalUrl,
   serveAppProtocol,
 } from './app/security.js';
-import {
-  bootEnv,
-  parseSettings,
-  parseStoredSettings,
-  updateSettings,
-  type StoredSettings,
-} from './app/settings.js';
+import { bootEnv, settingsAccess } from './app/settings.js';
 import { createTray, type TrayController } from './app/tray.js';
 import { createTrayWindow, shellPaths, type TrayWindow } from './app/window.js';
 import { bootCore } from './core/boot.js';
@@ -88,9 +82,17 @@ async function onReady(home: string): Promise<void> {
   ensurePrivateHome(home);
   const log = createLogger({ logDir: path.join(home, 'logs') });
   const file = new ElectronStore<StoredFile>({ name: 'settings' });
-  let settings: StoredSettings = parseStoredSettings(file.get('settings'));
+  const loginItem = { app };
+  // Validated once here (a bad file stops the start with a clear error); each change from the
+  // window or the tray is validated as a whole and written back. The login item follows it.
+  const settings = settingsAccess(
+    { get: () => file.get('settings'), set: (value) => file.set('settings', value) },
+    (patch) => {
+      if (patch.launchAtLogin !== undefined) setLaunchAtLogin(patch.launchAtLogin, loginItem);
+    },
+  );
   const notify = (title: string, body: string) => {
-    if (settings.notifications !== false && Notification.isSupported())
+    if (settings.stored().notifications !== false && Notification.isSupported())
       new Notification({ title, body }).show();
   };
   const vault = createApiKeyVault({
@@ -101,7 +103,11 @@ async function onReady(home: string): Promise<void> {
   });
   const apiKey = await vault.load();
 
-  const booted = bootCore({ buildImage: true, env: bootEnv(settings, process.env, apiKey), log });
+  const booted = bootCore({
+    buildImage: true,
+    env: bootEnv(settings.stored(), process.env, apiKey),
+    log,
+  });
   const { core } = booted;
   installProcessGuards(log);
   const control = await startControlSocket(booted);
@@ -147,14 +153,7 @@ async function onReady(home: string): Promise<void> {
     log,
     // The window's Settings panel reads and changes the validated electron-store settings;
     // what the core reads at start (runtime, concurrency, …) takes effect at the next start.
-    settings: {
-      get: () => parseSettings(settings),
-      set: (patch) => {
-        saveSettings(patch);
-        if (patch.launchAtLogin !== undefined) setLaunchAtLogin(patch.launchAtLogin, loginItem);
-        return parseSettings(settings);
-      },
-    },
+    settings,
   });
   // Live events go to each tray window as it is made; a closed window's listeners go with it.
   app.on('browser-window-created', (_event, created) => {
@@ -166,14 +165,10 @@ async function onReady(home: string): Promise<void> {
     });
   });
 
-  const loginItem = { app };
-  const saveSettings = (patch: Partial<StoredSettings>) => {
-    settings = updateSettings(settings, patch);
-    file.set('settings', settings);
-  };
   // The setting is the truth; the system's login item follows it at every start.
-  if (settings.launchAtLogin !== undefined && settings.launchAtLogin !== launchesAtLogin(loginItem))
-    setLaunchAtLogin(settings.launchAtLogin, loginItem);
+  const atLogin = settings.stored().launchAtLogin;
+  if (atLogin !== undefined && atLogin !== launchesAtLogin(loginItem))
+    setLaunchAtLogin(atLogin, loginItem);
   tray = createTray<NativeImage, Menu>({
     Tray,
     Menu,
@@ -182,10 +177,9 @@ async function onReady(home: string): Promise<void> {
     openWindow: () => window.open(),
     toggleWindow: (bounds) => window.toggle(bounds),
     launchAtLogin: {
-      get: () => settings.launchAtLogin ?? false,
+      get: () => settings.stored().launchAtLogin ?? false,
       set: (enabled) => {
-        setLaunchAtLogin(enabled, loginItem);
-        saveSettings({ launchAtLogin: enabled });
+        settings.set({ launchAtLogin: enabled });
       },
     },
     quit: () => app.quit(),
@@ -197,7 +191,7 @@ async function onReady(home: string): Promise<void> {
       Notification,
       core,
       settings: () => ({
-        notifications: settings.notifications ?? true,
+        notifications: settings.stored().notifications ?? true,
         timezone: booted.config.timezone,
       }),
       onAction: (action) => window.open(undefined, action.route),

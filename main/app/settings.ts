@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import { DEFAULTS } from '../core/config.js';
+import { CoreInputError } from '../core/errors.js';
 
 /** Same rule as `CLAWBAR_ASSISTANT_NAME` in config.ts, so a saved name always boots. */
 const ASSISTANT_NAME = /^[\p{L}\p{N}][\p{L}\p{N} _-]{0,31}$/u;
@@ -72,10 +73,13 @@ const DEFAULT_SETTINGS = {
   notifications: true,
 } as const satisfies AppSettings;
 
-/** The settings file (or a change from the window) holds a value Clawbar cannot use. */
-export class SettingsError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+/**
+ * The settings file (or a change from the window) holds a value Clawbar cannot use. A person's
+ * input, so the window's API answers it as a bad request with this message (not as a failure).
+ */
+export class SettingsError extends CoreInputError {
+  constructor(message: string) {
+    super(message);
     this.name = 'SettingsError';
   }
 }
@@ -116,6 +120,56 @@ export function updateSettings(current: StoredSettings, patch: unknown): StoredS
   if (typeof patch !== 'object' || patch === null || Array.isArray(patch))
     throw new SettingsError('a settings change must be an object of setting names and values');
   return parseStoredSettings({ ...current, ...patch }, 'the change');
+}
+
+/**
+ * Where the settings are kept: the `settings` key of electron-store in the app, a plain object
+ * in tests and headless tools. What `get` returns is outside input (a hand edit, an older
+ * version) and is parsed before use.
+ */
+export interface SettingsFile {
+  get(): unknown;
+  /** Replaces what is stored with settings already validated. */
+  set(value: StoredSettings): void;
+}
+
+/** The validated settings over a {@link SettingsFile}, as the window's Settings panel uses them. */
+export interface SettingsAccess {
+  /** Only what the user chose: what {@link bootEnv} and the shell's own switches read. */
+  stored(): StoredSettings;
+  /** Every setting, the defaults filled in. */
+  get(): AppSettings;
+  /**
+   * Applies a change, validated as a whole with the stored settings, writes it, and returns
+   * every setting. A bad change throws {@link SettingsError} and writes nothing.
+   */
+  set(patch: unknown): AppSettings;
+}
+
+/**
+ * Reads and validates the file once (a bad file throws {@link SettingsError}: a clear start-up
+ * error, never a silent default), then serves the settings from memory and writes each valid
+ * change through. `onChange` hears each written change (the patch as given, after validation),
+ * so the shell can apply what takes effect at once (launch at login).
+ *
+ * Electron-free, so the window's settings can be exercised in a browser against a plain object.
+ */
+export function settingsAccess(
+  file: SettingsFile,
+  onChange?: (patch: Partial<StoredSettings>, saved: StoredSettings) => void,
+): SettingsAccess {
+  let current = parseStoredSettings(file.get());
+  return {
+    stored: () => current,
+    get: () => parseSettings(current),
+    set(patch) {
+      const saved = updateSettings(current, patch);
+      file.set(saved);
+      current = saved;
+      onChange?.(patch as Partial<StoredSettings>, saved);
+      return parseSettings(current);
+    },
+  };
 }
 
 /** The trigger a new group gets: the setting, or `@` and the assistant's name. */

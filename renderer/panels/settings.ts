@@ -56,6 +56,18 @@ export function createSettingsPanel({ api, showError }: PanelContext): Panel {
   form.append(h('button', { type: 'submit' }, 'Save'));
   const element = h('div', {}, h('h2', {}, 'Settings'), note, form);
 
+  /**
+   * Each field as last shown, so Save sends only what the user changed: a setting never chosen
+   * (a blank trigger, the runtime's first option) is not sent back as if it had been.
+   */
+  let shownValues = new Map<keyof UiSettings, string>();
+  function formValue(field: Field): string {
+    const input = inputs.get(field.key);
+    if (input instanceof HTMLInputElement && field.kind === 'checkbox')
+      return String(input.checked);
+    return input?.value ?? '';
+  }
+
   function show(settings: UiSettings): void {
     for (const field of FIELDS) {
       const input = inputs.get(field.key);
@@ -68,13 +80,14 @@ export function createSettingsPanel({ api, showError }: PanelContext): Panel {
           typeof value === 'number' && field.scale ? value / field.scale : value,
         );
     }
+    shownValues = new Map(FIELDS.map((field) => [field.key, formValue(field)]));
   }
 
   function patch(): UiSettings {
     const out: Record<string, unknown> = {};
     for (const field of FIELDS) {
       const input = inputs.get(field.key);
-      if (!input) continue;
+      if (!input || formValue(field) === shownValues.get(field.key)) continue;
       if (input instanceof HTMLInputElement && field.kind === 'checkbox')
         out[field.key] = input.checked;
       else if (field.kind === 'number')
@@ -86,13 +99,18 @@ export function createSettingsPanel({ api, showError }: PanelContext): Panel {
 
   form.addEventListener('submit', (event) => {
     event.preventDefault();
+    // A failed save must not leave an earlier "Saved." standing beside its error.
+    note.textContent = 'Saving…';
     api.settings
       .set(patch())
       .then((saved) => {
         show(saved);
         note.textContent = 'Saved.';
       })
-      .catch(showError);
+      .catch((err: unknown) => {
+        note.textContent = 'Not saved: see the error above.';
+        showError(err);
+      });
   });
 
   return {

@@ -13,9 +13,11 @@ import {
   parseSettings,
   parseStoredSettings,
   SettingsError,
+  settingsAccess,
   updateSettings,
 } from '../../main/app/settings.js';
 import { loadConfig } from '../../main/core/config.js';
+import { CoreInputError } from '../../main/core/errors.js';
 import { silentLogger } from '../../main/core/logger.js';
 import { resetElectronFake, safeStorage } from '../fakes/electron.js';
 
@@ -78,6 +80,74 @@ describe('the settings schema', () => {
     );
     expect(() => updateSettings(current, ['x'])).toThrow(SettingsError);
     expect(current).toEqual({ maxConcurrency: 2 });
+  });
+});
+
+describe('settingsAccess over a settings file', () => {
+  /** A settings file in memory that counts its writes. */
+  function memoryFile(initial: unknown) {
+    const file = { value: initial, writes: 0 };
+    return {
+      file,
+      access: {
+        get: () => file.value,
+        set: (value: unknown) => {
+          file.value = value;
+          file.writes += 1;
+        },
+      },
+    };
+  }
+
+  it('reads the file once, fills in the defaults, and writes each valid change through', () => {
+    const { file, access } = memoryFile({ assistantName: 'Ada' });
+    const heard: unknown[] = [];
+    const settings = settingsAccess(access, (patch, saved) => heard.push({ patch, saved }));
+    expect(settings.stored()).toEqual({ assistantName: 'Ada' });
+    expect(settings.get()).toEqual({ ...defaultSettings(), assistantName: 'Ada' });
+
+    file.value = { assistantName: 'changed behind its back' };
+    expect(settings.get().assistantName).toBe('Ada');
+
+    expect(settings.set({ maxConcurrency: 5, launchAtLogin: true })).toEqual({
+      ...defaultSettings(),
+      assistantName: 'Ada',
+      maxConcurrency: 5,
+      launchAtLogin: true,
+    });
+    expect(file.value).toEqual({ assistantName: 'Ada', maxConcurrency: 5, launchAtLogin: true });
+    expect(settings.stored()).toEqual(file.value);
+    expect(heard).toEqual([
+      { patch: { maxConcurrency: 5, launchAtLogin: true }, saved: file.value },
+    ]);
+  });
+
+  it('a bad change throws a person-facing error and writes nothing', () => {
+    const { file, access } = memoryFile(undefined);
+    const heard: unknown[] = [];
+    const settings = settingsAccess(access, (patch) => heard.push(patch));
+    for (const bad of [{ maxConcurrency: 0 }, { assistantName: 'Bad!' }, { colour: 'red' }, 'x'])
+      expect(() => settings.set(bad)).toThrow(SettingsError);
+    const error = (() => {
+      try {
+        settings.set({ maxConcurrency: 1000 });
+      } catch (err) {
+        return err;
+      }
+    })();
+    // The window's API answers a CoreInputError as a bad request, with this message.
+    expect(error).toBeInstanceOf(CoreInputError);
+    expect((error as Error).message).toMatch(/^the change has invalid settings: maxConcurrency/);
+    expect(file).toEqual({ value: undefined, writes: 0 });
+    expect(settings.get()).toEqual(defaultSettings());
+    expect(heard).toEqual([]);
+  });
+
+  it('a bad file is a start-up error naming the field, not a silent default', () => {
+    const { access } = memoryFile({ maxConcurrency: 'lots' });
+    expect(() => settingsAccess(access)).toThrow(
+      /the settings file has invalid settings: maxConcurrency/,
+    );
   });
 });
 
