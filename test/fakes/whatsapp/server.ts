@@ -41,6 +41,10 @@
  * await fake.waitForOutbox((m) => m.text === 'pong');   // decrypted sends of the app
  * fake.outbox();                                         // all of them: { chatJid, id, text, message }
  *
+ * // Pairing by code: Baileys' requestPairingCode(phone) sends `link_code_companion_reg`; the
+ * // fake records who asked and answers with a pairing ref, as the server does (no link follows).
+ * fake.pairingCodeRequests();                     // [{ jid: '15551234567@s.whatsapp.net', phone }]
+ *
  * fake.sendStreamError(515 | 440 | 401 | 500 …);  // on the live connection
  * fake.logOut();                                  // 401 now and on every later login attempt
  * fake.dropSocket();                              // TCP cut, no close frame (Baileys sees 428)
@@ -75,7 +79,8 @@
  * cap, MAC + SHA-256 checks) from Baileys' `getMediaKeys`/`getUrlFromDirectPath` and `fetch`.
  *
  * Not covered: media upload (the app sending media), media re-upload requests for expired media,
- * https media hosts with `directPath`, app-state sync, history sync, pairing codes, retry
+ * https media hosts with `directPath`, app-state sync, history sync, completing a pairing by code
+ * (the companion_hello is recorded and answered; the phone's side never follows), retry
  * receipts, multiple own devices (the phone itself has no device session).
  */
 import {
@@ -113,6 +118,16 @@ import { startWsServer, type FakeWsConnection, type FakeWsServer } from './ws-se
 const S_WHATSAPP_NET = 's.whatsapp.net';
 /** Refs in `pair-device`: Baileys shows one QR per ref (60 s, then 20 s each). */
 const PAIR_REF_COUNT = 6;
+
+/** One pairing-code request the fake received (Baileys' `requestPairingCode`). */
+export type FakePairingCodeRequest = {
+  /** The account the code is for, as Baileys sent it: `<phone>@s.whatsapp.net`. */
+  jid: string;
+  /** The phone number part of `jid`: digits only, with the country code. */
+  phone: string;
+  /** `companion_hello`: the first stage, the only one the app sends before the phone acts. */
+  stage: string;
+};
 
 /** One WebSocket the fake accepted. */
 export type FakeConnectionRecord = {
@@ -264,6 +279,8 @@ export async function startFakeWhatsApp(
   const protocolErrors: Error[] = [];
   /** Message ids the client has acked with a delivery `receipt`, for tests that wait on them. */
   const receipts: { id: string; type: string | undefined }[] = [];
+  /** Each pairing-code request (`link_code_companion_reg`, stage companion_hello), oldest first. */
+  const pairingCodeRequests: FakePairingCodeRequest[] = [];
   let tagCounter = 0;
   const nextTag = () => `fake-${++tagCounter}`;
 
@@ -442,9 +459,40 @@ export async function startFakeWhatsApp(
         return iqResult(iq, [{ tag: 'privacy', attrs: {}, content: [] }]);
       case 'w:g2':
         return answerGroups(iq);
+      case 'md':
+        return first?.tag === 'link_code_companion_reg'
+          ? answerPairingCode(iq, first)
+          : iqResult(iq);
       default:
         return iqResult(iq);
     }
+  };
+
+  /**
+   * Baileys' `requestPairingCode` asks the server to send the code (which Baileys made itself)
+   * to the phone: the server answers with a ref for the later stages. Recorded, so a test can
+   * check which number the app asked for.
+   */
+  const answerPairingCode = (iq: BinaryNode, reg: BinaryNode): BinaryNode => {
+    const jid = reg.attrs.jid ?? '';
+    pairingCodeRequests.push({
+      jid,
+      phone: jidDecode(jid)?.user ?? '',
+      stage: reg.attrs.stage ?? '',
+    });
+    return iqResult(iq, [
+      {
+        tag: 'link_code_companion_reg',
+        attrs: {},
+        content: [
+          {
+            tag: 'link_code_pairing_ref',
+            attrs: {},
+            content: Buffer.from(randomBytes(16).toString('base64')),
+          },
+        ],
+      },
+    ]);
   };
 
   const storeUploadedPreKeys = (iq: BinaryNode) => {
@@ -1053,6 +1101,11 @@ export async function startFakeWhatsApp(
     /** Decrypted messages the app sent, oldest first (a copy). */
     outbox(): FakeOutboxEntry[] {
       return [...outbox];
+    },
+
+    /** Pairing-code requests the client sent (who asked for a code), oldest first; a copy. */
+    pairingCodeRequests(): FakePairingCodeRequest[] {
+      return pairingCodeRequests.map((request) => ({ ...request }));
     },
 
     /** Delivery receipts the client sent for delivered messages (id and type). */
