@@ -43,6 +43,8 @@ export interface BootOptions {
    * @default the installed addon
    */
   sqliteNativeBinding?: string;
+  /** How the user sets the API key, for the "no key" problem (the app: its Settings). */
+  keyFix?: string;
 }
 
 export interface BootedCore {
@@ -117,6 +119,7 @@ export function bootCore(opts: BootOptions = {}): BootedCore {
         ? { imageBuilder: imageBuilderFor(config, log, runtime, opts.sandboxImagesDir) }
         : {}),
       broker,
+      ...(opts.keyFix ? { keyFix: opts.keyFix } : {}),
       log,
       channels: whatsapp ? [local, whatsapp.channel] : [local],
       ...(whatsapp ? { whatsapp: whatsapp.control } : {}),

@@ -92,6 +92,11 @@ export interface CoreDeps {
    * passes one). Without it a missing image waits for `clawbar image build`.
    */
   imageBuilder?: ImageBuilder;
+  /**
+   * How the user sets the API key, named in the "no key" problem's fix. The desktop app says
+   * Settings. @default set ANTHROPIC_API_KEY for `clawbar serve` and restart it
+   */
+  keyFix?: string;
   /** The disk guard's probes and pacing (tests); its limits come from `config`. */
   disk?: DiskGuardOptions;
   /**
@@ -280,6 +285,7 @@ export class Core {
       keyConfigured: deps.broker.hasKey !== false,
       log: deps.log,
       ...(deps.imageBuilder ? { builder: deps.imageBuilder } : {}),
+      ...(deps.keyFix ? { keyFix: deps.keyFix } : {}),
       ...(deps.runtimeRecheckMs ? { recheckMs: deps.runtimeRecheckMs } : {}),
       onChange: (problems) => this.onSetupChanged(problems),
       onEngineBack: () => this.removeOrphans(),
@@ -540,6 +546,18 @@ export class Core {
   /** What the group's live run is doing, or null when none runs. */
   runActivity(groupJid: string): RunActivity | null {
     return this.activities.get(groupJid) ?? null;
+  }
+
+  /**
+   * Uses a new API key from now on, or none (the app's Settings): messages held for want of a
+   * key go out once one is set. Runs under way finish with the key they started with.
+   * @throws Error when the broker's key cannot change (a broker made for one key)
+   */
+  setApiKey(key: string | undefined): void {
+    const { broker } = this.deps;
+    if (!broker.setApiKey) throw new Error('this model broker cannot change its API key');
+    broker.setApiKey(key);
+    this.setup.keyChanged(broker.hasKey !== false);
   }
 
   /** What keeps agents from running now (empty when ready); work is held while any is open. */

@@ -50,6 +50,11 @@ export interface SetupMonitorDeps {
   image: string;
   /** Whether an API key is configured. */
   keyConfigured: boolean;
+  /**
+   * How the user sets the key, for the `no-key` problem's fix.
+   * @default set ANTHROPIC_API_KEY for `clawbar serve` and restart it
+   */
+  keyFix?: string;
   log: Logger;
   /** Builds a missing or stale image; without one, a missing image waits for the user. */
   builder?: ImageBuilder;
@@ -123,17 +128,26 @@ export class SetupMonitor {
    * background when a builder was given). Returns once the state is known, not after a build.
    */
   async start(): Promise<RuntimeState> {
-    if (!this.deps.keyConfigured) {
-      this.set({
-        kind: 'no-key',
-        message: 'no Anthropic API key is set',
-        fix: 'set ANTHROPIC_API_KEY in the environment of `clawbar serve` and restart it',
-      });
-    }
+    this.keyChanged(this.deps.keyConfigured);
     const runtime = await this.deps.runtime.check();
     if (runtime.ok) await this.checkImage();
     else this.engineDown(runtime);
     return runtime;
+  }
+
+  /** The API key was set or removed while running (the app's Settings): held work follows. */
+  keyChanged(configured: boolean): void {
+    if (configured) {
+      this.clear('no-key');
+      return;
+    }
+    this.set({
+      kind: 'no-key',
+      message: 'no Anthropic API key is set',
+      fix:
+        this.deps.keyFix ??
+        'set ANTHROPIC_API_KEY in the environment of `clawbar serve` and restart it',
+    });
   }
 
   /**

@@ -111,7 +111,7 @@ export interface ProcessCoreOptions {
   /** @default silentLogger() */
   log?: Logger;
   /** The core's other deps. @default retry: one retry after 50 ms, so a failed run settles fast */
-  deps?: Pick<CoreDeps, 'retry' | 'runtimeRecheckMs' | 'disk' | 'imageBuilder'>;
+  deps?: Pick<CoreDeps, 'retry' | 'runtimeRecheckMs' | 'disk' | 'imageBuilder' | 'keyFix'>;
   /**
    * Runs the core in this home instead of a new temp dir: a restart over the same database.
    * `close` then leaves the home in place (its first owner removes it).

@@ -17,13 +17,21 @@ import { processCore, type ProcessCore } from '../helpers/unit-core.js';
 const API_KEY = 'sk-ant-test-setup-ready';
 const suite = runnerSuite(API_KEY);
 
-function makeCore(runtime: ProcessRuntime, imageBuilder?: ImageBuilder): ProcessCore {
+function makeCore(
+  runtime: ProcessRuntime,
+  imageBuilder?: ImageBuilder,
+  opts: { apiKey?: string; keyFix?: string } = {},
+): ProcessCore {
   const made = processCore({
     prefix: 'clawbar-setup-',
     runtime,
-    api: { url: suite.fake.url, apiKey: API_KEY },
+    api: { url: suite.fake.url, apiKey: opts.apiKey ?? API_KEY },
     config: { idleTimeoutMs: 30_000 },
-    deps: { runtimeRecheckMs: 20, ...(imageBuilder ? { imageBuilder } : {}) },
+    deps: {
+      runtimeRecheckMs: 20,
+      ...(imageBuilder ? { imageBuilder } : {}),
+      ...(opts.keyFix ? { keyFix: opts.keyFix } : {}),
+    },
   });
   suite.defer(made.close);
   return made;
@@ -187,6 +195,43 @@ describe('an image that serve builds itself', () => {
       /the agent image .* is not built \(fix: no base image: install debootstrap; then run `clawbar image build`\)/,
     );
     expect(runtime.startCalls).toBe(0);
+  });
+});
+
+describe("an API key set while running (the desktop app's Settings)", () => {
+  it("answers the held messages once a key is set, and holds again with the app's fix when it is removed", async () => {
+    const runtime = new ProcessRuntime();
+    const keyFix = "add your Anthropic API key in Clawbar's Settings";
+    const made = makeCore(runtime, undefined, { apiKey: '', keyFix });
+    const changes: boolean[] = [];
+    made.core.events.on('setup:changed', (e) => changes.push(e.ready));
+    await made.core.start();
+    const group = made.core.addGroup({ name: 'Family' });
+    suite.fake.script([textTurn('Now I have a key.')]);
+
+    const posted = made.core.postLocal('Family', 'Alice', '@Andy hello?');
+    await expect(made.core.waitForReply(group.jid, posted.message.seq, 10_000)).rejects.toThrow(
+      `not answered yet: no Anthropic API key is set (fix: ${keyFix})`,
+    );
+    expect(runtime.startCalls).toBe(0);
+    expect((await made.core.status()).keyConfigured).toBe(false);
+
+    // The user enters the key: no restart, and the held message is answered with it.
+    const done = answered(made, group.jid, posted.message.seq);
+    made.core.setApiKey(API_KEY);
+    await done;
+    await expect.poll(() => botTexts(made, group.jid).at(-1)).toBe('Now I have a key.');
+    expect((await made.core.status()).setup).toEqual({ ready: true, problems: [] });
+    expect((await made.core.status()).keyConfigured).toBe(true);
+    // The fake API only answers the right key: the call really carried it.
+    expect(suite.fake.requests.at(-1)?.apiKey).toBe(API_KEY);
+
+    // Removed: held again, with the app's fix.
+    made.core.setApiKey(undefined);
+    expect(made.core.setupProblems()).toEqual([
+      { kind: 'no-key', message: 'no Anthropic API key is set', fix: keyFix },
+    ]);
+    expect(changes).toEqual([false, true, false]);
   });
 });
 

@@ -137,6 +137,11 @@ export interface MeteredModelCaller {
    * at all and says what to fix. Absent means a key is there.
    */
   readonly hasKey?: boolean;
+  /**
+   * Uses this key for every call from now on (none: every call is refused). Calls already
+   * under way finish with the key they started with. Absent where the key cannot change.
+   */
+  setApiKey?(key: string | undefined): void;
 }
 
 /** The payload of a `model.result` frame. */
@@ -160,7 +165,8 @@ const CACHEABLE_BLOCK_TYPES = new Set([
 
 /** Makes model calls for the agents with the host's key and the configured model. */
 export class ModelBroker {
-  private readonly client: Anthropic | null;
+  private client: Anthropic | null;
+  private readonly maxRetries: number;
   private readonly log: Logger;
   private readonly model: string;
   private readonly baseURL: string;
@@ -179,19 +185,30 @@ export class ModelBroker {
     this.baseURL = deps.baseURL ?? DEFAULT_ANTHROPIC_BASE_URL;
     this.timeoutMs = deps.timeoutMs ?? DEFAULT_MODEL_TIMEOUT_MS;
     this.promptCaching = deps.promptCaching ?? true;
-    const apiKey = deps.apiKey.trim();
+    this.maxRetries = deps.maxRetries ?? 2;
+    this.errorContext = { baseURL: this.baseURL, model: this.model, timeoutMs: this.timeoutMs };
+    this.client = this.clientFor(deps.apiKey);
+  }
+
+  /** A key the user entered in the app's Settings (or removed), without restarting. */
+  setApiKey(key: string | undefined): void {
+    this.client = this.clientFor(key ?? '');
+    this.log.info({ keySet: this.client !== null }, 'the API key changed');
+  }
+
+  private clientFor(rawKey: string): Anthropic | null {
+    const apiKey = rawKey.trim();
     // The API or a proxy may echo the key back in an error body; from here on every log line
     // and error message built with redactSecrets hides it.
     registerSecret(apiKey);
-    this.errorContext = { baseURL: this.baseURL, model: this.model, timeoutMs: this.timeoutMs };
     // No client without a key: the SDK would otherwise fall back to its own credential chain
     // (environment, profile files) and the call would go out with credentials we did not choose.
-    this.client = apiKey
+    return apiKey
       ? new Anthropic({
           apiKey,
           baseURL: this.baseURL,
           timeout: this.timeoutMs,
-          maxRetries: deps.maxRetries ?? 2,
+          maxRetries: this.maxRetries,
           // The SDK logs to console by default; route it to pino, and only warnings and errors
           // (its debug lines carry request bodies).
           logger: sdkLogger(this.log),
