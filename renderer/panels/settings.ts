@@ -1,11 +1,12 @@
 /**
- * Settings: the desktop app's settings (`settings:get`/`settings:set`), which its own store
- * checks. Under `clawbar serve --http` there is no such store: the call answers where the
+ * Settings: the Anthropic API key (api-key.ts), then the desktop app's settings
+ * (`settings:get`/`settings:set`), which its own store checks. Under `clawbar serve --http` there is no such store: the call answers where the
  * settings live instead, and the panel shows that answer.
  */
 import type { UiSettings } from '../../preload/ipc-contract.js';
 import { h } from '../dom.js';
 import { errorText } from '../view-model.js';
+import { createApiKeySection } from './api-key.js';
 import type { Panel, PanelContext } from './panel.js';
 
 type Field = {
@@ -29,7 +30,12 @@ const FIELDS: Field[] = [
 
 export function createSettingsPanel({ api, showError }: PanelContext): Panel {
   const note = h('p', { class: 'muted', role: 'status' });
-  const form = h('form', { class: 'stack', 'aria-label': 'Settings', hidden: true });
+  const form = h('form', {
+    id: 'settings-form',
+    class: 'stack',
+    'aria-label': 'Settings',
+    hidden: true,
+  });
   const inputs = new Map<keyof UiSettings, HTMLInputElement | HTMLSelectElement>();
   for (const field of FIELDS) {
     const id = `setting-${field.key}`;
@@ -54,7 +60,16 @@ export function createSettingsPanel({ api, showError }: PanelContext): Panel {
     );
   }
   form.append(h('button', { type: 'submit' }, 'Save'));
-  const element = h('div', {}, h('h2', {}, 'Settings'), note, form);
+  const apiKey = createApiKeySection({ api, showError });
+  const element = h(
+    'div',
+    {},
+    h('h2', {}, 'Settings'),
+    apiKey.element,
+    h('h3', {}, 'App'),
+    note,
+    form,
+  );
 
   /**
    * Each field as last shown, so Save sends only what the user changed: a setting never chosen
@@ -118,6 +133,7 @@ export function createSettingsPanel({ api, showError }: PanelContext): Panel {
     title: 'Settings',
     element,
     async refresh() {
+      await apiKey.refresh();
       try {
         show(await api.settings.get());
         form.hidden = false;
@@ -128,6 +144,9 @@ export function createSettingsPanel({ api, showError }: PanelContext): Panel {
         note.textContent = errorText(err);
       }
     },
-    onEvent() {},
+    onEvent(event) {
+      // A key saved or removed elsewhere (another window) changes what agents can do.
+      if (event.type === 'setup:changed') apiKey.refresh().catch(showError);
+    },
   };
 }

@@ -22,7 +22,7 @@
  * Screenshots go to `test-results/tray-ui/actions-*.png`.
  */
 import path from 'node:path';
-import type { Browser, ConsoleMessage, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { settingsAccess, type StoredSettings } from '../../main/app/settings.js';
 import { SqliteAuthState } from '../../main/core/channels/whatsapp/auth-state.js';
@@ -39,78 +39,23 @@ import { startFakeAnthropic, textTurn, type FakeAnthropic } from '../fakes/anthr
 import { startFakeWhatsApp, type FakeWhatsApp } from '../fakes/whatsapp/server.js';
 import { launchChromium, requireChromium, screenshotPath } from '../helpers/chromium.js';
 import { requireBuild, ROOT } from '../helpers/clawbar.js';
+import {
+  errorLine,
+  openPanel,
+  PAGE_DEADLINE_MS,
+  shown,
+  takeExpected,
+  watchPage,
+} from '../helpers/tray-page.js';
 import { processCore, type ProcessCore } from '../helpers/unit-core.js';
 
 const API_KEY = 'sk-ant-test-tray-ui-actions';
 /** Longer than any test here: a model answer this slow keeps its run busy until stopped. */
 const BUSY_FOR_MS = 10 * 60_000;
-/** A wait for the page on a loaded 2-core machine (two cores, a browser, child runners). */
-const PAGE_DEADLINE_MS = 60_000;
-type PanelId = 'connection' | 'groups' | 'schedules' | 'activity' | 'chat' | 'settings';
-
-/**
- * Collects what would mean the page is broken: script errors, console errors, and API answers
- * that are errors. A test that provokes an error answer on purpose takes it out with
- * {@link takeExpected}, so each one is accounted for.
- */
-function watchPage(page: Page): string[] {
-  const problems: string[] = [];
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  page.on('console', (message: ConsoleMessage) => {
-    // The failed answers themselves are recorded below, with their URL and status.
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource'))
-      problems.push(`console error: ${message.text()}`);
-  });
-  page.on('response', (response) => {
-    if (response.status() >= 400)
-      problems.push(`HTTP ${response.status()} for ${new URL(response.url()).pathname}`);
-  });
-  return problems;
-}
-
-/** Removes `expected` problems (each exactly once) from the list, failing if one is missing. */
-function takeExpected(problems: string[], expected: string[]): void {
-  for (const problem of expected) {
-    const at = problems.indexOf(problem);
-    expect(at, `expected "${problem}" among ${JSON.stringify(problems)}`).toBeGreaterThanOrEqual(0);
-    problems.splice(at, 1);
-  }
-}
-
-/** What the page says, for a failure message that explains itself. */
-async function pageText(page: Page): Promise<string> {
-  return page
-    .locator('body')
-    .innerText()
-    .catch(() => '(no page)');
-}
-
-/** Waits for `selector` to show; on timeout the error carries the page's text. */
-async function shown(page: Page, selector: string, timeout = PAGE_DEADLINE_MS): Promise<void> {
-  try {
-    await page.locator(selector).first().waitFor({ state: 'visible', timeout });
-  } catch (err) {
-    throw new Error(
-      `${selector} did not show within ${timeout} ms; the page says:\n${await pageText(page)}`,
-      { cause: err },
-    );
-  }
-}
-
-async function openPanel(page: Page, id: PanelId): Promise<void> {
-  await page.click(`#tab-${id}`);
-  await page.locator(`#panel-${id}`).waitFor({ state: 'visible' });
-}
 
 /** The Connection panel's state, as its headline's `data-state` says. */
 function connectionState(page: Page): Promise<string | null> {
   return page.getAttribute('#panel-connection .headline', 'data-state');
-}
-
-/** The error line's text once it shows (it is `role=alert`, hidden until an error). */
-async function errorLine(page: Page): Promise<string> {
-  await shown(page, '#error');
-  return (await page.textContent('#error')) ?? '';
 }
 
 requireChromium('the tray window’s actions against an in-process core', () => {
@@ -183,7 +128,7 @@ requireChromium('the tray window’s actions against an in-process core', () => 
 
     await page.fill('#setting-maxConcurrency', '5');
     await page.fill('#setting-assistantName', 'Ada');
-    await page.click('#panel-settings form button[type=submit]');
+    await page.click('#settings-form button[type=submit]');
     const note = page.locator('#panel-settings [role=status]');
     await expect.poll(() => note.textContent(), { timeout: PAGE_DEADLINE_MS }).toBe('Saved.');
     // Only what the user changed is stored: no blank trigger, no runtime they never chose.
@@ -195,7 +140,7 @@ requireChromium('the tray window’s actions against an in-process core', () => 
     // Out of bounds either way: the contract's schema refuses it before the store sees it.
     for (const bad of ['0', '1000']) {
       await page.fill('#setting-maxConcurrency', bad);
-      await page.click('#panel-settings form button[type=submit]');
+      await page.click('#settings-form button[type=submit]');
       await expect
         .poll(() => errorLine(page), { timeout: PAGE_DEADLINE_MS })
         .toMatch(
@@ -208,7 +153,7 @@ requireChromium('the tray window’s actions against an in-process core', () => 
     // A name the contract lets through but the store's own schema refuses: its rule is shown.
     await page.fill('#setting-maxConcurrency', '5');
     await page.fill('#setting-assistantName', 'Ada!');
-    await page.click('#panel-settings form button[type=submit]');
+    await page.click('#settings-form button[type=submit]');
     await expect
       .poll(() => errorLine(page), { timeout: PAGE_DEADLINE_MS })
       .toMatch(/assistantName: 1-32 letters, digits, spaces/);

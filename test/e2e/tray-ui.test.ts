@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Browser, ConsoleMessage, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { whatsappChannelFor } from '../../main/core/channels/whatsapp/boot.js';
 import {
@@ -39,6 +39,7 @@ import {
   TEST_AGENT_IMAGE,
 } from '../helpers/clawbar.js';
 import { requireDocker } from '../helpers/docker.js';
+import { openPanel, shown, watchPage } from '../helpers/tray-page.js';
 import { processCore, type ProcessCore } from '../helpers/unit-core.js';
 
 const API_KEY = 'sk-ant-test-tray-ui';
@@ -46,50 +47,8 @@ const REPLY = 'Briefing: the weather is fine and nothing is due today.';
 /** A run in a cold container on a loaded 2-core machine. */
 const RUN_DEADLINE_MS = 120_000;
 const PANELS = ['connection', 'groups', 'schedules', 'activity', 'chat', 'settings'] as const;
-
-/**
- * Collects what would mean the page is broken: script errors, CSP refusals, and API answers
- * that are errors. One error answer is expected and left out: headless serve answers
- * `settings:get` with where the settings live (400), which the Settings panel shows.
- */
-function watchPage(page: Page): string[] {
-  const problems: string[] = [];
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  page.on('console', (message: ConsoleMessage) => {
-    // The failed answers themselves are checked below, with their URL.
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource'))
-      problems.push(`console error: ${message.text()}`);
-  });
-  page.on('response', (response) => {
-    const url = new URL(response.url());
-    if (response.status() >= 400 && url.pathname !== '/api/settings:get')
-      problems.push(`HTTP ${response.status()} for ${url.pathname}`);
-  });
-  return problems;
-}
-
-/**
- * Waits for `selector` on the page; on timeout the error shows what the page said instead
- * (its alert line and text), so a failure explains itself.
- */
-async function shown(page: Page, selector: string, timeout = 60_000): Promise<void> {
-  try {
-    await page.locator(selector).first().waitFor({ state: 'visible', timeout });
-  } catch (err) {
-    const text = await page
-      .locator('body')
-      .innerText()
-      .catch(() => '(no page)');
-    throw new Error(`${selector} did not show within ${timeout} ms; the page says:\n${text}`, {
-      cause: err,
-    });
-  }
-}
-
-async function openPanel(page: Page, id: (typeof PANELS)[number]): Promise<void> {
-  await page.click(`#tab-${id}`);
-  await page.locator(`#panel-${id}`).waitFor({ state: 'visible' });
-}
+/** Headless serve keeps no settings: this call answers where they live (400), by design. */
+const SETTINGS_GET = '/api/settings:get';
 
 requireDocker('the tray window against clawbar serve --http', () => {
   requireChromium('in Chromium', () => {
@@ -135,7 +94,7 @@ requireDocker('the tray window against clawbar serve --http', () => {
       dashboard = url;
       browser = await launchChromium();
       page = await browser.newPage({ viewport: { width: 420, height: 640 } });
-      problems = watchPage(page);
+      problems = watchPage(page, [SETTINGS_GET]);
       await page.goto(dashboard);
     }, 240_000);
 
@@ -174,6 +133,12 @@ requireDocker('the tray window against clawbar serve --http', () => {
       await expect
         .poll(() => page.textContent('#panel-settings'))
         .toContain('settings are kept by the desktop app');
+      // The key comes from serve's environment: the panel says so, and offers no field for it.
+      expect(await page.getAttribute('#api-key-status', 'data-source')).toBe('environment');
+      expect(await page.textContent('#api-key-status')).toBe(
+        'From ANTHROPIC_API_KEY in the environment; change it there and restart `clawbar serve`.',
+      );
+      expect(await page.isHidden('#api-key')).toBe(true);
       // Never paired: WhatsApp needs pairing, and the panel offers both ways to pair.
       await openPanel(page, 'connection');
       await expect
@@ -240,7 +205,7 @@ requireDocker('the tray window against clawbar serve --http', () => {
         // A route to the task (what a notification's click asks for) opens Schedules on its
         // card, marked and focused; a route to a task that is gone says so.
         const routed = await browser.newPage({ viewport: { width: 420, height: 640 } });
-        const routedProblems = watchPage(routed);
+        const routedProblems = watchPage(routed, [SETTINGS_GET]);
         await routed.goto(dashboard.replace('/#token=', `/?panel=tasks/${id}#token=`));
         const focused = routed.locator(`#panel-schedules [data-task="${id}"][data-focused]`);
         await focused.waitFor({ timeout: 30_000 });
@@ -319,7 +284,7 @@ requireChromium('the Connection panel with the fake WhatsApp server', () => {
 
   it('draws the pairing QR as it arrives, and shows the link once the phone scans it', async () => {
     const page = await browser.newPage({ viewport: { width: 420, height: 640 } });
-    const problems = watchPage(page);
+    const problems = watchPage(page, [SETTINGS_GET]);
     await page.goto(`${bridge.url}#token=${loadDashboardToken(made.config.home)}`);
     // Unpaired: the panel says so, and pairing starts from its button.
     await expect
