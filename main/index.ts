@@ -53,7 +53,7 @@ import {
 } from './app/lifecycle.js';
 import { launchesAtLogin, setLaunchAtLogin } from './app/login-item.js';
 import { startNotifications } from './app/notifications.js';
-import { createApiKeyVault } from './app/secrets.js';
+import { apiKeyAccess, createApiKeyVault } from './app/secrets.js';
 import {
   APP_SCHEME_PRIVILEGES,
   enforceCsp,
@@ -106,6 +106,7 @@ async function onReady(home: string): Promise<void> {
   const booted = bootCore({
     buildImage: true,
     env: bootEnv(settings.stored(), process.env, apiKey),
+    keyFix: 'add your Anthropic API key in Clawbar’s Settings (open the tray window)',
     log,
   });
   const { core } = booted;
@@ -154,6 +155,13 @@ async function onReady(home: string): Promise<void> {
     // The window's Settings panel reads and changes the validated electron-store settings;
     // what the core reads at start (runtime, concurrency, …) takes effect at the next start.
     settings,
+    // A key entered there is encrypted by safeStorage and used at once, with no restart.
+    apiKey: apiKeyAccess({
+      vault,
+      safeStorage,
+      environmentKey: process.env.ANTHROPIC_API_KEY,
+      core,
+    }),
   });
   // Live events go to each tray window as it is made; a closed window's listeners go with it.
   app.on('browser-window-created', (_event, created) => {

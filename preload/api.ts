@@ -32,6 +32,9 @@ export const IPC = {
   messagesSend: 'messages:send',
   settingsGet: 'settings:get',
   settingsSet: 'settings:set',
+  apiKeyStatus: 'apiKey:status',
+  apiKeySet: 'apiKey:set',
+  apiKeyClear: 'apiKey:clear',
 } as const;
 
 export type IpcChannel = (typeof IPC)[keyof typeof IPC];

@@ -206,6 +206,31 @@ export const SettingsPatchArgs = args(
 /** The settings as the window sees them: every key the store has. */
 export type UiSettings = z.output<typeof SettingsPatchArgs>;
 
+/** `apiKey:set`: the key the user pasted. It goes one way: no channel ever returns a key. */
+const ApiKeySetArgs = args(
+  { key: text('key', 512, 'a string (an Anthropic API key, sk-ant-…)') },
+  '{ key: "sk-ant-…" }',
+);
+
+/** Where the Anthropic API key comes from, for the Settings panel; never the key itself. */
+export interface ApiKeyView {
+  /**
+   * `environment`: ANTHROPIC_API_KEY, which wins over a saved key and is changed where it is
+   * set; `saved`: entered in Settings and in use; `unreadable`: a saved key that this user's
+   * keyring cannot decrypt (enter it again); `none`.
+   */
+  source: 'environment' | 'saved' | 'unreadable' | 'none';
+  /** Whether `apiKey:set` and `apiKey:clear` can work here (the desktop app, no environment key). */
+  editable: boolean;
+  /** Who holds the key: the desktop app, or headless `clawbar serve` (its environment only). */
+  app: 'desktop' | 'serve';
+  /**
+   * How a key saved here is kept: the system keyring; `weak` (Linux without a keyring, where
+   * Chromium's basic_text is no real protection); `unavailable` (it cannot be saved here).
+   */
+  protection: 'keyring' | 'weak' | 'unavailable';
+}
+
 /** WhatsApp's pairing state for the Connection panel. */
 export interface PairingStateView {
   /** False when this Clawbar has no WhatsApp channel (the rest is then null). */
@@ -239,6 +264,9 @@ export const ipcContract = {
   [IPC.messagesSend]: { args: MessagesSendArgs, result: resultType<ControlResult<'send'>>() },
   [IPC.settingsGet]: { args: NoArgs, result: resultType<UiSettings>() },
   [IPC.settingsSet]: { args: SettingsPatchArgs, result: resultType<UiSettings>() },
+  [IPC.apiKeyStatus]: { args: NoArgs, result: resultType<ApiKeyView>() },
+  [IPC.apiKeySet]: { args: ApiKeySetArgs, result: resultType<ApiKeyView>() },
+  [IPC.apiKeyClear]: { args: NoArgs, result: resultType<ApiKeyView>() },
 } as const satisfies { [C in IpcChannel]: { args: z.ZodMiniType; result: ResultType<unknown> } };
 
 /** What a channel's argument looks like after parsing. */
@@ -278,6 +306,11 @@ export type UiEvent =
   | ({ type: 'setup:changed' } & CoreEvents['setup:changed'])
   /** A message stored in a local-chat group (the "Chat with a local group" panel). */
   | { type: 'message:stored'; groupJid: string; message: MessageView }
+  /**
+   * A reply went out to a local-chat group (and is in its history now); only the chat and the
+   * outcome cross, not the outbox item.
+   */
+  | { type: 'outbox:settled'; chatJid: string; outcome: 'sent' | 'failed' }
   /**
    * From the desktop shell, not the core: show this route, e.g. after a notification's click.
    * A route is a panel's id (`connection`) or `tasks/<id>`; the page checks it.

@@ -2,7 +2,13 @@
  * What the panels show, computed from the API's answers: plain functions with no DOM, so they
  * are unit-tested without a browser (test/unit/renderer-view-model.test.ts).
  */
-import type { ChannelState, CoreStatus, GroupView, TaskView } from '../preload/ipc-contract.js';
+import type {
+  ApiKeyView,
+  ChannelState,
+  CoreStatus,
+  GroupView,
+  TaskView,
+} from '../preload/ipc-contract.js';
 
 /** A group's state chip in the Groups panel. */
 export type GroupChip = 'idle' | 'queued' | 'running' | 'paused' | 'error';
@@ -191,4 +197,29 @@ export function parseRoute(text: string | null | undefined): Route | null {
   const task = /^tasks\/(.+)$/.exec(route);
   if (task) return ROUTE_TASK_ID.test(task[1]!) ? { panel: 'schedules', taskId: task[1]! } : null;
   return (PANEL_IDS as readonly string[]).includes(route) ? { panel: route as PanelId } : null;
+}
+
+/** The Settings panel's line about the API key: where it comes from, and what to do. */
+export function apiKeyText(view: ApiKeyView): string {
+  const restart = view.app === 'serve' ? 'restart `clawbar serve`' : 'restart Clawbar';
+  switch (view.source) {
+    case 'environment':
+      return `From ANTHROPIC_API_KEY in the environment; change it there and ${restart}.`;
+    case 'saved':
+      return view.protection === 'weak'
+        ? 'Saved and in use, but with weak protection: this system has no keyring (install and unlock one, such as GNOME Keyring or KWallet, then save the key again).'
+        : 'Saved, encrypted by the system keyring, and in use.';
+    case 'unreadable':
+      return 'A key is saved, but this system cannot decrypt it (another user or keyring): enter it again.';
+    case 'none':
+      if (view.app === 'serve')
+        return 'No key: set ANTHROPIC_API_KEY in the environment of `clawbar serve` and restart it.';
+      if (view.protection === 'unavailable')
+        return `No key, and no keyring to keep one in: set ANTHROPIC_API_KEY in the environment and ${restart}.`;
+      return 'No key yet: agents cannot answer until you add one (create one at console.anthropic.com).';
+    default: {
+      const never: never = view.source;
+      return `Unknown key source ${JSON.stringify(never)}`;
+    }
+  }
 }

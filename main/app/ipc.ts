@@ -10,7 +10,12 @@
  * Electron is injected (`ipcMain`, the window check), so this runs under test with the
  * hand-written fake in `test/fakes/electron.ts`.
  */
-import { createUiApi, IpcInputError, type UiSettingsAccess } from '../core/control/ui-api.js';
+import {
+  createUiApi,
+  IpcInputError,
+  type UiApiKeyAccess,
+  type UiSettingsAccess,
+} from '../core/control/ui-api.js';
 import type { Core } from '../core/core.js';
 import type { Logger } from '../core/logger.js';
 import { ipcChannels, type IpcChannel } from '../../preload/ipc-contract.js';
@@ -46,6 +51,8 @@ export interface IpcDeps<Sender> {
   core: Core;
   /** The settings store (electron-store). @default none: `settings:*` calls are refused */
   settings?: UiSettingsAccess;
+  /** The API key in safeStorage. @default none: changing the key is refused */
+  apiKey?: UiApiKeyAccess;
   log: Logger;
 }
 
@@ -63,6 +70,7 @@ export function registerIpc<Sender>(deps: IpcDeps<Sender>): () => void {
     serving: true,
     log: deps.log,
     ...(deps.settings ? { settings: deps.settings } : {}),
+    ...(deps.apiKey ? { apiKey: deps.apiKey } : {}),
   });
   for (const channel of ipcChannels) {
     deps.ipcMain.handle(channel, async (event, ...rawArgs) => {

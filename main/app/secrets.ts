@@ -9,7 +9,10 @@
  * promise-returning functions. `safeStorage` is injected, so this is tested with
  * `test/fakes/electron.ts`.
  */
+import type { UiApiKeyAccess } from '../core/control/ui-api.js';
+import { CoreInputError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { ApiKeyView } from '../../preload/ipc-contract.js';
 
 /** The Linux password store Chromium chose; `basic_text` means a hard-coded key, no real protection. */
 export type StorageBackend =
@@ -36,10 +39,13 @@ export interface SecretBox {
 /** The electron-store key of the encrypted API key. */
 export const API_KEY_ENTRY = 'anthropicApiKeyEncrypted';
 
-/** Encryption is not available (no keyring reachable, or called before `ready`). */
-export class SecretStorageError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+/**
+ * A key that cannot be taken: not a key's shape, or no keyring to keep it in. Both are answered
+ * to the window as a refusal with this message (CoreInputError), not as a failure.
+ */
+export class SecretStorageError extends CoreInputError {
+  constructor(message: string) {
+    super(message);
     this.name = 'SecretStorageError';
   }
 }
@@ -96,8 +102,8 @@ export interface ApiKeyVaultDeps {
 }
 
 export interface ApiKeyVault {
-  /** Encrypts and stores a key the user entered; rejects a malformed one. */
-  save(rawKey: unknown): Promise<void>;
+  /** Encrypts and stores a key the user entered, and returns it trimmed; rejects a malformed one. */
+  save(rawKey: unknown): Promise<string>;
   /** The stored key, or undefined when none is stored or it cannot be decrypted. */
   load(): Promise<string | undefined>;
   /** Forgets the stored key. */
@@ -128,6 +134,7 @@ export function createApiKeyVault(deps: ApiKeyVaultDeps): ApiKeyVault {
       warnIfWeak();
       const encrypted = await encrypt(deps.safeStorage, key);
       deps.box.set(API_KEY_ENTRY, encrypted.toString('base64'));
+      return key;
     },
     async load() {
       const stored = deps.box.get(API_KEY_ENTRY);
@@ -154,6 +161,59 @@ export function createApiKeyVault(deps: ApiKeyVaultDeps): ApiKeyVault {
     },
     has() {
       return typeof deps.box.get(API_KEY_ENTRY) === 'string';
+    },
+  };
+}
+
+export interface ApiKeyAccessDeps {
+  vault: ApiKeyVault;
+  safeStorage: SafeStorageLike;
+  /** ANTHROPIC_API_KEY as the app was started with: it wins over a saved key (bootEnv). */
+  environmentKey: string | undefined;
+  /** The core's broker takes the key at once, and the held work follows. */
+  core: { setApiKey(key: string | undefined): void; keyConfigured(): boolean };
+  /** @default process.platform */
+  platform?: NodeJS.Platform;
+}
+
+/**
+ * The window's Settings panel's hold on the key: it can see where the key comes from, save a
+ * new one (checked, encrypted, then in use with no restart) or remove it, but never read it.
+ * A key from the environment is left alone: it wins at every start, so a key saved here would
+ * do nothing, and the panel says where to change it instead.
+ */
+export function apiKeyAccess(deps: ApiKeyAccessDeps): UiApiKeyAccess {
+  const fromEnvironment = Boolean(deps.environmentKey?.trim());
+  const platform = deps.platform ?? process.platform;
+  const status = (): ApiKeyView => {
+    const protection = !deps.safeStorage.isEncryptionAvailable()
+      ? 'unavailable'
+      : weakKeyProtection(deps.safeStorage, platform)
+        ? 'weak'
+        : 'keyring';
+    if (fromEnvironment)
+      return { source: 'environment', editable: false, app: 'desktop', protection };
+    const source = !deps.vault.has() ? 'none' : deps.core.keyConfigured() ? 'saved' : 'unreadable';
+    return { source, editable: protection !== 'unavailable', app: 'desktop', protection };
+  };
+  const refuseEnvironment = (): void => {
+    if (fromEnvironment)
+      throw new SecretStorageError(
+        'the API key comes from ANTHROPIC_API_KEY in the environment Clawbar was started with, which wins over a saved key; change or remove it there and restart Clawbar',
+      );
+  };
+  return {
+    status,
+    async set(key) {
+      refuseEnvironment();
+      deps.core.setApiKey(await deps.vault.save(key));
+      return status();
+    },
+    async clear() {
+      refuseEnvironment();
+      deps.vault.clear();
+      deps.core.setApiKey(undefined);
+      return status();
     },
   };
 }

@@ -560,6 +560,11 @@ export class Core {
     this.setup.keyChanged(broker.hasKey !== false);
   }
 
+  /** Whether the broker has an API key now. */
+  keyConfigured(): boolean {
+    return this.deps.broker.hasKey !== false;
+  }
+
   /** What keeps agents from running now (empty when ready); work is held while any is open. */
   setupProblems(): SetupProblem[] {
     return this.setup.problems();

@@ -70,6 +70,7 @@ export function activityEntry(
     case 'message:stored':
     case 'task:changed':
     case 'chat:seen':
+    case 'outbox:settled':
     case 'window:navigate':
     case 'events:resumed':
       return null;

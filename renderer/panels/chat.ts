@@ -90,13 +90,14 @@ export function createChatPanel({ api, showError }: PanelContext): Panel {
       await loadMessages();
     },
     onEvent(event) {
-      // A reply or a task's posted result may be stored without its own event (the outbox
-      // delivers it after the run): the end of the group's run refetches too.
+      // A reply is stored when the outbox delivers it (`outbox:settled`); a run's or a task's
+      // end refetches too.
       const forShown =
-        (event.type === 'message:stored' ||
+        ((event.type === 'message:stored' ||
           event.type === 'run:finished' ||
           event.type === 'task:finished') &&
-        event.groupJid === group.value;
+          event.groupJid === group.value) ||
+        (event.type === 'outbox:settled' && event.chatJid === group.value);
       if (forShown) void loadMessages();
       if (event.type === 'group:changed') void this.refresh().catch(showError);
     },

@@ -66,6 +66,9 @@ describe('the IPC registrar', () => {
       'messages:send',
       'settings:get',
       'settings:set',
+      'apiKey:status',
+      'apiKey:set',
+      'apiKey:clear',
     ]);
   });
 
@@ -100,6 +103,9 @@ describe('the IPC registrar', () => {
       [IPC.messagesSend]: { group: 'Family', text: '@Andy hi' },
       [IPC.settingsGet]: undefined,
       [IPC.settingsSet]: { notifications: false },
+      [IPC.apiKeyStatus]: undefined,
+      [IPC.apiKeySet]: { key: 'sk-ant-api03-from-a-stranger' },
+      [IPC.apiKeyClear]: undefined,
     };
     for (const sender of [stranger, orphan]) {
       for (const channel of ipcChannels) {
@@ -327,6 +333,7 @@ describe('the preload', () => {
     const api = contextBridge.exposed.get('clawbar') as Record<string, Record<string, unknown>>;
     expect([...contextBridge.exposed.keys()]).toEqual(['clawbar']);
     expect(Object.keys(api).sort()).toEqual([
+      'apiKey',
       'chats',
       'groups',
       'messages',

@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
   API_KEY_ENTRY,
+  apiKeyAccess,
   createApiKeyVault,
   validateApiKey,
   WEAK_PROTECTION_WARNING,
@@ -262,5 +263,103 @@ describe('the API key in safeStorage', () => {
     expect(vault().has()).toBe(false);
     vault().clear();
     expect(box.has(API_KEY_ENTRY)).toBe(false);
+  });
+});
+
+describe("the window's hold on the API key (apiKeyAccess)", () => {
+  let box: Map<string, unknown>;
+  let keys: Array<string | undefined>;
+  let inUse: string | undefined;
+  const core = {
+    setApiKey: (key: string | undefined) => {
+      keys.push(key);
+      inUse = key;
+    },
+    keyConfigured: () => inUse !== undefined,
+  };
+  const access = (environmentKey?: string, platform: NodeJS.Platform = 'linux') =>
+    apiKeyAccess({
+      vault: createApiKeyVault({
+        safeStorage,
+        box: box as unknown as SecretBox,
+        log: silentLogger(),
+        platform,
+        warn: () => undefined,
+      }),
+      safeStorage,
+      environmentKey,
+      core,
+      platform,
+    });
+
+  beforeEach(() => {
+    resetElectronFake();
+    box = new Map();
+    keys = [];
+    inUse = undefined;
+  });
+
+  it('saves a pasted key encrypted, puts it in use at once, and never hands it back', async () => {
+    const keyAccess = access();
+    expect(await keyAccess.status()).toEqual({
+      source: 'none',
+      editable: true,
+      app: 'desktop',
+      protection: 'keyring',
+    });
+    const view = await keyAccess.set(`  ${KEY}  `);
+    expect(view).toEqual({
+      source: 'saved',
+      editable: true,
+      app: 'desktop',
+      protection: 'keyring',
+    });
+    expect(JSON.stringify(view)).not.toContain('sk-ant');
+    expect(keys).toEqual([KEY]);
+    expect(box.get(API_KEY_ENTRY)).toEqual(expect.any(String));
+    expect(String(box.get(API_KEY_ENTRY))).not.toContain(KEY);
+
+    expect(await keyAccess.clear()).toMatchObject({ source: 'none', editable: true });
+    expect(keys).toEqual([KEY, undefined]);
+    expect(box.has(API_KEY_ENTRY)).toBe(false);
+  });
+
+  it('refuses a malformed key as bad input: nothing stored, the key in use unchanged', async () => {
+    const keyAccess = access();
+    const err = await keyAccess.set('my password').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CoreInputError);
+    expect(String(err)).toMatch(/does not look like an Anthropic API key/);
+    expect(String(err)).not.toContain('my password');
+    expect(keys).toEqual([]);
+    expect(box.size).toBe(0);
+  });
+
+  it('leaves a key from the environment alone, and says where to change it', async () => {
+    const keyAccess = access(KEY);
+    expect(await keyAccess.status()).toEqual({
+      source: 'environment',
+      editable: false,
+      app: 'desktop',
+      protection: 'keyring',
+    });
+    for (const change of [() => keyAccess.set(KEY), () => keyAccess.clear()])
+      await expect(change()).rejects.toThrow(
+        /ANTHROPIC_API_KEY in the environment .* restart Clawbar/,
+      );
+    expect(keys).toEqual([]);
+    expect(box.size).toBe(0);
+  });
+
+  it('says when a saved key cannot be read, or the keyring is weak or missing', async () => {
+    box.set(API_KEY_ENTRY, Buffer.from('not ours').toString('base64'));
+    expect(await access().status()).toMatchObject({ source: 'unreadable', editable: true });
+    safeStorage.backend = 'basic_text';
+    expect(await access().status()).toMatchObject({ protection: 'weak', editable: true });
+    // macOS's Keychain is never basic_text.
+    expect(await access(undefined, 'darwin').status()).toMatchObject({ protection: 'keyring' });
+    safeStorage.available = false;
+    expect(await access().status()).toMatchObject({ protection: 'unavailable', editable: false });
+    await expect(access().set(KEY)).rejects.toThrow(/set ANTHROPIC_API_KEY in the environment/);
+    expect(keys).toEqual([]);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import {
+  apiKeyText,
   canStop,
   coalesce,
   describeChannelState,
@@ -14,6 +15,7 @@ import {
   type QueueView,
 } from '../../renderer/view-model.js';
 import { activityEntry } from '../../renderer/panels/activity.js';
+import type { ApiKeyView } from '../../preload/ipc-contract.js';
 
 const queue = (over: Partial<QueueView> = {}): QueueView => ({
   maxConcurrency: 2,
@@ -184,5 +186,39 @@ describe('parseRoute', () => {
       '%E0%A4%A',
     ])
       expect(parseRoute(bad), String(bad)).toBeNull();
+  });
+});
+
+describe('apiKeyText', () => {
+  const view = (over: Partial<ApiKeyView>): ApiKeyView => ({
+    source: 'none',
+    editable: true,
+    app: 'desktop',
+    protection: 'keyring',
+    ...over,
+  });
+
+  it('says where the key comes from and what to do, for the app and for serve', () => {
+    expect(apiKeyText(view({}))).toMatch(/^No key yet: agents cannot answer until you add one/);
+    expect(apiKeyText(view({ source: 'saved' }))).toBe(
+      'Saved, encrypted by the system keyring, and in use.',
+    );
+    expect(apiKeyText(view({ source: 'saved', protection: 'weak' }))).toMatch(
+      /weak protection: this system has no keyring/,
+    );
+    expect(apiKeyText(view({ source: 'unreadable' }))).toMatch(/enter it again/);
+    expect(apiKeyText(view({ source: 'environment', editable: false }))).toMatch(
+      /ANTHROPIC_API_KEY .* restart Clawbar\.$/,
+    );
+    expect(apiKeyText(view({ protection: 'unavailable', editable: false }))).toMatch(
+      /no keyring to keep one in: set ANTHROPIC_API_KEY/,
+    );
+    const serve = { app: 'serve', editable: false, protection: 'unavailable' } as const;
+    expect(apiKeyText(view({ ...serve, source: 'environment' }))).toMatch(
+      /restart `clawbar serve`\.$/,
+    );
+    expect(apiKeyText(view({ ...serve }))).toMatch(
+      /^No key: set ANTHROPIC_API_KEY in the environment of `clawbar serve`/,
+    );
   });
 });

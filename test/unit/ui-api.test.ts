@@ -2,8 +2,10 @@ import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { forwardEvents } from '../../main/app/events-bridge.js';
 import { createUiApi, type UiApi } from '../../main/core/control/ui-api.js';
+import { subscribeUiEvents } from '../../main/core/control/ui-events.js';
+import { CoreEventBus } from '../../main/core/events.js';
 import { silentLogger } from '../../main/core/logger.js';
-import type { Group } from '../../main/core/store/index.js';
+import type { Group, OutboxItem } from '../../main/core/store/index.js';
 import {
   createClawbarApi,
   IPC,
@@ -111,6 +113,27 @@ describe('the shared UI dispatch (IPC and HTTP)', () => {
     );
   });
 
+  it('in headless serve, says the key comes from the environment and refuses to change it', async () => {
+    // unit.core's broker throws on every call but has no key to speak of: none configured.
+    expect(await api.call(IPC.apiKeyStatus, [])).toEqual({
+      source: unit.core.keyConfigured() ? 'environment' : 'none',
+      editable: false,
+      app: 'serve',
+      protection: 'unavailable',
+    });
+    for (const [channel, args] of [
+      [IPC.apiKeySet, [{ key: 'sk-ant-api03-abcdefghijklmnop' }]],
+      [IPC.apiKeyClear, []],
+    ] as const)
+      await expect(api.call(channel, args)).rejects.toThrow(
+        /comes from ANTHROPIC_API_KEY in its environment; set it there and restart serve/,
+      );
+    // A call's shape is checked first, and the message never echoes the value.
+    const bad = await api.call(IPC.apiKeySet, [{ key: 'sk-ant-x', extra: 1 }]).catch((e) => e);
+    expect(String(bad)).toMatch(/apiKey:set: unknown key "extra"/);
+    expect(String(bad)).not.toContain('sk-ant-x');
+  });
+
   it('refuses settings without a store, and passes a checked patch to one', async () => {
     await expect(api.call(IPC.settingsGet, [])).rejects.toThrow(
       /settings are kept by the desktop app/,
@@ -193,6 +216,20 @@ describe('live events to the window', () => {
       { type: 'task:changed', kind: 'paused', taskId: task.id },
       { type: 'task:changed', kind: 'removed', taskId: task.id },
     ]);
+  });
+
+  it("tells the window of a local chat's delivered reply by chat and outcome only", () => {
+    const bus = new CoreEventBus();
+    const seen: UiEvent[] = [];
+    const off = subscribeUiEvents(bus, (event) => seen.push(event));
+    const item = (chatJid: string) =>
+      ({ id: 7, chatJid, text: 'a secret reply', turnId: 't1' }) as unknown as OutboxItem;
+    bus.emit('outbox:settled', { item: item(family.jid), outcome: 'sent' });
+    // WhatsApp chats stay on the phone.
+    bus.emit('outbox:settled', { item: item('120363000000000001@g.us'), outcome: 'sent' });
+    off();
+    bus.emit('outbox:settled', { item: item(family.jid), outcome: 'failed' });
+    expect(seen).toEqual([{ type: 'outbox:settled', chatJid: family.jid, outcome: 'sent' }]);
   });
 
   it('removes every listener when the window is destroyed, so windows reopened do not leak', () => {

@@ -22,6 +22,7 @@ import {
   type IpcArgs,
   type IpcChannel,
   type IpcResult,
+  type ApiKeyView,
   type PairingStateView,
   type UiSettings,
 } from '../../../preload/ipc-contract.js';
@@ -50,12 +51,26 @@ export interface UiSettingsAccess {
   set(patch: UiSettings): UiSettings | Promise<UiSettings>;
 }
 
+/**
+ * Where the API key is kept (safeStorage in the app); absent in headless serve, whose key comes
+ * from its environment. A key goes in and never comes back out.
+ */
+export interface UiApiKeyAccess {
+  status(): ApiKeyView | Promise<ApiKeyView>;
+  /** Checks, saves and starts using the key; answers the new status. */
+  set(key: string): Promise<ApiKeyView>;
+  /** Forgets the saved key and stops using it. */
+  clear(): Promise<ApiKeyView>;
+}
+
 export interface UiApiDeps {
   core: Core;
   /** True when this process runs the agents (serve, or the desktop app). */
   serving: boolean;
   /** @default none: `settings:*` answer that the settings live in the desktop app */
   settings?: UiSettingsAccess;
+  /** @default none: the status says where the key comes from, and changing it is refused */
+  apiKey?: UiApiKeyAccess;
   log: Logger;
 }
 
@@ -99,6 +114,13 @@ export function uiHandlers(deps: UiApiDeps): UiHandlers {
       );
     return deps.settings;
   };
+  const apiKey = (): UiApiKeyAccess => {
+    if (!deps.apiKey)
+      throw new CoreInputError(
+        'the API key of `clawbar serve` comes from ANTHROPIC_API_KEY in its environment; set it there and restart serve',
+      );
+    return deps.apiKey;
+  };
   return {
     [IPC.statusGet]: () => control.status({}, ctx),
     [IPC.groupsList]: () => control['groups.list']({}, ctx),
@@ -137,6 +159,9 @@ export function uiHandlers(deps: UiApiDeps): UiHandlers {
     [IPC.messagesSend]: ({ group, text }) => control.send({ group, text, from: 'you' }, ctx),
     [IPC.settingsGet]: async () => settings().get(),
     [IPC.settingsSet]: async (patch) => settings().set(patch),
+    [IPC.apiKeyStatus]: async () => (deps.apiKey ? deps.apiKey.status() : environmentKey(core)),
+    [IPC.apiKeySet]: ({ key }) => apiKey().set(key),
+    [IPC.apiKeyClear]: () => apiKey().clear(),
   };
 }
 
@@ -181,6 +206,16 @@ async function setAllPaused(
     changed.push(await control[method]({ group: group.jid }, WINDOW_REQUEST));
   }
   return changed;
+}
+
+/** Headless serve: the key is whatever its environment gave it, and only there can it change. */
+function environmentKey(core: Core): ApiKeyView {
+  return {
+    source: core.keyConfigured() ? 'environment' : 'none',
+    editable: false,
+    app: 'serve',
+    protection: 'unavailable',
+  };
 }
 
 function pairingState(core: Core): PairingStateView {

@@ -30,6 +30,11 @@ export function subscribeUiEvents(
     events.on('chat:seen', (e) => listener({ type: 'chat:seen', ...e })),
     events.on('budget:reached', (e) => listener({ type: 'budget:reached', ...e })),
     events.on('setup:changed', (e) => listener({ type: 'setup:changed', ...e })),
+    events.on('outbox:settled', ({ item, outcome }) => {
+      // A reply is written into the history when it is delivered, which has no event of its own.
+      if (!item.chatJid.startsWith(LOCAL_JID_PREFIX)) return;
+      listener({ type: 'outbox:settled', chatJid: item.chatJid, outcome });
+    }),
     events.on('message:stored', (e) => {
       // WhatsApp chats stay on the phone; the window has a chat panel for local groups only.
       if (e.groupJid === null || !e.groupJid.startsWith(LOCAL_JID_PREFIX)) return;
