@@ -34,8 +34,9 @@ export function append(parent: Node, children: readonly Child[]): void {
 
 /**
  * Replaces a list's items and keeps the keyboard's place: when focus was inside an item (one
- * with `keyAttribute`, e.g. `data-task`), it goes to the same item's new version, on the control
- * with the same label if it still has one, else on the item itself. Without this, each live
+ * with `keyAttribute`, e.g. `data-task`), it goes to the same item's new version, on the same
+ * control (the same `data-control`, which a toggle keeps when its label flips, else the same
+ * label) if it still has one, else on the item itself. Without this, each live
  * update would drop a keyboard user's focus back to the top of the page.
  */
 export function replaceItems(
@@ -49,18 +50,21 @@ export function replaceItems(
       ? active.closest<HTMLElement>(`[${keyAttribute}]`)
       : null;
   const key = item?.getAttribute(keyAttribute) ?? null;
+  const control = active !== item ? active?.getAttribute('data-control') : null;
   const label = active !== item ? active?.textContent : null;
   list.replaceChildren();
   append(list, items);
   if (key === null) return;
   const again = itemByKey(list, keyAttribute, key);
   if (!again) return;
-  const control = label
-    ? Array.from(again.querySelectorAll<HTMLElement>('button, input, select, textarea')).find(
-        (el) => el.textContent === label && el.offsetParent !== null,
-      )
-    : undefined;
-  if (control) control.focus();
+  const same = Array.from(
+    again.querySelectorAll<HTMLElement>('button, input, select, textarea'),
+  ).find(
+    (el) =>
+      el.offsetParent !== null &&
+      (control ? el.getAttribute('data-control') === control : el.textContent === label),
+  );
+  if (same) same.focus();
   else {
     again.tabIndex = -1;
     again.focus();

@@ -7,7 +7,7 @@
  * gave up marks its group until one succeeds.
  */
 import type { ChatView, GroupView, UiEvent } from '../../preload/ipc-contract.js';
-import { actionButton, h } from '../dom.js';
+import { actionButton, h, replaceItems } from '../dom.js';
 import {
   canStop,
   coalesce,
@@ -59,17 +59,19 @@ export function createGroupsPanel({ api, showError }: PanelContext): Panel {
       api.chats.list(),
     ]);
     const lastActivity = new Map(chatList.map((chat) => [chat.jid, chat.lastActivity]));
-    list.replaceChildren(
-      ...groups.map((group) => groupCard(group, status.queue, lastActivity.get(group.jid) ?? null)),
+    const cards: HTMLLIElement[] = groups.map((group) =>
+      groupCard(group, status.queue, lastActivity.get(group.jid) ?? null),
     );
     if (groups.length === 0)
-      list.append(
+      cards.push(
         h(
           'li',
           { class: 'empty' },
           'No groups yet. Enable a chat below, or run: clawbar groups add --name NAME',
         ),
       );
+    // Live updates come often here (every run starts and ends): keep the keyboard's place.
+    replaceItems(list, cards, 'data-group');
     const candidates = chatList.filter((chat) => !chat.enabled && chat.channel === 'whatsapp');
     chats.replaceChildren(...candidates.map(chatCard));
     if (candidates.length === 0)
@@ -91,6 +93,7 @@ export function createGroupsPanel({ api, showError }: PanelContext): Panel {
       showError,
       {
         'aria-pressed': group.paused ? 'true' : 'false',
+        'data-control': 'toggle',
         'aria-label': `${group.paused ? 'Resume' : 'Pause'} ${group.name}`,
       },
     );

@@ -80,6 +80,7 @@ export function createSchedulesPanel({ api, showError }: PanelContext): Panel {
                 ? api.tasks.resume({ id: task.id })
                 : api.tasks.pause({ id: task.id }),
             showError,
+            { 'data-control': 'toggle' },
           );
     const runNow = actionButton('Run now', () => api.tasks.runNow({ id: task.id }), showError);
     return h(

@@ -231,6 +231,10 @@ requireDocker('the tray window against clawbar serve --http', () => {
       const chip = page.locator('[data-group="family"] [data-chip]');
       await expect.poll(() => chip.getAttribute('data-chip'), { timeout: 30_000 }).toBe('paused');
       await page.getByRole('button', { name: 'Resume Family' }).waitFor();
+      // The card was drawn again, and focus is on its toggle still, now saying Resume.
+      await expect
+        .poll(() => page.evaluate(() => document.activeElement?.getAttribute('aria-label')))
+        .toBe('Resume Family');
 
       const listed = await cli(['groups', 'list', '--json'], env);
       expect(listed.code, listed.stderr).toBe(0);
