@@ -4,7 +4,7 @@
  * API in Electron, the HTTP bridge's in a browser) and never uses Node. Live events update the
  * panels; nothing polls. Text from the core is set with `textContent`, never as HTML.
  */
-import type { ClawbarApiShape, CoreStatus, UiEvent } from '../preload/ipc-contract.js';
+import type { ClawbarApiShape, UiEvent } from '../preload/ipc-contract.js';
 import { installHttpBridge } from './bridge.js';
 import { byId, h } from './dom.js';
 import { createActivityPanel } from './panels/activity.js';
@@ -14,7 +14,14 @@ import { createGroupsPanel } from './panels/groups.js';
 import type { Panel, PanelContext } from './panels/panel.js';
 import { createSchedulesPanel } from './panels/schedules.js';
 import { createSettingsPanel } from './panels/settings.js';
-import { coalesce, errorText, parseRoute, type PanelId, type Route } from './view-model.js';
+import {
+  coalesce,
+  errorText,
+  parseRoute,
+  statusText,
+  type PanelId,
+  type Route,
+} from './view-model.js';
 
 declare global {
   interface Window {
@@ -33,17 +40,6 @@ const panelHost = byId<HTMLElement>('panels');
 function showError(err: unknown): void {
   errorLine.textContent = errorText(err);
   errorLine.hidden = false;
-}
-
-function describeStatus(status: CoreStatus): string {
-  if (!status.setup.ready) {
-    const problems = status.setup.problems.map((p) =>
-      p.fix ? `${p.message}: ${p.fix}` : p.message,
-    );
-    return `Agents cannot run yet. ${problems.join('. ')}`;
-  }
-  const running = status.queue.running.filter((run) => !run.idle).length;
-  return `Ready. ${running} running, ${status.queue.waiting.length} waiting.`;
 }
 
 function start(): void {
@@ -65,7 +61,7 @@ function start(): void {
   const tabs = mountTabs(panels);
 
   const refreshStatus = coalesce(async () => {
-    statusLine.textContent = describeStatus(await api.status.get());
+    statusLine.textContent = statusText(await api.status.get());
   }, showError);
   const refreshAll = (): void => {
     errorLine.hidden = true;

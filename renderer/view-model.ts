@@ -223,3 +223,22 @@ export function apiKeyText(view: ApiKeyView): string {
     }
   }
 }
+
+/**
+ * The window's status line: ready with the queue, or what holds the agents, each problem with
+ * its fix, and an image build with its latest progress (the first start takes minutes).
+ */
+export function statusText(status: Pick<CoreStatus, 'setup' | 'queue'>): string {
+  if (!status.setup.ready) {
+    const problems = status.setup.problems.map((p) => {
+      if (p.fix) return `${p.message}: ${p.fix}`;
+      return p.progress ? `${p.message} (${p.progress})` : p.message;
+    });
+    const onlyBuilding = status.setup.problems.every((p) => p.kind === 'image-building');
+    return onlyBuilding
+      ? `Getting ready: ${problems.join('. ')}. Messages wait and are answered after.`
+      : `Agents cannot run yet. ${problems.join('. ')}`;
+  }
+  const running = status.queue.running.filter((run) => !run.idle).length;
+  return `Ready. ${running} running, ${status.queue.waiting.length} waiting.`;
+}

@@ -10,6 +10,7 @@ import {
   groupChip,
   lastResult,
   parseRoute,
+  statusText,
   PANEL_IDS,
   usageLine,
   type QueueView,
@@ -220,5 +221,59 @@ describe('apiKeyText', () => {
     expect(apiKeyText(view({ ...serve }))).toMatch(
       /^No key: set ANTHROPIC_API_KEY in the environment of `clawbar serve`/,
     );
+  });
+});
+
+describe('statusText', () => {
+  const queue = { running: [], waiting: [] } as unknown as QueueView;
+
+  it('shows a first image build as progress, not as a fault', () => {
+    expect(
+      statusText({
+        queue,
+        setup: {
+          ready: false,
+          problems: [
+            {
+              kind: 'image-building',
+              message: 'building the agent image clawbar-agent:latest',
+              fix: null,
+              progress: 'step 3/7: RUN npm ci',
+            },
+          ],
+        },
+      }),
+    ).toBe(
+      'Getting ready: building the agent image clawbar-agent:latest (step 3/7: RUN npm ci). Messages wait and are answered after.',
+    );
+  });
+
+  it('names each problem with its fix, and the queue once ready', () => {
+    expect(
+      statusText({
+        queue,
+        setup: {
+          ready: false,
+          problems: [
+            { kind: 'engine', message: 'the Docker engine is not reachable', fix: 'start Docker' },
+            { kind: 'no-key', message: 'no Anthropic API key is set', fix: 'add it in Settings' },
+          ],
+        },
+      }),
+    ).toBe(
+      'Agents cannot run yet. the Docker engine is not reachable: start Docker. no Anthropic API key is set: add it in Settings',
+    );
+    expect(
+      statusText({
+        setup: { ready: true, problems: [] },
+        queue: {
+          running: [
+            { groupJid: 'a', idle: false },
+            { groupJid: 'b', idle: true },
+          ],
+          waiting: ['c'],
+        } as unknown as QueueView,
+      }),
+    ).toBe('Ready. 1 running, 1 waiting.');
   });
 });
