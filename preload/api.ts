@@ -35,6 +35,7 @@ export const IPC = {
   apiKeyStatus: 'apiKey:status',
   apiKeySet: 'apiKey:set',
   apiKeyClear: 'apiKey:clear',
+  activityRecent: 'activity:recent',
 } as const;
 
 export type IpcChannel = (typeof IPC)[keyof typeof IPC];

@@ -267,6 +267,7 @@ export const ipcContract = {
   [IPC.apiKeyStatus]: { args: NoArgs, result: resultType<ApiKeyView>() },
   [IPC.apiKeySet]: { args: ApiKeySetArgs, result: resultType<ApiKeyView>() },
   [IPC.apiKeyClear]: { args: NoArgs, result: resultType<ApiKeyView>() },
+  [IPC.activityRecent]: { args: NoArgs, result: resultType<ActivityRecord[]>() },
 } as const satisfies { [C in IpcChannel]: { args: z.ZodMiniType; result: ResultType<unknown> } };
 
 /** What a channel's argument looks like after parsing. */
@@ -323,6 +324,12 @@ export type UiEvent =
   | { type: 'events:resumed' };
 
 export type UiEventType = UiEvent['type'];
+
+/** One line of recent activity, as the core kept it: the event and when it happened (epoch ms). */
+export interface ActivityRecord {
+  at: number;
+  event: UiEvent;
+}
 
 /** `window.clawbar`: `groups:pause` becomes `clawbar.groups.pause({ group })`. */
 export type ClawbarApiShape = {

@@ -11,6 +11,7 @@ import { AgentRun, type ModelCaller } from './agent/agent-run.js';
 import { TranscriptCompactor, type CompactionPolicy } from './agent/compaction.js';
 import type { GroupModelSettings } from './agent/agent-settings.js';
 import type { MeteredModelCaller } from './agent/model-broker.js';
+import { RecentActivity } from './control/recent-activity.js';
 import { HostTools } from './agent/host-tools.js';
 import type { RunLimits } from './agent/run-limits.js';
 import { messageTurns, type TurnSource } from './agent/turns.js';
@@ -176,6 +177,8 @@ export class ReplyWaitError extends CoreInputError {
 
 export class Core {
   readonly events: CoreEventBus;
+  /** The recent runs and errors, for a window opened later (`activity:recent`). */
+  readonly activity: RecentActivity;
   readonly local: LocalChannel | null;
   /** Pairing, unlink and the last disconnect of the WhatsApp channel; null without one. */
   readonly whatsapp: WhatsAppControl | null;
@@ -230,6 +233,7 @@ export class Core {
       this.log.error({ event, err }, 'an event listener threw; the event went on'),
     );
     this.now = deps.now ?? Date.now;
+    this.activity = new RecentActivity(this.events, this.now);
     this.dispatch = deps.dispatch ?? true;
     this.events.on('run:activity', (e) => this.activities.set(e.groupJid, e.activity));
     this.events.on('run:finished', (e) => this.activities.delete(e.groupJid));
@@ -389,6 +393,7 @@ export class Core {
    */
   async shutdown(graceMs = 10_000): Promise<void> {
     this.stopping.abort();
+    this.activity.close();
     this.scheduler.stop();
     this.setup.stop();
     this.disk.stop();

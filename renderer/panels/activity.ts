@@ -1,6 +1,7 @@
 /**
- * Activity: the recent runs and errors, newest first, as the live events tell them, plus the
- * replies that could not be delivered (from `status:get`) when the window opens.
+ * Activity: the recent runs and errors, newest first: what the core kept since it started
+ * (`activity:recent`) and the replies that could not be delivered (from `status:get`), then
+ * each live event as it comes.
  */
 import type { UiEvent } from '../../preload/ipc-contract.js';
 import { h } from '../dom.js';
@@ -81,7 +82,7 @@ export function activityEntry(
   }
 }
 
-export function createActivityPanel({ api }: PanelContext): Panel {
+export function createActivityPanel({ api, showError }: PanelContext): Panel {
   const entries: ActivityEntry[] = [];
   const names = new Map<string, string>();
   const list = h('ol', {
@@ -116,28 +117,41 @@ export function createActivityPanel({ api }: PanelContext): Panel {
     render();
   }
 
-  let loaded = false;
   return {
     id: 'activity',
     title: 'Activity',
     element,
+    /**
+     * Fetches the list again as the core kept it (on start, on focus, and after the event
+     * stream was down), with the replies that could not be delivered; live events add to it
+     * meanwhile.
+     */
     async refresh() {
-      const [groups, status] = await Promise.all([api.groups.list(), api.status.get()]);
+      const [groups, status, recent] = await Promise.all([
+        api.groups.list(),
+        api.status.get(),
+        api.activity.recent(),
+      ]);
       for (const group of groups) names.set(group.jid, group.name);
-      if (!loaded) {
-        loaded = true;
-        for (const failure of status.outbox.recentFailures)
-          entries.push({
-            at: failure.at,
-            error: true,
-            text: `A reply to ${names.get(failure.chatJid) ?? failure.chatJid} was not delivered: ${failure.error ?? 'unknown error'}`,
-          });
+      const groupName = (jid: string): string => names.get(jid) ?? jid;
+      entries.length = 0;
+      for (const record of recent) {
+        const entry = activityEntry(record.event, groupName, record.at);
+        if (entry) entries.push(entry);
       }
+      for (const failure of status.outbox.recentFailures)
+        entries.push({
+          at: failure.at,
+          error: true,
+          text: `A reply to ${groupName(failure.chatJid)} was not delivered: ${failure.error ?? 'unknown error'}`,
+        });
+      entries.sort((a, b) => b.at - a.at);
+      entries.length = Math.min(entries.length, ACTIVITY_LIMIT);
       render();
     },
     onEvent(event) {
       // A new or renamed group: its name, not its jid, in the lines to come.
-      if (event.type === 'group:changed') void this.refresh().catch(() => undefined);
+      if (event.type === 'group:changed') void this.refresh().catch(showError);
       const entry = activityEntry(event, (jid) => names.get(jid) ?? jid, Date.now());
       if (entry) add(entry);
     },

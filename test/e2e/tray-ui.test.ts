@@ -214,6 +214,11 @@ requireDocker('the tray window against clawbar serve --http', () => {
           id,
         );
         await routed.screenshot({ path: screenshotPath('schedules-routed'), fullPage: true });
+        // This page opened after the run, and its Activity lists it: the core kept it.
+        await openPanel(routed, 'activity');
+        await expect
+          .poll(() => routed.textContent('#panel-activity'), { timeout: 30_000 })
+          .toContain(`task ${id} success`);
         await routed.goto(dashboard.replace('/#token=', '/?panel=tasks/t_gone#token='));
         await expect
           .poll(() => routed.textContent('#error'), { timeout: 30_000 })

@@ -69,6 +69,7 @@ describe('the IPC registrar', () => {
       'apiKey:status',
       'apiKey:set',
       'apiKey:clear',
+      'activity:recent',
     ]);
   });
 
@@ -106,6 +107,7 @@ describe('the IPC registrar', () => {
       [IPC.apiKeyStatus]: undefined,
       [IPC.apiKeySet]: { key: 'sk-ant-api03-from-a-stranger' },
       [IPC.apiKeyClear]: undefined,
+      [IPC.activityRecent]: undefined,
     };
     for (const sender of [stranger, orphan]) {
       for (const channel of ipcChannels) {
@@ -333,6 +335,7 @@ describe('the preload', () => {
     const api = contextBridge.exposed.get('clawbar') as Record<string, Record<string, unknown>>;
     expect([...contextBridge.exposed.keys()]).toEqual(['clawbar']);
     expect(Object.keys(api).sort()).toEqual([
+      'activity',
       'apiKey',
       'chats',
       'groups',

@@ -162,6 +162,7 @@ export function uiHandlers(deps: UiApiDeps): UiHandlers {
     [IPC.apiKeyStatus]: async () => (deps.apiKey ? deps.apiKey.status() : environmentKey(core)),
     [IPC.apiKeySet]: ({ key }) => apiKey().set(key),
     [IPC.apiKeyClear]: () => apiKey().clear(),
+    [IPC.activityRecent]: async () => core.activity.list(),
   };
 }
 
