@@ -21,24 +21,17 @@
  * Every wait is on something the page shows, with a generous deadline (2 shared cores).
  * Screenshots go to `test-results/tray-ui/actions-*.png`.
  */
-import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { settingsAccess, type StoredSettings } from '../../main/app/settings.js';
 import { SqliteAuthState } from '../../main/core/channels/whatsapp/auth-state.js';
 import { whatsappChannelFor } from '../../main/core/channels/whatsapp/boot.js';
-import {
-  loadDashboardToken,
-  parseHttpAddress,
-  startHttpBridge,
-  type HttpBridge,
-} from '../../main/core/control/http-server.js';
-import { createUiApi, type UiApi } from '../../main/core/control/ui-api.js';
-import { silentLogger } from '../../main/core/logger.js';
+import type { HttpBridge } from '../../main/core/control/http-server.js';
+import type { UiApi } from '../../main/core/control/ui-api.js';
 import { startFakeAnthropic, textTurn, type FakeAnthropic } from '../fakes/anthropic-api.js';
 import { startFakeWhatsApp, type FakeWhatsApp } from '../fakes/whatsapp/server.js';
 import { launchChromium, requireChromium, screenshotPath } from '../helpers/chromium.js';
-import { requireBuild, ROOT } from '../helpers/clawbar.js';
+import { requireBuild } from '../helpers/clawbar.js';
 import {
   errorLine,
   openPanel,
@@ -46,6 +39,7 @@ import {
   shown,
   takeExpected,
   watchPage,
+  startPageBridge,
 } from '../helpers/tray-page.js';
 import { processCore, type ProcessCore } from '../helpers/unit-core.js';
 
@@ -94,18 +88,12 @@ requireChromium('the tray window’s actions against an in-process core', () => 
         settingsFile.writes += 1;
       },
     });
-    bridge = await startHttpBridge({
-      address: parseHttpAddress('127.0.0.1:0'),
-      token: loadDashboardToken(made.config.home),
-      api: (uiApi = createUiApi({ core: made.core, serving: true, settings, log: silentLogger() })),
-      events: made.core.events,
-      rendererDir: path.join(ROOT, 'dist', 'renderer'),
-      log: silentLogger(),
-    });
+    let pageUrl: string;
+    ({ bridge, api: uiApi, pageUrl } = await startPageBridge(made, { settings }));
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 420, height: 720 } });
     problems = watchPage(page);
-    await page.goto(`${bridge.url}#token=${loadDashboardToken(made.config.home)}`);
+    await page.goto(pageUrl);
     // Rendered: the first answers are in.
     await page.locator('[data-group="family"]').waitFor({ state: 'attached', timeout: 60_000 });
   }, 120_000);

@@ -13,7 +13,6 @@
  * The runner is a child process (no Docker); the model is the fake Messages API, which only
  * answers the right key.
  */
-import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
@@ -22,24 +21,19 @@ import {
   createApiKeyVault,
   type SecretBox,
 } from '../../main/app/secrets.js';
-import {
-  loadDashboardToken,
-  parseHttpAddress,
-  startHttpBridge,
-  type HttpBridge,
-} from '../../main/core/control/http-server.js';
-import { createUiApi } from '../../main/core/control/ui-api.js';
+import type { HttpBridge } from '../../main/core/control/http-server.js';
 import { silentLogger } from '../../main/core/logger.js';
 import { startFakeAnthropic, textTurn, type FakeAnthropic } from '../fakes/anthropic-api.js';
 import { resetElectronFake, safeStorage } from '../fakes/electron.js';
 import { launchChromium, requireChromium, screenshotPath } from '../helpers/chromium.js';
-import { requireBuild, ROOT } from '../helpers/clawbar.js';
+import { requireBuild } from '../helpers/clawbar.js';
 import {
   errorLine,
   openPanel,
   PAGE_DEADLINE_MS,
   takeExpected,
   watchPage,
+  startPageBridge,
 } from '../helpers/tray-page.js';
 import { processCore, type ProcessCore } from '../helpers/unit-core.js';
 
@@ -76,30 +70,21 @@ requireChromium('the API key in the Settings panel', () => {
       platform: 'darwin',
       warn: () => undefined,
     });
-    bridge = await startHttpBridge({
-      address: parseHttpAddress('127.0.0.1:0'),
-      token: loadDashboardToken(made.config.home),
-      api: createUiApi({
+    let pageUrl: string;
+    ({ bridge, pageUrl } = await startPageBridge(made, {
+      apiKey: apiKeyAccess({
+        vault,
+        safeStorage,
+        environmentKey: undefined,
         core: made.core,
-        serving: true,
-        apiKey: apiKeyAccess({
-          vault,
-          safeStorage,
-          environmentKey: undefined,
-          core: made.core,
-          platform: 'darwin',
-        }),
-        log: silentLogger(),
+        platform: 'darwin',
       }),
-      events: made.core.events,
-      rendererDir: path.join(ROOT, 'dist', 'renderer'),
-      log: silentLogger(),
-    });
+    }));
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 420, height: 720 } });
     // No settings store here (only the key is under test): settings:get answers 400 by design.
     problems = watchPage(page, ['/api/settings:get']);
-    await page.goto(`${bridge.url}#token=${loadDashboardToken(made.config.home)}`);
+    await page.goto(pageUrl);
   }, 120_000);
 
   afterAll(async () => {

@@ -14,18 +14,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { whatsappChannelFor } from '../../main/core/channels/whatsapp/boot.js';
-import {
-  loadDashboardToken,
-  parseHttpAddress,
-  startHttpBridge,
-  type HttpBridge,
-} from '../../main/core/control/http-server.js';
-import { createUiApi } from '../../main/core/control/ui-api.js';
-import { silentLogger } from '../../main/core/logger.js';
+import type { HttpBridge } from '../../main/core/control/http-server.js';
 import { startFakeAnthropic, textTurn, type FakeAnthropic } from '../fakes/anthropic-api.js';
 import { startFakeWhatsApp, type FakeWhatsApp } from '../fakes/whatsapp/server.js';
 import { launchChromium, requireChromium, screenshotPath } from '../helpers/chromium.js';
@@ -39,7 +31,7 @@ import {
   TEST_AGENT_IMAGE,
 } from '../helpers/clawbar.js';
 import { requireDocker } from '../helpers/docker.js';
-import { openPanel, shown, watchPage } from '../helpers/tray-page.js';
+import { openPanel, shown, startPageBridge, watchPage } from '../helpers/tray-page.js';
 import { processCore, type ProcessCore } from '../helpers/unit-core.js';
 
 const API_KEY = 'sk-ant-test-tray-ui';
@@ -262,6 +254,7 @@ requireChromium('the Connection panel with the fake WhatsApp server', () => {
   let whatsapp: FakeWhatsApp;
   let made: ProcessCore;
   let bridge: HttpBridge;
+  let pageUrl: string;
   let browser: Browser;
 
   beforeAll(async () => {
@@ -273,14 +266,7 @@ requireChromium('the Connection panel with the fake WhatsApp server', () => {
       channel: ({ store, config, log }) => whatsappChannelFor({ store, config, log }),
     });
     await made.core.start();
-    bridge = await startHttpBridge({
-      address: parseHttpAddress('127.0.0.1:0'),
-      token: loadDashboardToken(made.config.home),
-      api: createUiApi({ core: made.core, serving: true, log: silentLogger() }),
-      events: made.core.events,
-      rendererDir: path.join(ROOT, 'dist', 'renderer'),
-      log: silentLogger(),
-    });
+    ({ bridge, pageUrl } = await startPageBridge(made));
     browser = await launchChromium();
   }, 60_000);
 
@@ -294,7 +280,7 @@ requireChromium('the Connection panel with the fake WhatsApp server', () => {
   it('draws the pairing QR as it arrives, and shows the link once the phone scans it', async () => {
     const page = await browser.newPage({ viewport: { width: 420, height: 640 } });
     const problems = watchPage(page, [SETTINGS_GET]);
-    await page.goto(`${bridge.url}#token=${loadDashboardToken(made.config.home)}`);
+    await page.goto(pageUrl);
     // Unpaired: the panel says so, and pairing starts from its button.
     await expect
       .poll(() => page.getAttribute('#panel-connection .headline', 'data-state'), {

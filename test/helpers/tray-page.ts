@@ -1,10 +1,22 @@
 /**
- * The tray window's page in Chromium, for the end-to-end tests: what counts as the page
- * breaking, and waits that explain themselves when they time out.
+ * The tray window's page in Chromium, for the end-to-end tests: the bridge that serves it over
+ * a core in this process, what counts as the page breaking, and waits that explain themselves
+ * when they time out.
  */
+import path from 'node:path';
 import type { ConsoleMessage, Page } from 'playwright-core';
 import { expect } from 'vitest';
+import {
+  loadDashboardToken,
+  parseHttpAddress,
+  startHttpBridge,
+  type HttpBridge,
+} from '../../main/core/control/http-server.js';
+import { createUiApi, type UiApi, type UiApiDeps } from '../../main/core/control/ui-api.js';
+import { silentLogger } from '../../main/core/logger.js';
 import type { PanelId } from '../../renderer/view-model.js';
+import { ROOT } from './clawbar.js';
+import type { ProcessCore } from './unit-core.js';
 
 /** A wait for the page on a loaded 2-core machine (a browser, a core, child runners). */
 export const PAGE_DEADLINE_MS = 60_000;
@@ -73,4 +85,35 @@ export async function openPanel(page: Page, id: PanelId): Promise<void> {
 export async function errorLine(page: Page): Promise<string> {
   await shown(page, '#error');
   return (await page.textContent('#error')) ?? '';
+}
+
+/** The HTTP bridge `clawbar serve --http` runs, here over a core in this process. */
+export interface PageBridge {
+  bridge: HttpBridge;
+  /** The dispatch behind it, to read the core as the window's API sees it. */
+  api: UiApi;
+  /** The page's address with its token, as serve prints it. */
+  pageUrl: string;
+}
+
+/**
+ * Starts the bridge over `made`'s core on a free loopback port, serving the built renderer;
+ * `extra` gives it what the desktop app has and serve has not (settings, the key's store).
+ * The caller closes `bridge`.
+ */
+export async function startPageBridge(
+  made: ProcessCore,
+  extra: Pick<UiApiDeps, 'settings' | 'apiKey'> = {},
+): Promise<PageBridge> {
+  const token = loadDashboardToken(made.config.home);
+  const api = createUiApi({ core: made.core, serving: true, ...extra, log: silentLogger() });
+  const bridge = await startHttpBridge({
+    address: parseHttpAddress('127.0.0.1:0'),
+    token,
+    api,
+    events: made.core.events,
+    rendererDir: path.join(ROOT, 'dist', 'renderer'),
+    log: silentLogger(),
+  });
+  return { bridge, api, pageUrl: `${bridge.url}#token=${token}` };
 }

@@ -174,15 +174,21 @@ class FakeContents extends EventEmitter {
   }
 }
 
+/** A window's contents, with the core's events forwarded to it. */
+function forwardedWindow(): FakeContents {
+  const contents = new FakeContents();
+  forwardEvents({
+    events: unit.core.events,
+    target: contents,
+    isOwnWindow: () => true,
+    log: silentLogger(),
+  });
+  return contents;
+}
+
 describe('live events to the window', () => {
   it('forwards group changes and local messages as plain UI events', () => {
-    const contents = new FakeContents();
-    forwardEvents({
-      events: unit.core.events,
-      target: contents,
-      isOwnWindow: () => true,
-      log: silentLogger(),
-    });
+    const contents = forwardedWindow();
     unit.core.pauseGroup('Family');
     unit.core.postLocal('Family', 'you', 'just a note');
     expect(contents.sent).toEqual([
@@ -196,13 +202,7 @@ describe('live events to the window', () => {
   });
 
   it('forwards task changes, whoever made them', () => {
-    const contents = new FakeContents();
-    forwardEvents({
-      events: unit.core.events,
-      target: contents,
-      isOwnWindow: () => true,
-      log: silentLogger(),
-    });
+    const contents = forwardedWindow();
     const task = unit.core.tasks.add({
       group: family,
       prompt: 'water the plants',
