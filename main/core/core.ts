@@ -562,7 +562,7 @@ export class Core {
     const { broker } = this.deps;
     if (!broker.setApiKey) throw new Error('this model broker cannot change its API key');
     broker.setApiKey(key);
-    this.setup.keyChanged(broker.hasKey !== false);
+    this.setup.keyChanged(this.keyConfigured());
   }
 
   /** Whether the broker has an API key now. */
@@ -592,7 +592,7 @@ export class Core {
       image,
       queue: this.queue.snapshot(),
       groups: store.listGroups().length,
-      keyConfigured: this.deps.broker.hasKey !== false,
+      keyConfigured: this.keyConfigured(),
       disk: this.disk.status(),
       usageToday: this.budget.usageTodayAll(),
       budgetHeld: this.budget.heldGroups().map((jid) => store.getGroup(jid)?.name ?? jid),
