@@ -1,8 +1,9 @@
 /**
  * Desktop notifications, for what the person at the computer should know without opening the
  * window: a scheduled job finished (with its result) or failed, WhatsApp needs pairing again or
- * was taken over by another computer, the container engine is not running, a group reached
- * its daily budget, or a group's runs were given up after every retry (DESIGN.md §5).
+ * was taken over by another computer, the container engine is not running, no API key is set
+ * (a first start), a group reached its daily budget, or a group's runs were given up after
+ * every retry (DESIGN.md §5).
  *
  * The rules are the pure {@link notificationFor}; {@link startNotifications} wires them to the
  * core's events, respects the notifications setting, and shows a lasting condition (an engine
@@ -25,7 +26,7 @@ export interface NotificationContent {
   body: string;
   action: NotificationAction | null;
   /**
-   * A lasting condition this notification reports (`engine`, `whatsapp`): it is shown once,
+   * A lasting condition this notification reports (`engine`, `no-key`, `whatsapp`): it is shown once,
    * and again only after {@link endedSpells} says the condition ended.
    */
   spell?: string;
@@ -82,14 +83,24 @@ export function notificationFor(
     case 'channel:state':
       return channelNotification(event.channel, event.state, event.previous);
     case 'setup:changed': {
+      // The engine first: with it down nothing else can even be checked.
       const engine = event.problems.find((p) => p.kind === 'engine');
-      if (!engine) return null;
-      return {
-        title: 'Clawbar: the container engine is not running',
-        body: clip(engine.fix ? `${engine.message}. ${engine.fix}` : engine.message),
-        action: { kind: 'open-window' },
-        spell: 'engine',
-      };
+      if (engine)
+        return {
+          title: 'Clawbar: the container engine is not running',
+          body: clip(engine.fix ? `${engine.message}. ${engine.fix}` : engine.message),
+          action: { kind: 'open-window' },
+          spell: 'engine',
+        };
+      // A first start: nothing else tells a new user where the key goes.
+      if (event.problems.some((p) => p.kind === 'no-key'))
+        return {
+          title: 'Clawbar needs your Anthropic API key',
+          body: 'Add it in Settings. Messages wait until then, and nothing is lost.',
+          action: { kind: 'open-window', route: 'settings' },
+          spell: 'no-key',
+        };
+      return null;
     }
     case 'budget:reached': {
       const resets = new Date(event.resetsAt).toLocaleTimeString('en-GB', {
@@ -173,8 +184,10 @@ function channelNotification(
 
 /** The lasting conditions an event shows to be over, so they may be notified again. */
 export function endedSpells(event: NotifiableEvent): string[] {
-  if (event.kind === 'setup:changed' && !event.problems.some((p) => p.kind === 'engine'))
-    return ['engine'];
+  if (event.kind === 'setup:changed')
+    return (['engine', 'no-key'] as const).filter(
+      (kind) => !event.problems.some((p) => p.kind === kind),
+    );
   if (
     event.kind === 'channel:state' &&
     event.channel === 'whatsapp' &&
@@ -197,7 +210,7 @@ export interface NotificationClass {
 
 export interface NotificationDeps {
   Notification: NotificationClass;
-  core: Pick<Core, 'events' | 'groups'>;
+  core: Pick<Core, 'events' | 'groups' | 'setupProblems'>;
   /** Read at each event, so a change in Settings applies at once. */
   settings(): NotificationSettings;
   /** Carries out a clicked notification's action (opens the window). */
@@ -258,6 +271,10 @@ export function startNotifications(deps: NotificationDeps): () => void {
       handle({ kind: 'budget:reached', groupName: nameOf(groupJid), ...rest }),
     ),
   ];
+  // What is wrong already at start (no key on a first start, no engine) is news too: its
+  // set-up event came before this listened.
+  const atStart = core.setupProblems();
+  if (atStart.length > 0) handle({ kind: 'setup:changed', problems: atStart });
   return () => {
     for (const off of unsubscribe) off();
     live.clear();

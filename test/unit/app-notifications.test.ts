@@ -9,7 +9,7 @@ import {
 import type { TaskFinished } from '../../main/core/events.js';
 import { silentLogger } from '../../main/core/logger.js';
 import { Notification, resetElectronFake } from '../fakes/electron.js';
-import { startUnitCore, type UnitCore } from '../helpers/unit-core.js';
+import { processCore, startUnitCore, type UnitCore } from '../helpers/unit-core.js';
 
 const on = { notifications: true };
 
@@ -139,8 +139,22 @@ describe('the notification rules', () => {
         on,
       ),
     ).toBeNull();
-    expect(endedSpells({ kind: 'setup:changed', problems: [] })).toEqual(['engine']);
-    expect(endedSpells(engineDown)).toEqual([]);
+    expect(endedSpells({ kind: 'setup:changed', problems: [] })).toEqual(['engine', 'no-key']);
+    expect(endedSpells(engineDown)).toEqual(['no-key']);
+  });
+
+  it('no API key sends the user to Settings, unless the engine is down, which comes first', () => {
+    const noKey = { kind: 'no-key' as const, message: 'no Anthropic API key is set', fix: 'x' };
+    expect(notificationFor({ kind: 'setup:changed', problems: [noKey] }, on)).toEqual({
+      title: 'Clawbar needs your Anthropic API key',
+      body: 'Add it in Settings. Messages wait until then, and nothing is lost.',
+      action: { kind: 'open-window', route: 'settings' },
+      spell: 'no-key',
+    });
+    expect(
+      notificationFor({ kind: 'setup:changed', problems: [...engineDown.problems, noKey] }, on),
+    ).toMatchObject({ spell: 'engine' });
+    expect(endedSpells({ kind: 'setup:changed', problems: [noKey] })).toEqual(['engine']);
   });
 
   it('a reached budget names the group, the use and when it resets', () => {
@@ -182,6 +196,7 @@ describe('the notification wiring', () => {
   let enabled: boolean;
   let actions: NotificationAction[];
   let stop: () => void;
+  let startShown: Array<{ title: string; body: string }>;
 
   beforeEach(async () => {
     resetElectronFake();
@@ -196,6 +211,10 @@ describe('the notification wiring', () => {
       onAction: (action) => actions.push(action),
       log: silentLogger(),
     });
+    // This core's engine is "unavailable" from its start, which is news at once; the tests
+    // below look at what comes after.
+    startShown = Notification.shown.splice(0);
+    Notification.instances.splice(0);
   });
 
   afterEach(async () => {
@@ -214,13 +233,18 @@ describe('the notification wiring', () => {
   });
 
   it('shows the engine being down once per spell, not on every set-up change', () => {
+    // Down already when the wiring started: shown then, with the core's own reason.
+    expect(startShown).toEqual([
+      { title: 'Clawbar: the container engine is not running', body: expect.any(String) },
+    ]);
     const problems = engineDown.problems;
     unit.core.events.emit('setup:changed', { ready: false, problems });
     unit.core.events.emit('setup:changed', { ready: false, problems });
-    expect(Notification.shown).toHaveLength(1);
+    expect(Notification.shown).toHaveLength(0);
     unit.core.events.emit('setup:changed', { ready: true, problems: [] });
     unit.core.events.emit('setup:changed', { ready: false, problems });
-    expect(Notification.shown).toHaveLength(2);
+    unit.core.events.emit('setup:changed', { ready: false, problems });
+    expect(Notification.shown).toHaveLength(1);
   });
 
   it('shows WhatsApp needing pairing once until it is open again', () => {
@@ -249,5 +273,42 @@ describe('the notification wiring', () => {
     expect(unit.core.events.listenerCount()).toBe(before - 5);
     unit.core.events.emit('run:gave-up', { groupJid: 'local:x', error: 'x', attempts: 1 });
     expect(Notification.shown).toHaveLength(0);
+  });
+});
+
+describe('the first start with no API key', () => {
+  it('is news at once, a click opens Settings, and it is news again only after a key came and went', async () => {
+    resetElectronFake();
+    const made = processCore({
+      prefix: 'clawbar-notify-key-',
+      // Nothing listens there: no call is made without a key.
+      api: { url: 'http://127.0.0.1:9', apiKey: '' },
+    });
+    await made.core.start();
+    const actions: NotificationAction[] = [];
+    const stop = startNotifications({
+      Notification,
+      core: made.core,
+      settings: () => ({ notifications: true }),
+      onAction: (action) => actions.push(action),
+      log: silentLogger(),
+    });
+    try {
+      expect(Notification.shown).toEqual([
+        {
+          title: 'Clawbar needs your Anthropic API key',
+          body: 'Add it in Settings. Messages wait until then, and nothing is lost.',
+        },
+      ]);
+      Notification.instances[0]!.click();
+      expect(actions).toEqual([{ kind: 'open-window', route: 'settings' }]);
+      made.core.setApiKey('sk-ant-api03-notification-test-key');
+      expect(Notification.shown).toHaveLength(1);
+      made.core.setApiKey(undefined);
+      expect(Notification.shown).toHaveLength(2);
+    } finally {
+      stop();
+      await made.close();
+    }
   });
 });
